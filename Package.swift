@@ -1,0 +1,148 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "DjangoSignalWorker",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "signal-worker", targets: ["signal-worker"]),
+        .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
+        .library(name: "SignalProtocol", targets: ["SignalProtocol"]),
+        .library(name: "ProfileReceiver", targets: ["ProfileReceiver"]),
+        .library(name: "SignalWorker", targets: ["SignalWorker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+    ],
+    targets: [
+        // MARK: ZeroMQ
+        .systemLibrary(
+            name: "CZeroMQ",
+            pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .target(
+            name: "ZeroMQ",
+            dependencies: ["CZeroMQ"]
+        ),
+
+        // MARK: Protocol and receiver (no I/O)
+        .target(name: "SignalProtocol"),
+        .target(
+            name: "ProfileReceiver",
+            dependencies: ["SignalProtocol"]
+        ),
+
+        // MARK: Stores
+        .target(
+            name: "ProfileStoreSQLite",
+            dependencies: [
+                "ProfileReceiver",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .target(
+            name: "ProfileStorePostgres",
+            dependencies: [
+                "ProfileReceiver",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // MARK: Runtime and executable
+        .target(
+            name: "SignalWorker",
+            dependencies: [
+                "ZeroMQ",
+                "SignalProtocol",
+                "ProfileReceiver",
+                "ProfileStoreSQLite",
+                "ProfileStorePostgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "signal-worker",
+            dependencies: [
+                "SignalWorker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+
+        // MARK: Benchmarks (plain executables; each writes its results to a file)
+        .executableTarget(
+            name: "zeromq-benchmark",
+            dependencies: ["ZeroMQ", "CZeroMQ"],
+            path: "Benchmarks/ZeroMQBenchmark"
+        ),
+        .executableTarget(
+            name: "protocol-benchmark",
+            dependencies: ["SignalProtocol", "ProfileReceiver"],
+            path: "Benchmarks/ProtocolBenchmark"
+        ),
+        .executableTarget(
+            name: "store-benchmark",
+            dependencies: [
+                "ProfileReceiver", "ProfileStoreSQLite", "ProfileStorePostgres",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/StoreBenchmark"
+        ),
+        .executableTarget(
+            name: "worker-benchmark",
+            dependencies: ["SignalWorker", "ZeroMQ", "SignalProtocol"],
+            path: "Benchmarks/WorkerBenchmark"
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "CZeroMQ"]),
+        .testTarget(name: "SignalProtocolTests", dependencies: ["SignalProtocol"]),
+        .testTarget(name: "ProfileReceiverTests", dependencies: ["ProfileReceiver", "SignalProtocol"]),
+        .testTarget(
+            name: "ProfileStoreTests",
+            dependencies: [
+                "ProfileReceiver", "SignalProtocol", "ProfileStoreSQLite", "ProfileStorePostgres",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SignalWorkerTests",
+            dependencies: [
+                "SignalWorker", "ZeroMQ", "SignalProtocol", "ProfileReceiver",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    target.swiftSettings = settings
+}

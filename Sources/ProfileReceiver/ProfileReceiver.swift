@@ -1,0 +1,217 @@
+import SignalProtocol
+
+/// The Swift port of the reference `create_or_update_user_profile` receiver.
+///
+/// ```python
+/// if created:
+///     UserProfile.objects.create(user=instance, profile_type=data.get('profile_type', default),
+///                                sex=data.get('sex', None), birthdate=data.get('birthdate', None))
+/// elif hasattr(instance, 'profile'):
+///     profile.<field> = data.get('<field>', profile.<field>)  # for the three fields
+///     instance.profile.save()
+/// ```
+///
+/// Pure logic: ``message(from:)`` validates an envelope, ``plan(_:snapshot:)`` decides
+/// what a batch writes given what the store read. ``apply(_:to:)`` runs a batch
+/// through a ``ProfileStore``.
+public struct ProfileReceiver: Sendable {
+    /// The receiver's settings.
+    public var configuration: ProfileReceiverConfiguration
+
+    /// Creates a receiver.
+    public init(configuration: ProfileReceiverConfiguration = ProfileReceiverConfiguration()) {
+        self.configuration = configuration
+    }
+
+    /// The attribute the receiver reads from the instance.
+    public static let profileDataAttribute = "_profile_data"
+
+    // MARK: - Validation
+
+    /// Validates a `post_save` envelope for this receiver.
+    ///
+    /// Throws `bad_request` for wrong JSON types and `invalid_value` for values the
+    /// database would refuse (bad dates, NULL `profile_type`, text over the column limit).
+    public func message(from envelope: SignalEnvelope) throws(ReplyError) -> ProfileMessage {
+        guard case .integer(let userID) = envelope.instance.pk else {
+            throw ReplyError(
+                .badRequest, "field instance.pk must be an integer, got \(envelope.instance.pk.typeName)",
+                field: "instance.pk")
+        }
+        var data = ProfileData()
+        switch envelope.attrs[Self.profileDataAttribute] {
+        case nil:
+            break  // getattr(instance, '_profile_data', {})
+        case .object(let object)?:
+            data.profileType = try text(object, "profile_type", maxLength: configuration.limits.profileTypeMaxLength)
+            if case .null = data.profileType {
+                throw ReplyError(
+                    .invalidValue, "profile_type must not be null (the column is NOT NULL)", field: "profile_type")
+            }
+            data.sex = try text(object, "sex", maxLength: configuration.limits.sexMaxLength)
+            data.birthdate = try date(object, "birthdate")
+        case let other?:
+            throw ReplyError(
+                .badRequest, "attrs._profile_data must be an object, got \(other.typeName)",
+                field: "attrs._profile_data")
+        }
+        return ProfileMessage(
+            id: envelope.id, sequence: envelope.sequence, userID: userID, created: envelope.created, data: data)
+    }
+
+    private func text(_ object: [String: JSONValue], _ key: String, maxLength: Int?) throws(ReplyError)
+        -> FieldUpdate<String>
+    {
+        switch object[key] {
+        case nil: return .absent
+        case .null?: return .null
+        case .string(let value)?:
+            if let maxLength, value.unicodeScalars.count > maxLength {
+                throw ReplyError(
+                    .invalidValue, "\(key) is \(value.unicodeScalars.count) characters long; the column allows \(maxLength)",
+                    field: key)
+            }
+            if configuration.limits.rejectsNUL, value.unicodeScalars.contains("\0") {
+                throw ReplyError(.invalidValue, "\(key) contains a NUL character, which the database refuses", field: key)
+            }
+            return .value(value)
+        case let other?:
+            throw ReplyError(.badRequest, "\(key) must be a string or null, got \(other.typeName)", field: key)
+        }
+    }
+
+    private func date(_ object: [String: JSONValue], _ key: String) throws(ReplyError) -> FieldUpdate<DjangoDate> {
+        switch object[key] {
+        case nil: return .absent
+        case .null?: return .null
+        case .string(let value)?:
+            switch Result(catching: { () throws(DjangoDate.ParseFailure) in try DjangoDate.parse(value) }) {
+            case .success(let date):
+                return .value(date)
+            case .failure(.invalidFormat):
+                throw ReplyError(
+                    .invalidValue, "\(key) \(Self.quoted(value)) has an invalid date format; it must be in YYYY-MM-DD format",
+                    field: key)
+            case .failure(.invalidDate):
+                throw ReplyError(
+                    .invalidValue, "\(key) \(Self.quoted(value)) has the correct format (YYYY-MM-DD) but is an invalid date",
+                    field: key)
+            }
+        case let other?:
+            throw ReplyError(.badRequest, "\(key) must be a date string or null, got \(other.typeName)", field: key)
+        }
+    }
+
+    private static func quoted(_ value: String) -> String {
+        let shown = value.count > 40 ? String(value.prefix(40)) + "…" : value
+        return "\"" + shown.debugDescription.dropFirst().dropLast() + "\""
+    }
+
+    // MARK: - Planning
+
+    /// Decides what a batch writes: the same end state as applying the messages one
+    /// by one, in order, with the Python receiver, plus dedupe and ordering.
+    public func plan(_ messages: [ProfileMessage], snapshot: StoreSnapshot) -> BatchPlan {
+        var plan = BatchPlan()
+        plan.outcomes.reserveCapacity(messages.count)
+        plan.applied.reserveCapacity(messages.count)
+        var seen = snapshot.appliedMessageIDs
+        var rows = snapshot.profiles
+        var lastSequences = snapshot.lastSequences
+        var touchedUsers: [Int64] = []  // first-touch order, for deterministic writes
+        var touched = Set<Int64>()
+        var newSequences: [Int64: Int64] = [:]
+
+        for message in messages {
+            if seen.contains(message.id) {
+                plan.outcomes.append(.ok(.duplicate))
+                continue
+            }
+            if let sequence = message.sequence, let last = lastSequences[message.userID], sequence <= last {
+                plan.outcomes.append(.ok(.stale))
+                seen.insert(message.id)
+                plan.applied.append(message.id)
+                continue
+            }
+            let outcome = decide(message, current: rows[message.userID], userExists: snapshot.existingUsers.contains(message.userID))
+            switch outcome {
+            case .failure(let error):
+                plan.outcomes.append(.error(error))
+                continue
+            case .success(let (action, row)):
+                plan.outcomes.append(.ok(action))
+                seen.insert(message.id)
+                plan.applied.append(message.id)
+                guard let row else { continue }
+                rows[message.userID] = row
+                if touched.insert(message.userID).inserted { touchedUsers.append(message.userID) }
+                if let sequence = message.sequence {
+                    lastSequences[message.userID] = sequence
+                    newSequences[message.userID] = sequence
+                }
+            }
+        }
+        for userID in touchedUsers {
+            guard let row = rows[userID] else { continue }
+            if snapshot.profiles[userID] == nil { plan.inserts.append(row) } else { plan.updates.append(row) }
+        }
+        plan.sequences = newSequences.map { SequenceRecord(userID: $0.key, sequence: $0.value) }
+            .sorted { $0.userID < $1.userID }
+        return plan
+    }
+
+    /// One message against the current row: the action and the row to write, if any.
+    private func decide(_ message: ProfileMessage, current: ProfileRow?, userExists: Bool)
+        -> Result<(ReplyAction, ProfileRow?), ReplyError>
+    {
+        let data = message.data
+        if message.created {
+            if current != nil {
+                return .failure(
+                    ReplyError(.conflict, "a profile already exists for user \(message.userID)", field: "instance.pk"))
+            }
+            guard userExists else {
+                return .failure(
+                    ReplyError(.conflict, "user \(message.userID) does not exist in the user table", field: "instance.pk"))
+            }
+            let row = ProfileRow(
+                userID: message.userID,
+                profileType: data.profileType.resolved(current: configuration.defaultProfileType)
+                    ?? configuration.defaultProfileType,
+                sex: data.sex.resolved(current: nil),
+                birthdate: data.birthdate.resolved(current: nil))
+            return .success((.created, row))
+        }
+        guard var row = current else { return .success((.skipped, nil)) }
+        row.profileType = data.profileType.resolved(current: row.profileType) ?? row.profileType
+        row.sex = data.sex.resolved(current: row.sex)
+        row.birthdate = data.birthdate.resolved(current: row.birthdate)
+        return .success((.updated, row))
+    }
+
+    // MARK: - Applying
+
+    /// Applies a batch through `store`: one transaction, one outcome per message.
+    ///
+    /// When the database refuses the batch (a row changed under the worker, a
+    /// constraint the planner did not foresee), each message is retried alone so that
+    /// one bad message does not fail the others. A store that cannot be reached gives
+    /// every message `store_unavailable`.
+    public func apply(_ messages: [ProfileMessage], to store: some ProfileStore) async -> [Reply.Outcome] {
+        guard !messages.isEmpty else { return [] }
+        let receiver = self
+        do {
+            return try await store.apply(messages) { receiver.plan(messages, snapshot: $0) }.outcomes
+        } catch where error.code == .rejected && messages.count > 1 {
+            var outcomes: [Reply.Outcome] = []
+            outcomes.reserveCapacity(messages.count)
+            for message in messages { outcomes += await apply([message], to: store) }
+            return outcomes
+        } catch where error.code == .rejected {
+            return [.error(ReplyError(.invalidValue, "the database refused the change: \(error.message)"))]
+        } catch {
+            let reply = ReplyError(.storeUnavailable, "the store is unavailable: \(error.message)")
+            return Array(repeating: .error(reply), count: messages.count)
+        }
+    }
+}

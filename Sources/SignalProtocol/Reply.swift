@@ -1,0 +1,124 @@
+/// What a successful request did, the `result.action` of an `ok` reply.
+public enum ReplyAction: String, Sendable, Hashable, CaseIterable {
+    /// A profile row was inserted.
+    case created
+    /// An existing profile row was rewritten.
+    case updated
+    /// Nothing to do (an update for a user without a profile), as the Python receiver.
+    case skipped
+    /// The message id was applied before; nothing changed.
+    case duplicate
+    /// An older message (`seq`) than one already applied for that user; nothing changed.
+    case stale
+    /// Answer to a `ping` request.
+    case pong
+}
+
+/// The error codes of protocol v1 (docs/PROTOCOL.md, "Errors").
+public struct ReplyErrorCode: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// Malformed JSON, a missing field, a field of the wrong type, an oversized frame.
+    public static let badRequest = ReplyErrorCode(rawValue: "bad_request")
+    /// An unknown protocol version, request type, signal or sender.
+    public static let unsupported = ReplyErrorCode(rawValue: "unsupported")
+    /// The database state forbids the change (a profile already exists, the user does not).
+    public static let conflict = ReplyErrorCode(rawValue: "conflict")
+    /// A value the database (through Django) would reject: bad date, too long, NULL in NOT NULL.
+    public static let invalidValue = ReplyErrorCode(rawValue: "invalid_value")
+    /// The store could not be reached or failed; the only retryable code.
+    public static let storeUnavailable = ReplyErrorCode(rawValue: "store_unavailable")
+
+    /// Whether a client may send the same message again later.
+    public var isRetryable: Bool { self == .storeUnavailable }
+
+    public var description: String { rawValue }
+}
+
+/// An error reply: code, human-readable message and, when one field is at fault, its name.
+public struct ReplyError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The machine-readable code.
+    public var code: ReplyErrorCode
+    /// What went wrong, for people; never contains secrets.
+    public var message: String
+    /// The field at fault (`birthdate`, `seq`, `instance.pk`, ...), if any.
+    public var field: String?
+
+    /// Creates an error reply body.
+    public init(_ code: ReplyErrorCode, _ message: String, field: String? = nil) {
+        self.code = code
+        self.message = message
+        self.field = field
+    }
+
+    public var description: String {
+        if let field { return "\(code) (\(field)): \(message)" }
+        return "\(code): \(message)"
+    }
+}
+
+/// A protocol v1 reply, ready to be encoded into one frame.
+public struct Reply: Sendable, Hashable {
+    /// The outcome carried by a reply.
+    public enum Outcome: Sendable, Hashable {
+        case ok(ReplyAction)
+        case error(ReplyError)
+    }
+
+    /// The id of the request answered; `nil` when the request was too malformed to have one.
+    public var id: String?
+    /// Success with an action, or an error.
+    public var outcome: Outcome
+
+    /// Creates a reply.
+    public init(id: String?, outcome: Outcome) {
+        self.id = id
+        self.outcome = outcome
+    }
+
+    /// A success reply.
+    public static func ok(_ id: String?, _ action: ReplyAction) -> Reply { Reply(id: id, outcome: .ok(action)) }
+    /// An error reply.
+    public static func error(_ id: String?, _ error: ReplyError) -> Reply { Reply(id: id, outcome: .error(error)) }
+
+    /// The reply as compact UTF-8 JSON (docs/PROTOCOL.md, "Reply").
+    public func encoded() -> [UInt8] {
+        var out = "{\"v\":\(ProtocolVersion.current),\"id\":"
+        if let id { JSONString.append(id, to: &out) } else { out += "null" }
+        switch outcome {
+        case .ok(let action):
+            out += ",\"status\":\"ok\",\"result\":{\"action\":\"\(action.rawValue)\"}}"
+        case .error(let error):
+            out += ",\"status\":\"error\",\"error\":{\"code\":\"\(error.code.rawValue)\",\"message\":"
+            JSONString.append(error.message, to: &out)
+            if let field = error.field {
+                out += ",\"field\":"
+                JSONString.append(field, to: &out)
+            }
+            out += ",\"retryable\":\(error.code.isRetryable)}}"
+        }
+        return Array(out.utf8)
+    }
+}
+
+/// JSON string escaping for the hand-built reply (RFC 8259 §7).
+enum JSONString {
+    static func append(_ string: String, to out: inout String) {
+        out.append("\"")
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out.append("\"")
+    }
+}

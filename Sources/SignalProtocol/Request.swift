@@ -1,0 +1,74 @@
+/// A decoded protocol v1 request (docs/PROTOCOL.md, "Request").
+public enum Request: Sendable, Hashable {
+    /// A Django signal to apply.
+    case signal(SignalEnvelope)
+    /// A health check, answered without touching the store.
+    case ping(id: String)
+
+    /// The request id, echoed in the reply.
+    public var id: String {
+        switch self {
+        case .signal(let envelope): envelope.id
+        case .ping(let id): id
+        }
+    }
+}
+
+/// One Django signal as the shim sent it.
+public struct SignalEnvelope: Sendable, Hashable {
+    /// Unique message id (time-ordered UUIDv7 from the shim); the dedupe key.
+    public var id: String
+    /// The outbox sequence number; orders messages per instance. `nil` when the producer has none.
+    public var sequence: Int64?
+    /// The signal name, e.g. `post_save`.
+    public var signal: String
+    /// The sender's model label, lower case, e.g. `auth.user`.
+    public var sender: String
+    /// The Django database alias the instance was saved to.
+    public var database: String
+    /// `created` argument of `post_save`.
+    public var created: Bool
+    /// `raw` argument of `post_save` (fixture loading).
+    public var raw: Bool
+    /// `update_fields` argument of `post_save`; `nil` when Django passed `None`.
+    public var updateFields: [String]?
+    /// When the shim sent the message (ISO 8601), informational only.
+    public var sentAt: String?
+    /// The saved instance.
+    public var instance: InstanceReference
+    /// Non-field instance attributes the receiver reads (e.g. `_profile_data`), as sent.
+    public var attrs: [String: JSONValue]
+
+    /// Creates an envelope; defaults match an absent optional field on the wire.
+    public init(
+        id: String, sequence: Int64? = nil, signal: String = "post_save", sender: String = "auth.user",
+        database: String = "default", created: Bool, raw: Bool = false, updateFields: [String]? = nil,
+        sentAt: String? = nil, instance: InstanceReference, attrs: [String: JSONValue] = [:]
+    ) {
+        self.id = id
+        self.sequence = sequence
+        self.signal = signal
+        self.sender = sender
+        self.database = database
+        self.created = created
+        self.raw = raw
+        self.updateFields = updateFields
+        self.sentAt = sentAt
+        self.instance = instance
+        self.attrs = attrs
+    }
+}
+
+/// The saved model instance: its label and primary key (the v1 worker does not read `fields`).
+public struct InstanceReference: Sendable, Hashable {
+    /// Model label, e.g. `auth.user`.
+    public var model: String
+    /// Primary key as sent (an integer for Django's default user model).
+    public var pk: JSONValue
+
+    /// Creates an instance reference.
+    public init(model: String, pk: JSONValue) {
+        self.model = model
+        self.pk = pk
+    }
+}
