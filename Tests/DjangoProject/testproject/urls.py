@@ -1,0 +1,3 @@
+"""No views: the project exists for its models, receiver and database."""
+
+urlpatterns = []
