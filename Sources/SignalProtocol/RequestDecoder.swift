@@ -52,7 +52,7 @@ public final class RequestDecoder {
     private static func describe(_ error: DecodingError) -> ReplyError {
         switch error {
         case .dataCorrupted(let context) where context.codingPath.isEmpty:
-            return ReplyError(.badRequest, "request is not valid UTF-8 JSON")
+            return ReplyError(.badRequest, "request is not well-formed JSON in UTF-8")
         case .typeMismatch(_, let context) where context.codingPath.isEmpty:
             return ReplyError(.badRequest, "request must be a JSON object")
         default:

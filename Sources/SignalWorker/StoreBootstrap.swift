@@ -1,0 +1,116 @@
+import Foundation
+import Logging
+import ProfileReceiver
+import ProfileStorePostgres
+import ProfileStoreSQLite
+import ServiceLifecycle
+
+/// A store opened from a ``StoreLocation``, with the service that must run while it is used
+/// (PostgreSQL's connection pool; SQLite needs none).
+public struct OpenedStore: Sendable {
+    /// The store.
+    public var store: any ProfileStore
+    /// Runs the store's connections; put it before the worker in the `ServiceGroup`.
+    public var service: (any Service)?
+    /// Closes what `service` does not (SQLite's file handles).
+    public var close: @Sendable () -> Void
+
+    /// Opens the store the configuration names.
+    public static func open(_ configuration: WorkerConfiguration, logger: Logger) throws(WorkerError) -> OpenedStore {
+        do {
+            switch configuration.store {
+            case .sqlite(let path):
+                if !configuration.createSchema, !FileManager.default.fileExists(atPath: path) {
+                    throw WorkerError(
+                        .schema,
+                        "no SQLite database at \(path): run `python manage.py migrate` in your Django project and point "
+                            + "--store at its db.sqlite3, or pass --create-schema to try the worker without Django")
+                }
+                let store = try SQLiteProfileStore(
+                    configuration: SQLiteStoreConfiguration(
+                        path: path, profileTable: configuration.profileTable, userTable: configuration.userTable,
+                        createIfMissing: configuration.createSchema))
+                return OpenedStore(store: store, service: nil, close: { try? store.close() })
+            case .postgres(let url):
+                var postgres = try PostgresStoreConfiguration(url: url)
+                postgres.profileTable = configuration.profileTable
+                postgres.userTable = configuration.userTable
+                let store = PostgresProfileStore(configuration: postgres, logger: logger)
+                return OpenedStore(store: store, service: store, close: {})
+            }
+        } catch let error as WorkerError {
+            throw error
+        } catch let error as StoreError {
+            throw WorkerError(.store, "cannot open \(configuration.store): \(error.message)")
+        } catch {
+            throw WorkerError(.store, "cannot open \(configuration.store): \(error)")
+        }
+    }
+
+    /// Runs `body` with the store's service running (for one-shot commands such as `check`).
+    public func withRunning<T: Sendable>(_ body: @Sendable (any ProfileStore) async throws -> T) async throws -> T {
+        guard let service else {
+            defer { close() }
+            return try await body(store)
+        }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await service.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await body(store)
+        }
+    }
+}
+
+/// What the worker does with a store before serving: optional schema creation, the schema
+/// check (refusing to start on a wrong schema), its own tables, and the column limits.
+public enum StorePreparation {
+    /// Checks (and with `createSchema` creates) the schema; returns the receiver configured for it.
+    public static func prepare(
+        _ store: any ProfileStore, configuration: WorkerConfiguration, logger: Logger
+    ) async throws(WorkerError) -> ProfileReceiver {
+        do {
+            if configuration.createSchema {
+                try await createDjangoCompatibleSchema(store)
+                logger.notice("created missing Django-compatible tables (--create-schema)")
+            }
+            let problems = try await store.checkSchema()
+            guard problems.isEmpty else {
+                throw WorkerError(.schema, schemaReport(problems, location: configuration.store))
+            }
+            try await store.prepareWorkerTables()
+            let limits = await store.columnLimits
+            return ProfileReceiver(
+                configuration: ProfileReceiverConfiguration(
+                    defaultProfileType: configuration.defaultProfileType, senderLabel: configuration.userModelLabel,
+                    limits: limits))
+        } catch let error as WorkerError {
+            throw error
+        } catch let error as StoreError {
+            throw WorkerError(
+                error.code == .schema ? .schema : .store, "store \(configuration.store) failed: \(error.debugDescription)")
+        } catch {
+            throw WorkerError(.store, "store \(configuration.store) failed: \(error)")
+        }
+    }
+
+    /// The text `check` and a refused start print for a wrong schema.
+    public static func schemaReport(_ problems: [SchemaProblem], location: StoreLocation) -> String {
+        var lines = ["the database \(location) does not have the schema the worker needs:"]
+        lines += problems.map { "  - \($0)" }
+        lines.append(
+            "Run Django's migrations (`python manage.py migrate`) against this database, check --profile-table / --user-table, "
+                + "or pass --create-schema to create the tables for a trial without Django.")
+        return lines.joined(separator: "\n")
+    }
+
+    private static func createDjangoCompatibleSchema(_ store: any ProfileStore) async throws {
+        switch store {
+        case let sqlite as SQLiteProfileStore: try await sqlite.createDjangoCompatibleSchema()
+        case let postgres as PostgresProfileStore: try await postgres.createDjangoCompatibleSchema()
+        default: break
+        }
+    }
+}

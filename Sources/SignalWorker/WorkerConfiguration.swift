@@ -1,0 +1,118 @@
+import Foundation
+
+import ProfileReceiver
+
+/// Everything `signal-worker serve` can be told, with the defaults a Django project expects.
+///
+/// The executable fills it from arguments and `SIGNAL_WORKER_*` variables; tests build it directly.
+public struct WorkerConfiguration: Sendable, Hashable {
+    /// Where requests come in (a ZeroMQ endpoint the ROUTER socket binds).
+    public var bind: String = "tcp://127.0.0.1:5557"
+    /// Django's database.
+    public var store: StoreLocation = .sqlite(path: "db.sqlite3")
+    /// Django's profile table.
+    public var profileTable: String = "accounts_userprofile"
+    /// Django's user table (the foreign key target).
+    public var userTable: String = "auth_user"
+    /// The model label whose `post_save` the profile receiver handles (`auth.user`, or a custom user model).
+    public var userModelLabel: String = "auth.user"
+    /// `UserProfile._meta.get_field('profile_type').default`.
+    public var defaultProfileType: String = "personal"
+    /// Most requests applied in one transaction.
+    public var maxBatchSize: Int = 1_000
+    /// How long a batch may wait for more requests after the first one; zero applies at once.
+    public var maxBatchWait: Duration = .zero
+    /// Largest request frame decoded; larger ones get `bad_request`.
+    public var maxRequestBytes: Int = 64 * 1024
+    /// Transport cap (`ZMQ_MAXMSGSIZE`): a peer sending more is disconnected by libzmq.
+    public var maxMessageBytes: Int64 = 1024 * 1024
+    /// Requests waiting for the store before the worker stops reading the socket (backpressure).
+    public var maxQueuedRequests: Int = 10_000
+    /// ZeroMQ receive and send high-water marks (messages).
+    public var highWaterMark: Int = 100_000
+    /// How long closing the socket may wait for final replies to flush.
+    public var linger: Duration = .seconds(2)
+    /// Create Django-compatible tables when they are missing (trials without Django).
+    public var createSchema: Bool = false
+    /// How long applied message ids are kept for dedupe.
+    public var dedupeRetention: Duration = .seconds(7 * 24 * 3600)
+    /// Where to serve Prometheus metrics (`host:port`), or `nil` for no metrics endpoint.
+    public var metricsBind: String?
+
+    /// Creates the default configuration.
+    public init() {}
+}
+
+/// Which database the worker writes, parsed from `--store`.
+public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
+    /// A SQLite file (Django's `db.sqlite3`).
+    case sqlite(path: String)
+    /// A PostgreSQL server URL, `postgres://user[:password]@host[:port]/database`.
+    case postgres(url: String)
+
+    /// Parses `sqlite:///abs/path`, `sqlite://relative/path`, a bare path, or `postgres://…`/`postgresql://…`.
+    public init(parsing text: String) throws(WorkerError) {
+        if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            self = .postgres(url: text)
+        } else if text.hasPrefix("sqlite://") {
+            let path = String(text.dropFirst("sqlite://".count))
+            guard !path.isEmpty else {
+                throw WorkerError(.configuration, "store URL \(text) has no path; use sqlite:///abs/path/db.sqlite3")
+            }
+            self = .sqlite(path: path)
+        } else if text.contains("://") {
+            throw WorkerError(
+                .configuration, "unknown store scheme in \(text); use sqlite:///path/db.sqlite3 or postgres://user@host:port/db")
+        } else {
+            self = .sqlite(path: text)
+        }
+    }
+
+    /// The location for logs: the SQLite path or the PostgreSQL URL without its password.
+    public var description: String {
+        switch self {
+        case .sqlite(let path): return "sqlite://\(path)"
+        case .postgres(let url): return Self.redacted(url)
+        }
+    }
+
+    private static func redacted(_ url: String) -> String {
+        guard let schemeEnd = url.range(of: "://"), let at = url[schemeEnd.upperBound...].lastIndex(of: "@") else {
+            return url
+        }
+        let credentials = url[schemeEnd.upperBound..<at]
+        guard let colon = credentials.firstIndex(of: ":") else { return url }
+        return String(url[..<colon]) + ":***" + String(url[at...])
+    }
+}
+
+/// A failure of the worker itself (configuration, socket, schema), with what to do about it.
+public struct WorkerError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Base: String, Sendable, Hashable { case configuration, socket, schema, store }
+        private let base: Base
+        /// A bad option or URL.
+        public static let configuration = Code(base: .configuration)
+        /// The ZeroMQ socket could not be set up.
+        public static let socket = Code(base: .socket)
+        /// The database schema is not what the worker needs.
+        public static let schema = Code(base: .schema)
+        /// The store could not be opened.
+        public static let store = Code(base: .store)
+        public var description: String { base.rawValue }
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// What went wrong and what to do.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,79 @@
+import Metrics
+import SignalProtocol
+
+/// The worker's metrics, created once through whatever `MetricsSystem` factory is bootstrapped
+/// (Prometheus in the executable, a test factory in tests).
+///
+/// Names: `signal_worker_requests_total{status,action|code}`, `signal_worker_request_duration_seconds`
+/// (receive → reply ready), `signal_worker_batch_apply_duration_seconds`, `signal_worker_batch_size`,
+/// `signal_worker_store_errors_total`, `signal_worker_in_flight_requests`,
+/// `signal_worker_replies_dropped_total`.
+public struct WorkerMetrics: Sendable {
+    private let okCounters: [ReplyAction: Counter]
+    private let errorCounters: [ReplyErrorCode: Counter]
+    private let otherErrors: Counter
+    private let requestDuration: Timer
+    private let batchDuration: Timer
+    private let batchSize: Recorder
+    private let storeErrors: Counter
+    private let inFlight: Gauge
+    private let droppedReplies: Counter
+
+    /// Creates the metric handles (use one instance per worker).
+    public init(factory: (any MetricsFactory)? = nil) {
+        let factory = factory ?? MetricsSystem.factory
+        let requests = "signal_worker_requests_total"
+        okCounters = Dictionary(
+            uniqueKeysWithValues: ReplyAction.allCases.map {
+                ($0, Counter(label: requests, dimensions: [("status", "ok"), ("action", $0.rawValue)], factory: factory))
+            })
+        let codes: [ReplyErrorCode] = [.badRequest, .unsupported, .conflict, .invalidValue, .storeUnavailable]
+        errorCounters = Dictionary(
+            uniqueKeysWithValues: codes.map {
+                ($0, Counter(label: requests, dimensions: [("status", "error"), ("code", $0.rawValue)], factory: factory))
+            })
+        otherErrors = Counter(label: requests, dimensions: [("status", "error"), ("code", "other")], factory: factory)
+        requestDuration = Timer(label: "signal_worker_request_duration_seconds", factory: factory)
+        batchDuration = Timer(label: "signal_worker_batch_apply_duration_seconds", factory: factory)
+        batchSize = Recorder(label: "signal_worker_batch_size", aggregate: true, factory: factory)
+        storeErrors = Counter(label: "signal_worker_store_errors_total", factory: factory)
+        inFlight = Gauge(label: "signal_worker_in_flight_requests", factory: factory)
+        droppedReplies = Counter(label: "signal_worker_replies_dropped_total", factory: factory)
+    }
+
+    /// Counts one reply by status and action or code.
+    func recordOutcome(_ outcome: Reply.Outcome) {
+        switch outcome {
+        case .ok(let action): okCounters[action]?.increment()
+        case .error(let error):
+            (errorCounters[error.code] ?? otherErrors).increment()
+            if error.code == .storeUnavailable { storeErrors.increment() }
+        }
+    }
+
+    /// Records one applied batch.
+    func recordBatch(size: Int, duration: Duration) {
+        batchSize.record(size)
+        batchDuration.recordNanoseconds(duration.nanoseconds)
+    }
+
+    /// Records the time from reading a request to its reply being ready.
+    func recordRequest(duration: Duration) {
+        requestDuration.recordNanoseconds(duration.nanoseconds)
+    }
+
+    /// Sets the number of requests read and not yet answered.
+    func queued(_ count: Int) { inFlight.record(count) }
+
+    /// Counts a reply that could not be delivered.
+    func replyDropped() { droppedReplies.increment() }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds (saturating).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : product + attoseconds / 1_000_000_000
+    }
+}

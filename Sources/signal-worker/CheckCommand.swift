@@ -1,0 +1,32 @@
+import ArgumentParser
+import Logging
+import SignalWorker
+
+struct CheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Verify that Django's database has the schema the worker needs.",
+        discussion: "Exit status: 0 when the schema is right, 2 when something is wrong (each problem is printed), 1 when the database cannot be reached.")
+
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = logging.bootstrap()
+        var configuration = WorkerConfiguration()
+        try storeOptions.apply(to: &configuration)
+        do {
+            let opened = try OpenedStore.open(configuration, logger: logger)
+            let configuration = configuration
+            let location = configuration.store
+            let creating = configuration.createSchema
+            try await opened.withRunning { store in
+                _ = try await StorePreparation.prepare(store, configuration: configuration, logger: logger)
+            }
+            print("\(location): schema OK\(creating ? " (missing tables created)" : "")")
+        } catch let error as WorkerError {
+            printError(error.message)
+            throw error.code == .schema ? ExitCode(2) : ExitCode.failure
+        }
+    }
+}

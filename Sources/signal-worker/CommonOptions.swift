@@ -1,0 +1,66 @@
+import ArgumentParser
+import Logging
+import SignalWorker
+
+/// Where Django's data is: shared by `serve` and `check`.
+struct StoreOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Django's database: sqlite:///abs/path/db.sqlite3, a relative path, or postgres://user[:password]@host:port/db. [env: SIGNAL_WORKER_STORE]",
+            valueName: "url"))
+    var store: String = EnvironmentDefault.string("SIGNAL_WORKER_STORE", "db.sqlite3")
+
+    @Option(help: "Django's profile table. [env: SIGNAL_WORKER_PROFILE_TABLE]")
+    var profileTable: String = EnvironmentDefault.string("SIGNAL_WORKER_PROFILE_TABLE", "accounts_userprofile")
+
+    @Option(help: "Django's user table, the target of the profile's foreign key. [env: SIGNAL_WORKER_USER_TABLE]")
+    var userTable: String = EnvironmentDefault.string("SIGNAL_WORKER_USER_TABLE", "auth_user")
+
+    @Flag(
+        help: "Create the Django-compatible tables if missing, for trying the worker without Django. Never use it on a Django database: run its migrations. [env: SIGNAL_WORKER_CREATE_SCHEMA=1]"
+    )
+    var createSchema: Bool = EnvironmentDefault.flag("SIGNAL_WORKER_CREATE_SCHEMA")
+
+    func apply(to configuration: inout WorkerConfiguration) throws {
+        do {
+            configuration.store = try StoreLocation(parsing: store)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        configuration.profileTable = profileTable
+        configuration.userTable = userTable
+        configuration.createSchema = createSchema
+    }
+}
+
+/// Logging switches.
+struct LoggingOptions: ParsableArguments {
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
+
+    @Option(help: "Log format: text or json (one object per line). [env: SIGNAL_WORKER_LOG_FORMAT]")
+    var logFormat: Format = Format(rawValue: EnvironmentDefault.string("SIGNAL_WORKER_LOG_FORMAT", "text")) ?? .text
+
+    @Option(help: "Lowest level logged: trace, debug, info, notice, warning, error, critical. [env: SIGNAL_WORKER_LOG_LEVEL]")
+    var logLevel: String = EnvironmentDefault.string("SIGNAL_WORKER_LOG_LEVEL", "info")
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level \(logLevel) is not one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    /// Bootstraps swift-log once and returns the worker's logger.
+    func bootstrap() -> Logger {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let format = logFormat
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler =
+                format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "signal-worker")
+    }
+}

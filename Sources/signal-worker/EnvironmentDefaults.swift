@@ -1,0 +1,16 @@
+import Foundation
+
+/// Option defaults read from `SIGNAL_WORKER_*` environment variables.
+enum EnvironmentDefault {
+    static func string(_ name: String, _ fallback: String) -> String {
+        ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 } ?? fallback
+    }
+
+    static func int(_ name: String, _ fallback: Int) -> Int {
+        ProcessInfo.processInfo.environment[name].flatMap { Int($0) } ?? fallback
+    }
+
+    static func flag(_ name: String) -> Bool {
+        ["1", "true", "yes", "on"].contains(ProcessInfo.processInfo.environment[name]?.lowercased() ?? "")
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import SignalWorker
+import UnixSignals
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve requests: apply post_save messages to Django's database and reply after each commit.",
+        discussion: """
+            Stops gracefully on SIGTERM or SIGINT: stops reading, applies and answers every request already \
+            read, then exits 0. Exit status 2: the database schema is wrong (run Django's migrations).
+            """)
+
+    @OptionGroup var storeOptions: StoreOptions
+
+    @Option(help: "ZeroMQ endpoint the ROUTER socket binds. [env: SIGNAL_WORKER_BIND]")
+    var bind: String = EnvironmentDefault.string("SIGNAL_WORKER_BIND", "tcp://127.0.0.1:5557")
+
+    @Option(help: "Model label whose post_save the profile receiver handles (custom user models). [env: SIGNAL_WORKER_USER_MODEL]")
+    var userModel: String = EnvironmentDefault.string("SIGNAL_WORKER_USER_MODEL", "auth.user")
+
+    @Option(help: "UserProfile.profile_type's default, used on create when the data has none. [env: SIGNAL_WORKER_DEFAULT_PROFILE_TYPE]")
+    var defaultProfileType: String = EnvironmentDefault.string("SIGNAL_WORKER_DEFAULT_PROFILE_TYPE", "personal")
+
+    @Option(help: "Most requests applied in one transaction (group commit). [env: SIGNAL_WORKER_MAX_BATCH]")
+    var maxBatch: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_BATCH", 1_000)
+
+    @Option(help: "Milliseconds a batch may wait for more requests; 0 applies at once (lowest latency). [env: SIGNAL_WORKER_MAX_BATCH_WAIT_MS]")
+    var maxBatchWaitMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_BATCH_WAIT_MS", 0)
+
+    @Option(help: "Largest request frame decoded; larger ones get bad_request. [env: SIGNAL_WORKER_MAX_REQUEST_BYTES]")
+    var maxRequestBytes: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_REQUEST_BYTES", 64 * 1024)
+
+    @Option(help: "Transport cap (ZMQ_MAXMSGSIZE): a client sending a bigger frame is disconnected. [env: SIGNAL_WORKER_MAX_MESSAGE_BYTES]")
+    var maxMessageBytes: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_MESSAGE_BYTES", 1024 * 1024)
+
+    @Option(help: "Milliseconds the socket may take on shutdown to flush final replies (LINGER). [env: SIGNAL_WORKER_LINGER_MS]")
+    var lingerMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_LINGER_MS", 2_000)
+
+    @Option(help: "Hours applied message ids are kept for dedupe. [env: SIGNAL_WORKER_DEDUPE_RETENTION_HOURS]")
+    var dedupeRetentionHours: Int = EnvironmentDefault.int("SIGNAL_WORKER_DEDUPE_RETENTION_HOURS", 7 * 24)
+
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9557; empty (the default) serves none. [env: SIGNAL_WORKER_METRICS_BIND]")
+    var metricsBind: String = EnvironmentDefault.string("SIGNAL_WORKER_METRICS_BIND", "")
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        guard maxBatchWaitMs >= 0, lingerMs >= 0 else { throw ValidationError("durations must not be negative") }
+        guard maxRequestBytes >= 256, maxMessageBytes >= maxRequestBytes else {
+            throw ValidationError("--max-request-bytes must be ≥ 256 and ≤ --max-message-bytes")
+        }
+        guard dedupeRetentionHours >= 1 else { throw ValidationError("--dedupe-retention-hours must be at least 1") }
+    }
+
+    func makeConfiguration() throws -> WorkerConfiguration {
+        var configuration = WorkerConfiguration()
+        try storeOptions.apply(to: &configuration)
+        configuration.bind = bind
+        configuration.userModelLabel = userModel
+        configuration.defaultProfileType = defaultProfileType
+        configuration.maxBatchSize = maxBatch
+        configuration.maxBatchWait = .milliseconds(maxBatchWaitMs)
+        configuration.maxRequestBytes = maxRequestBytes
+        configuration.maxMessageBytes = Int64(maxMessageBytes)
+        configuration.linger = .milliseconds(lingerMs)
+        configuration.dedupeRetention = .seconds(dedupeRetentionHours * 3600)
+        configuration.metricsBind = metricsBind.isEmpty ? nil : metricsBind
+        return configuration
+    }
+
+    func run() async throws {
+        let configuration = try makeConfiguration()
+        let logger = logging.bootstrap()
+        var prometheus: PrometheusCollectorRegistry?
+        if configuration.metricsBind != nil {
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            prometheus = registry
+        }
+        logger.info(
+            "signal-worker starting",
+            metadata: [
+                "version": "\(SignalWorkerVersion.current)", "store": "\(configuration.store)",
+                "endpoint": "\(configuration.bind)", "zeromq": "\(RuntimeInfo.zeroMQDescription)",
+            ])
+        do {
+            let worker = try WorkerServices(configuration: configuration, logger: logger, prometheus: prometheus)
+            defer { worker.close() }
+            let group = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: worker.services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger))
+            try await group.run()
+        } catch let error as WorkerError {
+            logger.critical("cannot serve: \(error.message)")
+            throw error.code == .schema ? ExitCode(2) : ExitCode.failure
+        }
+    }
+}
