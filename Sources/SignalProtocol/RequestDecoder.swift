@@ -10,15 +10,16 @@ public struct RequestDecodingError: Error, Sendable, Hashable, CustomStringConve
     public var description: String { "request \(requestID ?? "<no id>"): \(error)" }
 }
 
-/// Decodes protocol v1 requests from one frame, with errors that name the field at fault.
+/// Decodes protocol v1 requests from one frame, with errors that name the field at fault
+/// (docs/PROTOCOL.md, "Request").
 ///
-/// Not thread-safe (it reuses one `JSONDecoder`): give each thread its own.
-public final class RequestDecoder {
+/// The frame is parsed into a ``JSONValue`` tree by a strict one-pass parser, then
+/// validated field by field, so "absent" and "null" stay distinct everywhere.
+public struct RequestDecoder: Sendable {
     /// Largest frame accepted, in bytes; larger ones get `bad_request` without being parsed.
     public let maxFrameBytes: Int
     /// Longest accepted message id, in UTF-8 bytes.
     public static let maxIDLength = 128
-    private let decoder = JSONDecoder()
 
     /// Creates a decoder that rejects frames larger than `maxFrameBytes`.
     public init(maxFrameBytes: Int = 64 * 1024) {
@@ -26,141 +27,139 @@ public final class RequestDecoder {
     }
 
     /// Decodes one request frame.
-    public func decode(_ frame: [UInt8]) throws(RequestDecodingError) -> Request {
-        try decode(Data(frame))
+    public func decode(_ frame: Data) throws(RequestDecodingError) -> Request {
+        try decode([UInt8](frame))
     }
 
     /// Decodes one request frame.
-    public func decode(_ frame: Data) throws(RequestDecodingError) -> Request {
+    public func decode(_ frame: [UInt8]) throws(RequestDecodingError) -> Request {
         guard frame.count <= maxFrameBytes else {
             throw RequestDecodingError(
                 requestID: nil,
                 error: ReplyError(.badRequest, "frame of \(frame.count) bytes exceeds the limit of \(maxFrameBytes) bytes"))
         }
+        let root: JSONValue
         do {
-            return try decoder.decode(WireRequest.self, from: frame).request
-        } catch let error as RequestDecodingError {
-            throw error
-        } catch let error as DecodingError {
-            throw RequestDecodingError(requestID: nil, error: Self.describe(error))
+            root = try JSONParser.parse(frame)
         } catch {
-            throw RequestDecodingError(requestID: nil, error: ReplyError(.badRequest, "undecodable request: \(error)"))
+            throw RequestDecodingError(
+                requestID: nil,
+                error: ReplyError(.badRequest, "request is not well-formed JSON in UTF-8: \(error.reason) at byte \(error.offset)"))
         }
-    }
-
-    /// Turns Foundation's error for unparsable bytes into a short `bad_request`.
-    private static func describe(_ error: DecodingError) -> ReplyError {
-        switch error {
-        case .dataCorrupted(let context) where context.codingPath.isEmpty:
-            return ReplyError(.badRequest, "request is not well-formed JSON in UTF-8")
-        case .typeMismatch(_, let context) where context.codingPath.isEmpty:
-            return ReplyError(.badRequest, "request must be a JSON object")
-        default:
-            return ReplyError(.badRequest, "malformed request: \(error.localizedDescription)")
+        guard case .object(let object) = root else {
+            throw RequestDecodingError(
+                requestID: nil, error: ReplyError(.badRequest, "request must be a JSON object, got \(root.typeName)"))
         }
-    }
-}
-
-/// The top-level JSON object; its `init(from:)` does the field-by-field validation.
-private struct WireRequest: Decodable {
-    var request: Request
-
-    private enum Key: String, CodingKey {
-        case v, id, type, seq, signal, sender, db, created, raw
-        case updateFields = "update_fields"
-        case sentAt = "sent_at"
-        case instance, attrs
+        return try Self.request(from: object)
     }
 
-    private enum InstanceKey: String, CodingKey { case model, pk, fields }
-
-    init(from decoder: any Decoder) throws {
-        let root = try decoder.container(keyedBy: Key.self)
-        var fields = FieldReader(container: root, requestID: nil)
+    private static func request(from object: [String: JSONValue]) throws(RequestDecodingError) -> Request {
+        var fields = FieldReader(object: object)
         // The id first, so that every later error reply can echo it.
-        let id = try fields.required(String.self, .id, "a string")
+        let id = try fields.required("id", "a string", \.stringValue)
         fields.requestID = id
-        guard !id.isEmpty, id.utf8.count <= RequestDecoder.maxIDLength else {
-            throw fields.failure(.badRequest, "must be 1 to \(RequestDecoder.maxIDLength) bytes long", .id)
+        guard !id.isEmpty, id.utf8.count <= maxIDLength else {
+            throw fields.failure(.badRequest, "must be 1 to \(maxIDLength) bytes long", "id")
         }
-        let version = try fields.required(Int64.self, .v, "an integer")
+        let version = try fields.required("v", "an integer", \.integerValue)
         guard version == Int64(ProtocolVersion.current) else {
             throw fields.failure(
                 .unsupported, "protocol version \(version) is not supported (this worker speaks v\(ProtocolVersion.current))",
-                .v)
+                "v")
         }
-        let type = try fields.optional(String.self, .type, "a string") ?? "signal"
-        switch type {
+        switch try fields.optional("type", "a string", \.stringValue) ?? "signal" {
         case "ping":
-            request = .ping(id: id)
-            return
+            return .ping(id: id)
         case "signal":
             break
-        default:
-            throw fields.failure(.unsupported, "unknown request type \"\(type)\" (expected \"signal\" or \"ping\")", .type)
+        case let type:
+            throw fields.failure(.unsupported, "unknown request type \"\(type)\" (expected \"signal\" or \"ping\")", "type")
         }
 
-        let sequence = try fields.optional(Int64.self, .seq, "an integer or null")
-        if let sequence, sequence < 0 { throw fields.failure(.badRequest, "must not be negative", .seq) }
-        let signal = try fields.required(String.self, .signal, "a string")
-        let sender = try fields.required(String.self, .sender, "a string")
-        let database = try fields.optional(String.self, .db, "a string") ?? "default"
-        let created = try fields.required(Bool.self, .created, "a boolean")
-        let raw = try fields.optional(Bool.self, .raw, "a boolean") ?? false
-        let updateFields = try fields.optional([String].self, .updateFields, "null or an array of strings")
-        let sentAt = try fields.optional(String.self, .sentAt, "a string")
-        let attrs = try fields.optional([String: JSONValue].self, .attrs, "an object") ?? [:]
+        let sequence = try fields.optional("seq", "an integer or null", \.integerValue)
+        if let sequence, sequence < 0 { throw fields.failure(.badRequest, "must not be negative", "seq") }
+        let signal = try fields.required("signal", "a string", \.stringValue)
+        let sender = try fields.required("sender", "a string", \.stringValue)
+        let database = try fields.optional("db", "a string", \.stringValue) ?? "default"
+        let created = try fields.required("created", "a boolean", \.boolValue)
+        let raw = try fields.optional("raw", "a boolean", \.boolValue) ?? false
+        let updateFields = try fields.optional("update_fields", "null or an array of strings", \.stringArrayValue)
+        let sentAt = try fields.optional("sent_at", "a string", \.stringValue)
+        let attrs = try fields.optional("attrs", "an object", \.objectValue) ?? [:]
+        let instanceObject = try fields.required("instance", "an object", \.objectValue)
 
-        guard root.contains(.instance) else { throw fields.failure(.badRequest, "is required", .instance) }
-        let instanceContainer: KeyedDecodingContainer<InstanceKey>
-        do {
-            instanceContainer = try root.nestedContainer(keyedBy: InstanceKey.self, forKey: .instance)
-        } catch {
-            throw fields.failure(.badRequest, "must be an object", .instance)
-        }
-        let instanceFields = FieldReader(container: instanceContainer, requestID: id, prefix: "instance.")
-        let model = try instanceFields.required(String.self, .model, "a string")
-        guard instanceContainer.contains(.pk) else { throw instanceFields.failure(.badRequest, "is required", .pk) }
-        let pk = try instanceFields.required(JSONValue.self, .pk, "a JSON value")
-        if instanceContainer.contains(.fields) {
-            do {
-                _ = try instanceContainer.nestedContainer(keyedBy: InstanceKey.self, forKey: .fields)
-            } catch {
-                throw instanceFields.failure(.badRequest, "must be an object", .fields)
-            }
-        }
+        let instance = FieldReader(object: instanceObject, requestID: id, prefix: "instance.")
+        let model = try instance.required("model", "a string", \.stringValue)
+        guard let pk = instanceObject["pk"], pk != .null else { throw instance.failure(.badRequest, "is required", "pk") }
+        _ = try instance.optional("fields", "an object", \.objectValue)
 
-        request = .signal(
+        return .signal(
             SignalEnvelope(
                 id: id, sequence: sequence, signal: signal, sender: sender, database: database, created: created,
-                raw: raw, updateFields: updateFields, sentAt: sentAt,
-                instance: InstanceReference(model: model, pk: pk), attrs: attrs))
+                raw: raw, updateFields: updateFields, sentAt: sentAt, instance: InstanceReference(model: model, pk: pk),
+                attrs: attrs))
     }
 }
 
 /// Reads one field at a time and turns absence or a type mismatch into a `bad_request` naming it.
-private struct FieldReader<Key: CodingKey & RawRepresentable> where Key.RawValue == String {
-    let container: KeyedDecodingContainer<Key>
+private struct FieldReader {
+    let object: [String: JSONValue]
     var requestID: String?
     var prefix = ""
 
-    func failure(_ code: ReplyErrorCode, _ what: String, _ key: Key) -> RequestDecodingError {
-        let field = prefix + key.rawValue
+    func failure(_ code: ReplyErrorCode, _ what: String, _ key: String) -> RequestDecodingError {
+        let field = prefix + key
         return RequestDecodingError(requestID: requestID, error: ReplyError(code, "field \(field) \(what)", field: field))
     }
 
-    func required<T: Decodable>(_ type: T.Type, _ key: Key, _ expected: String) throws(RequestDecodingError) -> T {
-        guard container.contains(key) else { throw failure(.badRequest, "is required", key) }
-        guard let value = try optional(type, key, expected) else { throw failure(.badRequest, "must be \(expected), not null", key) }
-        return value
+    func required<T>(_ key: String, _ expected: String, _ extract: (JSONValue) -> T?) throws(RequestDecodingError) -> T {
+        guard let value = object[key] else { throw failure(.badRequest, "is required", key) }
+        guard value != .null else { throw failure(.badRequest, "must be \(expected), not null", key) }
+        guard let typed = extract(value) else { throw failure(.badRequest, "must be \(expected), got \(value.typeName)", key) }
+        return typed
     }
 
     /// `nil` when the key is absent or `null`.
-    func optional<T: Decodable>(_ type: T.Type, _ key: Key, _ expected: String) throws(RequestDecodingError) -> T? {
-        do {
-            return try container.decodeIfPresent(type, forKey: key)
-        } catch {
-            throw failure(.badRequest, "must be \(expected)", key)
+    func optional<T>(_ key: String, _ expected: String, _ extract: (JSONValue) -> T?) throws(RequestDecodingError) -> T? {
+        guard let value = object[key], value != .null else { return nil }
+        guard let typed = extract(value) else { throw failure(.badRequest, "must be \(expected), got \(value.typeName)", key) }
+        return typed
+    }
+}
+
+extension JSONValue {
+    var stringValue: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
+
+    /// Integers, and doubles with an exact integer value (`1.0`), as JSON does not tell them apart.
+    var integerValue: Int64? {
+        switch self {
+        case .integer(let value): return value
+        case .double(let value): return value.rounded() == value ? Int64(exactly: value) : nil
+        default: return nil
         }
+    }
+
+    var boolValue: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
+
+    var objectValue: [String: JSONValue]? {
+        if case .object(let value) = self { return value }
+        return nil
+    }
+
+    var stringArrayValue: [String]? {
+        guard case .array(let values) = self else { return nil }
+        var strings: [String] = []
+        strings.reserveCapacity(values.count)
+        for value in values {
+            guard case .string(let string) = value else { return nil }
+            strings.append(string)
+        }
+        return strings
     }
 }

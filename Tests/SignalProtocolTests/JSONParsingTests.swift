@@ -1,0 +1,77 @@
+import Foundation
+import SignalProtocol
+import Testing
+
+/// The strict parser behind ``RequestDecoder``, exercised through `attrs`, which keeps values as parsed.
+@Suite("Strict JSON parsing")
+struct JSONParsingTests {
+    private func attrs(_ json: String) throws -> JSONValue? {
+        let frame = #"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1},"attrs":{"x":"#
+            + json + "}}"
+        guard case .signal(let envelope) = try RequestDecoder().decode(Array(frame.utf8)) else { return nil }
+        return envelope.attrs["x"]
+    }
+
+    private func isRejected(_ frame: [UInt8]) -> Bool {
+        do {
+            _ = try RequestDecoder().decode(frame)
+            return false
+        } catch {
+            return error.error.code == .badRequest && error.error.message.contains("well-formed")
+        }
+    }
+
+    @Test(
+        "values parse to the right JSON type",
+        arguments: [
+            ("null", JSONValue.null), ("true", .bool(true)), ("false", .bool(false)), ("0", .integer(0)),
+            ("-12", .integer(-12)), ("9223372036854775807", .integer(.max)), ("1.5", .double(1.5)),
+            ("-2e3", .double(-2000)), ("1E-2", .double(0.01)), ("9223372036854775808", .double(9_223_372_036_854_775_808)),
+            (#""a\"b\\c\/d\n\t\r\b\f""#, .string("a\"b\\c/d\n\t\r\u{8}\u{C}")), (#""\u00e9\u4e2d""#, .string("é中")),
+            (#""\ud83d\ude00""#, .string("😀")), (#""naïve 😀""#, .string("naïve 😀")), ("[]", .array([])),
+            ("[1, [2, {}], \"x\"]", .array([.integer(1), .array([.integer(2), .object([:])]), .string("x")])),
+            (#"{"k": {"k2": [null]}}"#, .object(["k": .object(["k2": .array([.null])])])),
+            (#"{"k": 1, "k": 2}"#, .object(["k": .integer(2)])), (" \n\t\r 7 \n", .integer(7)),
+        ])
+    func values(json: String, expected: JSONValue) throws {
+        #expect(try attrs(json) == expected)
+    }
+
+    @Test(
+        "malformed JSON is refused",
+        arguments: [
+            "{", "}", "[1,]", #"{"a":1,}"#, "01", "1.", ".5", "-", "1e", "+1", "NaN", "Infinity", "tru", "nul",
+            #""unterminated"#, #""bad \x escape""#, #""\u12""#, #""\ud800""#, #""\udc00x""#, "{'a':1}", "// c\n{}",
+            #"{"a" 1}"#, #"{1:2}"#, "[1 2]", "{} {}", "\u{FEFF}{}", "1e400",
+        ])
+    func malformed(json: String) {
+        #expect(isRejected(Array(json.utf8)))
+    }
+
+    @Test("control characters and invalid UTF-8 inside strings are refused")
+    func rawBytes() {
+        #expect(isRejected(Array(#"{"id":"a"#.utf8) + [0x01] + Array(#""}"#.utf8)))
+        #expect(isRejected(Array(#"{"id":"a"#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8)))
+        #expect(isRejected(Array(#"{"id":"\n"#.utf8) + [0xFF] + Array(#""}"#.utf8)))
+        #expect(isRejected(Array(#"{"id":"a"#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}"#.utf8)))  // encoded surrogate
+    }
+
+    @Test("nesting is bounded")
+    func depth() throws {
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(isRejected(Array(deep.utf8)))
+        let fine = String(repeating: "[", count: 20) + String(repeating: "]", count: 20)
+        #expect(try attrs(fine) != nil)
+    }
+
+    @Test("integral doubles are accepted where integers are expected")
+    func integralDouble() throws {
+        let request = try RequestDecoder().decode(
+            Array(#"{"v":1.0,"id":"a","seq":3.0,"signal":"s","sender":"x","created":true,"instance":{"model":"m","pk":1}}"#.utf8))
+        guard case .signal(let envelope) = request else {
+            Issue.record("expected a signal")
+            return
+        }
+        #expect(envelope.sequence == 3)
+    }
+}
