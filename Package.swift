@@ -80,6 +80,7 @@ let package = Package(
             name: "signal-worker",
             dependencies: [
                 "SignalWorker",
+                "ProfileStoreSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -20,6 +20,7 @@ public enum HealthCheck {
             let socket = try Socket(context: context, type: .dealer)
             defer { socket.close() }
             try socket.set(.immediate, true)
+            try socket.set(.sendTimeout, timeout)  // with IMMEDIATE and no peer, send would block forever
             try socket.connect(endpoint)
             let id = "ping-\(UUID().uuidString.lowercased())"
             let started = ContinuousClock.now

@@ -29,7 +29,7 @@ public struct OpenedStore: Sendable {
                 let store = try SQLiteProfileStore(
                     configuration: SQLiteStoreConfiguration(
                         path: path, profileTable: configuration.profileTable, userTable: configuration.userTable,
-                        createIfMissing: configuration.createSchema))
+                        synchronous: configuration.sqliteSynchronous, createIfMissing: configuration.createSchema))
                 return OpenedStore(store: store, service: nil, close: { try? store.close() })
             case .postgres(let url):
                 var postgres = try PostgresStoreConfiguration(url: url)

@@ -1,6 +1,7 @@
 import Foundation
 
 import ProfileReceiver
+import ProfileStoreSQLite
 
 /// Everything `signal-worker serve` can be told, with the defaults a Django project expects.
 ///
@@ -32,6 +33,8 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var highWaterMark: Int = 100_000
     /// How long closing the socket may wait for final replies to flush.
     public var linger: Duration = .seconds(2)
+    /// SQLite durability of acknowledged commits (`PRAGMA synchronous`): `.full` survives power loss.
+    public var sqliteSynchronous: SQLiteStoreConfiguration.Synchronous = .full
     /// Create Django-compatible tables when they are missing (trials without Django).
     public var createSchema: Bool = false
     /// How long applied message ids are kept for dedupe.

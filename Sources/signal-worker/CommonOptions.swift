@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import ProfileStoreSQLite
 import SignalWorker
 
 /// Where Django's data is: shared by `serve` and `check`.
@@ -21,7 +22,17 @@ struct StoreOptions: ParsableArguments {
     )
     var createSchema: Bool = EnvironmentDefault.flag("SIGNAL_WORKER_CREATE_SCHEMA")
 
+    @Option(
+        help: ArgumentHelp(
+            "SQLite only: FULL syncs every commit (an acknowledged message survives power loss); NORMAL syncs at checkpoints (faster; the last commits may roll back on power loss, never corrupt). [env: SIGNAL_WORKER_SQLITE_SYNCHRONOUS]",
+            valueName: "full|normal"))
+    var sqliteSynchronous: String = EnvironmentDefault.string("SIGNAL_WORKER_SQLITE_SYNCHRONOUS", "full")
+
     func apply(to configuration: inout WorkerConfiguration) throws {
+        guard let synchronous = SQLiteStoreConfiguration.Synchronous(rawValue: sqliteSynchronous.uppercased()) else {
+            throw ValidationError("--sqlite-synchronous must be full or normal, not \(sqliteSynchronous)")
+        }
+        configuration.sqliteSynchronous = synchronous
         do {
             configuration.store = try StoreLocation(parsing: store)
         } catch {
