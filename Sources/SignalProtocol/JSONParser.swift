@@ -21,17 +21,25 @@ struct JSONParser {
     static let maxDepth = 64
 
     private let bytes: UnsafeBufferPointer<UInt8>
+    private let skippedPath: (parent: String, key: String)?
     private var index = 0
     private var depth = 0
 
-    private init(bytes: UnsafeBufferPointer<UInt8>) {
+    private init(bytes: UnsafeBufferPointer<UInt8>, skippedPath: (parent: String, key: String)?) {
         self.bytes = bytes
+        self.skippedPath = skippedPath
     }
 
     /// Parses one JSON text.
-    static func parse(_ input: [UInt8]) throws(Failure) -> JSONValue {
+    ///
+    /// The value at `skipping` (`("instance", "fields")`: the top-level object's `instance`
+    /// member's `fields` member) is checked as strictly as the rest but not built: an object
+    /// comes back as `{}`, an array as `[]`.
+    static func parse(_ input: [UInt8], skipping skippedPath: (parent: String, key: String)? = nil) throws(Failure)
+        -> JSONValue
+    {
         let result: Result<JSONValue, Failure> = input.withUnsafeBufferPointer { buffer in
-            var parser = JSONParser(bytes: buffer)
+            var parser = JSONParser(bytes: buffer, skippedPath: skippedPath)
             return Result { () throws(Failure) -> JSONValue in
                 parser.skipWhitespace()
                 let value = try parser.parseValue()
@@ -58,11 +66,14 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseValue() throws(Failure) -> JSONValue {
+    /// Parses one value; with `build: false` containers are checked but come back empty.
+    private mutating func parseValue(build: Bool = true, key: String? = nil) throws(Failure) -> JSONValue {
         guard let byte = current else { throw failure("unexpected end of input") }
         switch byte {
-        case UInt8(ascii: "{"): return try parseObject()
-        case UInt8(ascii: "["): return try parseArray()
+        case UInt8(ascii: "{"):
+            let skipping = depth == 1 && key != nil && key == skippedPath?.parent ? skippedPath?.key : nil
+            return try parseObject(build: build, skipping: skipping)
+        case UInt8(ascii: "["): return try parseArray(build: build)
         case UInt8(ascii: "\""): return .string(try parseString())
         case UInt8(ascii: "t"): try expect("true"); return .bool(true)
         case UInt8(ascii: "f"): try expect("false"); return .bool(false)
@@ -89,7 +100,7 @@ struct JSONParser {
         skipWhitespace()
     }
 
-    private mutating func parseObject() throws(Failure) -> JSONValue {
+    private mutating func parseObject(build: Bool, skipping skippedKey: String? = nil) throws(Failure) -> JSONValue {
         try enterContainer()
         var object: [String: JSONValue] = [:]
         if current == UInt8(ascii: "}") {
@@ -104,7 +115,8 @@ struct JSONParser {
             guard current == UInt8(ascii: ":") else { throw failure("expected ':' after an object key") }
             index += 1
             skipWhitespace()
-            object[key] = try parseValue()
+            let value = try parseValue(build: build && key != skippedKey, key: key)
+            if build { object[key] = value }
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","):
@@ -120,7 +132,7 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseArray() throws(Failure) -> JSONValue {
+    private mutating func parseArray(build: Bool) throws(Failure) -> JSONValue {
         try enterContainer()
         var array: [JSONValue] = []
         if current == UInt8(ascii: "]") {
@@ -129,7 +141,8 @@ struct JSONParser {
             return .array(array)
         }
         while true {
-            array.append(try parseValue())
+            let value = try parseValue(build: build)
+            if build { array.append(value) }
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","):
@@ -148,12 +161,14 @@ struct JSONParser {
     private mutating func parseString() throws(Failure) -> String {
         index += 1  // opening quote
         let start = index
-        // Fast path: no escapes. Validate UTF-8 once for the whole slice.
+        // Fast path: no escapes. ASCII needs no validation; otherwise validate UTF-8 once.
+        var isASCII = true
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
+                if isASCII { return String(decoding: slice, as: UTF8.self) }
                 guard let string = String(validating: slice, as: UTF8.self) else {
                     throw Failure(reason: "invalid UTF-8 in a string", offset: start)
                 }
@@ -161,6 +176,7 @@ struct JSONParser {
             }
             if byte == UInt8(ascii: "\\") { break }
             guard byte >= 0x20 else { throw failure("control character in a string") }
+            if byte >= 0x80 { isASCII = false }
             index += 1
         }
         // Slow path: unescape into a byte buffer.

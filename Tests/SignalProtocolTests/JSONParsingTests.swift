@@ -74,4 +74,21 @@ struct JSONParsingTests {
         }
         #expect(envelope.sequence == 3)
     }
+
+    @Test("instance.fields is checked strictly though not kept; other 'fields' keys are kept")
+    func skippedFields() throws {
+        let prefix = #"{"v":1,"id":"a","signal":"s","sender":"x","created":true,"instance":{"model":"m","pk":1,"fields":"#
+        for malformed in [#"{"a" 1}"#, #"{"a":1,}"#, #"[1 2]"#, #"{"a":tru}"#, "{\"a\":\"\u{01}\"}"] {
+            #expect(isRejected(Array((prefix + malformed + "}}").utf8)), "fields \(malformed)")
+        }
+        let kept = try RequestDecoder().decode(
+            Array((prefix + #"{"nested":{"deep":[1,{"x":null}]}}},"attrs":{"fields":{"k":"v"}}}"#).utf8))
+        guard case .signal(let envelope) = kept else {
+            Issue.record("expected a signal")
+            return
+        }
+        #expect(envelope.attrs["fields"] == .object(["k": .string("v")]))
+        let notObject = prefix + #"[1]}}"#
+        #expect(throws: RequestDecodingError.self) { try RequestDecoder().decode(Array(notObject.utf8)) }
+    }
 }
