@@ -82,43 +82,53 @@ public struct Reply: Sendable, Hashable {
     /// An error reply.
     public static func error(_ id: String?, _ error: ReplyError) -> Reply { Reply(id: id, outcome: .error(error)) }
 
+    private static let prefix = Array("{\"v\":\(ProtocolVersion.current),\"id\":".utf8)
+
     /// The reply as compact UTF-8 JSON (docs/PROTOCOL.md, "Reply").
     public func encoded() -> [UInt8] {
-        var out = "{\"v\":\(ProtocolVersion.current),\"id\":"
-        if let id { JSONString.append(id, to: &out) } else { out += "null" }
+        var out: [UInt8] = []
+        out.reserveCapacity(96)
+        out += Self.prefix
+        if let id { JSONString.append(id, to: &out) } else { out += "null".utf8 }
         switch outcome {
         case .ok(let action):
-            out += ",\"status\":\"ok\",\"result\":{\"action\":\"\(action.rawValue)\"}}"
+            out += #","status":"ok","result":{"action":""#.utf8
+            out += action.rawValue.utf8
+            out += #""}}"#.utf8
         case .error(let error):
-            out += ",\"status\":\"error\",\"error\":{\"code\":\"\(error.code.rawValue)\",\"message\":"
+            out += #","status":"error","error":{"code":""#.utf8
+            out += error.code.rawValue.utf8
+            out += #"","message":"#.utf8
             JSONString.append(error.message, to: &out)
             if let field = error.field {
-                out += ",\"field\":"
+                out += #","field":"#.utf8
                 JSONString.append(field, to: &out)
             }
-            out += ",\"retryable\":\(error.code.isRetryable)}}"
+            out += (error.code.isRetryable ? #","retryable":true}}"# : #","retryable":false}}"#).utf8
         }
-        return Array(out.utf8)
+        return out
     }
 }
 
 /// JSON string escaping for the hand-built reply (RFC 8259 §7).
 enum JSONString {
-    static func append(_ string: String, to out: inout String) {
-        out.append("\"")
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
+    static func append(_ string: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out += #"\""#.utf8
+            case UInt8(ascii: "\\"): out += #"\\"#.utf8
+            case UInt8(ascii: "\n"): out += #"\n"#.utf8
+            case UInt8(ascii: "\r"): out += #"\r"#.utf8
+            case UInt8(ascii: "\t"): out += #"\t"#.utf8
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out += #"\u00"#.utf8
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
+            default: out.append(byte)  // UTF-8 passes through unchanged
             }
         }
-        out.append("\"")
+        out.append(UInt8(ascii: "\""))
     }
 }

@@ -168,6 +168,7 @@ final class SocketLoop: Sendable {
     /// Reads what is waiting (bounded, so replies are not starved), and dispatches each request.
     private func readAvailable(from socket: Socket, decoder: RequestDecoder, frames: inout [[UInt8]]) {
         var read = 0
+        defer { metrics.queued(queue.count) }
         while read < 1_024, queue.count < configuration.maxQueuedRequests {
             do {
                 try socket.receiveMultipart(into: &frames, flags: .dontWait)
@@ -210,7 +211,6 @@ final class SocketLoop: Sendable {
             do {
                 let prepared = try registry.prepare(signal)
                 queue.push(QueuedRequest(envelope: envelope, id: signal.id, prepared: prepared, receivedAt: receivedAt))
-                metrics.queued(queue.count)
             } catch {
                 reject(envelope, id: signal.id, error, socket: socket)
             }
