@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+import ZeroMQ
+
+/// The built `signal-worker serve` on a fresh copy of Django's PostgreSQL database.
+@Suite(
+    "signal-worker serve on PostgreSQL, end to end",
+    .enabled(if: TestEnvironment.postgresAvailable("signal-worker serve on PostgreSQL, end to end")))
+struct EndToEndPostgresTests {
+    @Test("create, update, skip, duplicate, ping and an invalid date, checked in the tables")
+    func coreScenario() async throws {
+        let database = try await PostgresFixture.make()
+        try await Self.run(database) {
+            try await database.insertUsers([1, 2, 3])
+            let messages = Messages()
+            try await withWorker(WorkerProcess.serveArguments(store: database.storeURL)) { worker in
+                let client = try TestClient(worker.endpoint)
+                defer { client.close() }
+
+                let create = messages.signal(
+                    user: 1, created: true, data: ["profile_type": "business", "sex": "F", "birthdate": "1990-01-02"])
+                let created = try client.request(create)
+                #expect(created.isOK("created"), "\(created)")
+                #expect(try await database.profiles()[1] == ProfileRow(profileType: "business", sex: "F", birthdate: "1990-01-02"))
+
+                let update = messages.signal(user: 1, created: false, data: ["sex": nil, "birthdate": "2001-2-3"])
+                let updated = try client.request(update)
+                #expect(updated.isOK("updated"), "\(updated)")
+                #expect(try await database.profiles()[1] == ProfileRow(profileType: "business", sex: nil, birthdate: "2001-02-03"))
+
+                let skip = messages.signal(user: 2, created: false)
+                let skipped = try client.request(skip)
+                #expect(skipped.isOK("skipped"), "\(skipped)")
+
+                let duplicate = try client.request(create)
+                #expect(duplicate.isOK("duplicate"), "\(duplicate)")
+
+                let pong = try client.request(messages.ping())
+                #expect(pong.isOK("pong"), "\(pong)")
+
+                let badDate = messages.signal(user: 3, created: true, data: ["birthdate": "2021-02-29"])
+                let invalid = try client.request(badDate)
+                #expect(invalid.isError("invalid_value"), "\(invalid)")
+                #expect(invalid.field == "birthdate")
+
+                // PostgreSQL refuses what SQLite stores: text longer than varchar(1).
+                let tooLong = try client.request(messages.signal(user: 3, created: true, data: ["sex": "FF"]))
+                #expect(tooLong.isError("invalid_value"), "\(tooLong)")
+                #expect(tooLong.field == "sex")
+
+                let profiles = try await database.profiles()
+                #expect(profiles.keys.sorted() == [1], "only user 1 has a profile: \(profiles)")
+                #expect(try await database.appliedIDs() == [create.id, update.id, skip.id])
+            }
+        }
+    }
+
+    @Test("one batch with a duplicate and failing messages: the others apply, each reply says what happened")
+    func batchWithDuplicateAndFailure() async throws {
+        let database = try await PostgresFixture.make()
+        try await Self.run(database) {
+            try await database.insertUsers([1, 2, 3])
+            try await withWorker(WorkerProcess.serveArguments(store: database.storeURL)) { worker in
+                let client = try TestClient(worker.endpoint)
+                defer { client.close() }
+                let replies = try EndToEndSQLiteTests.pipeline(client, EndToEndBatch.messages(Messages()))
+                EndToEndBatch.check(replies)
+                #expect(try await database.profiles() == EndToEndBatch.expectedProfiles)
+                #expect(try await database.appliedIDs() == EndToEndBatch.expectedApplied)
+            }
+        }
+    }
+
+    /// Runs `body` and drops the database afterwards, whatever happened.
+    static func run(_ database: PostgresFixture, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch {
+            await database.drop()
+            throw error
+        }
+        await database.drop()
+    }
+}
