@@ -1,0 +1,211 @@
+import Logging
+import PostgresNIO
+import ProfileReceiver
+
+/// The SQL of the store, built once from the configured table names, and the batch
+/// transaction that runs it: a constant number of round trips per batch, whatever its size.
+struct PostgresStatements: Sendable {
+    let lockUsers: String
+    let selectApplied: String
+    let selectUserState: String
+    let writeBatch: String
+    let pruneApplied: String
+    let workerTablesDDL: [String]
+    let createUserTable: String
+    let createProfileTable: [String]
+    let profileTable: String
+    let userTable: String
+    let namespace: Int32
+
+    init(_ configuration: PostgresStoreConfiguration) {
+        let profile = quoted(configuration.profileTable)
+        let user = quoted(configuration.userTable)
+        let applied = quoted(configuration.appliedTable)
+        let sequence = quoted(configuration.sequenceTable)
+        profileTable = profile
+        userTable = user
+        namespace = configuration.advisoryLockNamespace
+
+        // Per-user ordering across several workers sharing the database: each batch takes a
+        // transaction-scoped advisory lock per user before it reads anything, so two batches
+        // touching one user run one after the other, and the second reads what the first
+        // committed (READ COMMITTED takes a fresh snapshot per statement, and the reads are
+        // later statements than the lock). Advisory locks rather than row locks because the
+        // rows may not exist yet (a `created` message, a user without a sequence row), they
+        // cost no table writes, and they go away at COMMIT/ROLLBACK. Keys are locked in
+        // ascending order (the array is sorted and deduplicated in Swift, and the aggregate
+        // consumes the sorted subquery row by row), so overlapping batches cannot deadlock.
+        lockUsers = """
+            SELECT count(pg_advisory_xact_lock($1::int4, k.key)) \
+            FROM (SELECT key FROM unnest($2::int4[]) AS u(key) ORDER BY key) AS k
+            """
+        // Reads probe an index once per key: LATERAL ... LIMIT 1 fixes that plan shape. Left to
+        // itself the planner sees 1,000 constant keys and picks hash joins over full scans of
+        // the tables, several times slower once they hold ~100,000 rows, and linear in their size.
+        selectApplied = """
+            SELECT a."message_id" FROM unnest($1::text[]) AS m(id) \
+            CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a
+            """
+        // One row per user of the batch: exists?, profile (birthdate as days since 2000-01-01,
+        // independent of DateStyle), last sequence.
+        selectUserState = """
+            SELECT u.id, au.found IS NOT NULL, p."user_id" IS NOT NULL, p."profile_type"::text, p."sex"::text, \
+            (p."birthdate" - DATE '2000-01-01')::int4, s."last_seq"::int8 \
+            FROM unnest($1::int8[]) AS u(id) \
+            LEFT JOIN LATERAL (SELECT true AS found FROM \(user) WHERE "id" = u.id LIMIT 1) AS au ON true \
+            LEFT JOIN LATERAL (SELECT "user_id", "profile_type", "sex", "birthdate" FROM \(profile) \
+            WHERE "user_id" = u.id LIMIT 1) AS p ON true \
+            LEFT JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "user_id" = u.id LIMIT 1) AS s ON true
+            """
+        // All writes of a batch in one statement; data-modifying CTEs run even when unreferenced.
+        // The UPDATE's join is a nested loop over the user_id index because the store's
+        // sessions disable hash and merge joins (see PostgresProfileStore.init).
+        writeBatch = """
+            WITH inserted AS (
+                INSERT INTO \(profile) ("profile_type", "sex", "birthdate", "user_id")
+                SELECT x.t, x.s, x.b, x.u FROM unnest($1::int8[], $2::text[], $3::text[], $4::date[]) AS x(u, t, s, b)
+            ), updated AS (
+                UPDATE \(profile) AS p SET "profile_type" = x.t, "sex" = x.s, "birthdate" = x.b
+                FROM unnest($5::int8[], $6::text[], $7::text[], $8::date[]) AS x(u, t, s, b)
+                WHERE p."user_id" = x.u
+                RETURNING 1
+            ), applied AS (
+                INSERT INTO \(applied) ("message_id", "applied_at") SELECT m, now() FROM unnest($9::text[]) AS m
+            ), sequences AS (
+                INSERT INTO \(sequence) ("user_id", "last_seq") SELECT * FROM unnest($10::int8[], $11::int8[])
+                ON CONFLICT ("user_id") DO UPDATE SET "last_seq" = EXCLUDED."last_seq"
+            )
+            SELECT count(*)::int8 FROM updated
+            """
+        pruneApplied = """
+            WITH deleted AS (
+                DELETE FROM \(applied) WHERE "applied_at" < now() - make_interval(secs => $1::float8) RETURNING 1
+            ) SELECT count(*)::int8 FROM deleted
+            """
+        // COLLATE "C": byte order, the fastest comparison for the primary key index. No index
+        // on applied_at: it would cost every apply an index insertion, while pruning (rare)
+        // can afford a sequential scan, which on PostgreSQL blocks no writer.
+        // fillfactor 70 on the sequence table leaves room in each page for HOT updates of
+        // last_seq (no index insertion per update).
+        workerTablesDDL = [
+            """
+            CREATE TABLE IF NOT EXISTS \(applied) (
+                "message_id" text COLLATE "C" NOT NULL PRIMARY KEY,
+                "applied_at" timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS \(sequence) ("user_id" bigint NOT NULL PRIMARY KEY, "last_seq" bigint NOT NULL) \
+            WITH (fillfactor = 70)
+            """,
+        ]
+        // Django 5.2's DDL (sqlmigrate auth 0001-0012, accounts 0001).
+        createUserTable = """
+            CREATE TABLE IF NOT EXISTS \(user) ("id" integer NOT NULL PRIMARY KEY GENERATED BY DEFAULT AS IDENTITY, \
+            "password" varchar(128) NOT NULL, "last_login" timestamp with time zone NULL, \
+            "is_superuser" boolean NOT NULL, "username" varchar(150) NOT NULL UNIQUE, \
+            "first_name" varchar(150) NOT NULL, "last_name" varchar(150) NOT NULL, "email" varchar(254) NOT NULL, \
+            "is_staff" boolean NOT NULL, "is_active" boolean NOT NULL, "date_joined" timestamp with time zone NOT NULL)
+            """
+        createProfileTable = [
+            """
+            CREATE TABLE \(profile) ("id" bigint NOT NULL PRIMARY KEY GENERATED BY DEFAULT AS IDENTITY, \
+            "profile_type" varchar(20) NOT NULL, "sex" varchar(1) NULL, "birthdate" date NULL, \
+            "user_id" integer NOT NULL UNIQUE)
+            """,
+            """
+            ALTER TABLE \(profile) ADD CONSTRAINT \(quoted(configuration.profileTable + "_user_id_fk_" + configuration.userTable + "_id")) \
+            FOREIGN KEY ("user_id") REFERENCES \(user) ("id") DEFERRABLE INITIALLY DEFERRED
+            """,
+        ]
+    }
+
+    /// The advisory lock key of a user id: the id itself when it fits 32 bits, else a fold
+    /// of both halves (two users sharing a key only serialize a little more).
+    static func lockKey(_ userID: Int64) -> Int32 {
+        Int32(exactly: userID) ?? Int32(truncatingIfNeeded: userID ^ (userID >> 32))
+    }
+
+    /// Runs one batch inside an open transaction: lock, read, plan, write.
+    func applyBatch(
+        _ messages: [ProfileMessage], plan: @Sendable (StoreSnapshot) -> BatchPlan, on connection: PostgresConnection,
+        logger: Logger
+    ) async throws -> BatchPlan {
+        var userSet = Set<Int64>()
+        var idSet = Set<String>()
+        for message in messages {
+            userSet.insert(message.userID)
+            idSet.insert(message.id)
+        }
+        let users = userSet.sorted()
+        let lockKeys = Set(users.map(Self.lockKey)).sorted()
+
+        var lock = PostgresBindings(capacity: 2)
+        lock.append(namespace)
+        lock.append(lockKeys)
+        _ = try await connection.query(PostgresQuery(unsafeSQL: lockUsers, binds: lock), logger: logger).collect()
+
+        var snapshot = StoreSnapshot()
+        var appliedBinds = PostgresBindings(capacity: 1)
+        appliedBinds.append(Array(idSet))
+        let appliedRows = try await connection.query(PostgresQuery(unsafeSQL: selectApplied, binds: appliedBinds), logger: logger)
+        for try await id in appliedRows.decode(String.self) {
+            snapshot.appliedMessageIDs.insert(id)
+        }
+
+        var userBinds = PostgresBindings(capacity: 1)
+        userBinds.append(users)
+        let userRows = try await connection.query(PostgresQuery(unsafeSQL: selectUserState, binds: userBinds), logger: logger)
+        for try await (userID, exists, hasProfile, profileType, sex, birthdateDays, lastSequence) in userRows.decode(
+            (Int64, Bool, Bool, String?, String?, Int32?, Int64?).self)
+        {
+            if exists { snapshot.existingUsers.insert(userID) }
+            if let lastSequence { snapshot.lastSequences[userID] = lastSequence }
+            guard hasProfile, let profileType else { continue }
+            var birthdate: DjangoDate?
+            if let birthdateDays {
+                guard let date = PostgresDates.date(fromDays: Int(birthdateDays)) else {
+                    throw StoreError(
+                        .rejected, "the stored birthdate of user \(userID) is outside 0001-01-01...9999-12-31",
+                        operation: "read profiles")
+                }
+                birthdate = date
+            }
+            snapshot.profiles[userID] = ProfileRow(userID: userID, profileType: profileType, sex: sex, birthdate: birthdate)
+        }
+
+        let planned = plan(snapshot)
+        guard !(planned.writesNoProfiles && planned.applied.isEmpty && planned.sequences.isEmpty) else { return planned }
+
+        var writes = PostgresBindings(capacity: 11)
+        for rows in [planned.inserts, planned.updates] {
+            writes.append(rows.map(\.userID))
+            writes.append(NullableTextArray(elements: rows.map(\.profileType)))
+            writes.append(NullableTextArray(elements: rows.map(\.sex)))
+            writes.append(NullableDateArray(elements: rows.map(\.birthdate)))
+        }
+        writes.append(planned.applied)
+        writes.append(planned.sequences.map(\.userID))
+        writes.append(planned.sequences.map(\.sequence))
+        let result = try await connection.query(PostgresQuery(unsafeSQL: writeBatch, binds: writes), logger: logger)
+        var updatedCount: Int64 = 0
+        for try await count in result.decode(Int64.self) { updatedCount = count }
+        guard updatedCount == Int64(planned.updates.count) else {
+            // A profile read under our user lock vanished before the update (deleted by Django
+            // meanwhile): refuse rather than acknowledge writes that did not happen.
+            throw StoreError(
+                .rejected, "\(Int64(planned.updates.count) - updatedCount) profile(s) changed during the transaction",
+                operation: "write batch")
+        }
+        return planned
+    }
+}
+
+/// Quotes an SQL identifier (`"name"`, inner quotes doubled).
+func quoted(_ identifier: String) -> String {
+    var out = "\""
+    for character in identifier {
+        if character == "\"" { out += "\"\"" } else { out.append(character) }
+    }
+    return out + "\""
+}

@@ -1,0 +1,182 @@
+import Foundation
+import GRDB
+import ProfileReceiver
+
+/// A ``ProfileStore`` over Django's SQLite database file, shared with the running Django process.
+///
+/// - The database is opened in WAL mode (a GRDB `DatabasePool`: one writer connection,
+///   a few readers), so Django's readers never wait for the worker and the reverse.
+/// - Every write transaction is `BEGIN IMMEDIATE`: the write lock is taken before the
+///   first read, so a concurrent Django write makes the worker wait (up to
+///   ``SQLiteStoreConfiguration/busyTimeout``) instead of failing with "database is
+///   locked" in the middle of a read-then-write transaction.
+/// - Foreign keys are enforced (Django's `user_id` key is `DEFERRABLE INITIALLY
+///   DEFERRED`, so SQLite checks it at commit).
+/// - `PRAGMA synchronous` is ``SQLiteStoreConfiguration/synchronous``: `FULL` unless
+///   configured otherwise (acknowledged commits survive a power loss); see
+///   ``SQLiteStoreConfiguration/Synchronous`` for when `NORMAL` is safe too.
+///
+/// ```swift
+/// let store = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: "db.sqlite3"))
+/// try await store.prepareWorkerTables()
+/// let problems = try await store.checkSchema()   // empty: ready
+/// let outcomes = await ProfileReceiver().apply(messages, to: store)
+/// ```
+public final class SQLiteProfileStore: ProfileStore {
+    /// The configuration the store was opened with.
+    public let configuration: SQLiteStoreConfiguration
+    private let pool: DatabasePool
+    private let statements: SQLiteStatements
+
+    /// Opens (and, with ``SQLiteStoreConfiguration/createIfMissing``, creates) the database.
+    ///
+    /// Switches the file to WAL mode if it is not already (Django works unchanged in WAL
+    /// mode; the mode is persistent). Throws `.unavailable` when the file is missing or
+    /// cannot be opened.
+    public convenience init(configuration: SQLiteStoreConfiguration) throws(StoreError) {
+        try self.init(configuration: configuration, assumingSQLiteVersion: nil)
+    }
+
+    /// Opens the store; `assumingSQLiteVersion` (e.g. `3_031_001`) makes it use the SQL it
+    /// would use with that library version (tests of the fallbacks for old SQLite).
+    init(configuration: SQLiteStoreConfiguration, assumingSQLiteVersion: Int?) throws(StoreError) {
+        if !configuration.createIfMissing, !FileManager.default.fileExists(atPath: configuration.path) {
+            throw StoreError(
+                .unavailable,
+                "no SQLite database at \(configuration.path) (Django creates it with `python manage.py migrate`)",
+                operation: "open")
+        }
+        var grdb = Configuration()
+        grdb.label = "SQLiteProfileStore"
+        grdb.busyMode = .timeout(configuration.busyTimeout.seconds)
+        grdb.foreignKeysEnabled = true
+        grdb.maximumReaderCount = max(1, configuration.maximumReaderCount)
+        self.configuration = configuration
+        do {
+            pool = try DatabasePool(path: configuration.path, configuration: grdb)
+            // GRDB sets `synchronous = NORMAL` when it enables WAL: set ours afterwards
+            // (the pragma is per connection; only the writer connection writes).
+            let pragma = "PRAGMA synchronous = \(configuration.synchronous.rawValue)"
+            let version = try pool.writeWithoutTransaction { db in
+                try db.execute(sql: pragma)
+                // "3.40.1" -> 3_040_001, as SQLITE_VERSION_NUMBER.
+                let text = try String.fetchOne(db, sql: "SELECT sqlite_version()") ?? ""
+                return text.split(separator: ".").prefix(3).reduce(0) { $0 * 1000 + (Int($1) ?? 0) }
+            }
+            self.statements = SQLiteStatements(configuration, sqliteVersion: assumingSQLiteVersion ?? version)
+        } catch {
+            throw SQLiteErrors.storeError(error, operation: "open \(configuration.path)")
+        }
+    }
+
+    /// SQLite does not enforce `varchar(n)` lengths and stores NUL characters as is.
+    public var columnLimits: ColumnLimits { .unenforced }
+
+    /// Applies one batch in one `BEGIN IMMEDIATE` transaction: reads the snapshot, asks
+    /// `plan`, writes profiles, dedupe ids and sequences, commits.
+    public func apply(_ messages: [ProfileMessage], plan: @Sendable (StoreSnapshot) -> BatchPlan)
+        async throws(StoreError) -> BatchPlan
+    {
+        let statements = self.statements
+        do {
+            return try await pool.writeWithoutTransaction { db in
+                var committed = BatchPlan()
+                try db.inTransaction(.immediate) {
+                    let snapshot = try statements.readSnapshot(for: messages, in: db)
+                    committed = plan(snapshot)
+                    try statements.write(committed, in: db, now: Date().timeIntervalSince1970)
+                    return .commit
+                }
+                return committed
+            }
+        } catch {
+            throw SQLiteErrors.storeError(error, operation: "apply a batch of \(messages.count)")
+        }
+    }
+
+    /// Reports what is missing or wrong in Django's tables; an empty list means usable.
+    public func checkSchema() async throws(StoreError) -> [SchemaProblem] {
+        let configuration = self.configuration
+        do {
+            return try await pool.read { db in try SQLiteSchemaCheck(configuration: configuration).problems(in: db) }
+        } catch {
+            throw SQLiteErrors.storeError(error, operation: "check the schema")
+        }
+    }
+
+    /// Creates the worker's dedupe and sequence tables if missing. Never touches Django's tables.
+    public func prepareWorkerTables() async throws(StoreError) {
+        let ddl = statements.workerTablesDDL
+        do {
+            try await pool.writeWithoutTransaction { db in
+                try db.inTransaction(.immediate) {
+                    try db.execute(sql: ddl)
+                    return .commit
+                }
+            }
+        } catch {
+            throw SQLiteErrors.storeError(error, operation: "create the worker tables")
+        }
+    }
+
+    /// Deletes dedupe ids applied more than `seconds` ago; returns how many.
+    ///
+    /// Deletes in transactions of at most 10,000 ids, so that Django never waits long for
+    /// the write lock however many ids expire at once.
+    public func pruneApplied(olderThanSeconds seconds: Double) async throws(StoreError) -> Int {
+        let sql = statements.pruneApplied
+        let cutoff = Date().timeIntervalSince1970 - seconds
+        var total = 0
+        do {
+            while true {
+                let deleted = try await pool.writeWithoutTransaction { db in
+                    var deleted = 0
+                    try db.inTransaction(.immediate) {
+                        try db.execute(sql: sql, arguments: [cutoff, SQLiteStatements.pruneChunk])
+                        deleted = db.changesCount
+                        return .commit
+                    }
+                    return deleted
+                }
+                total += deleted
+                if deleted < SQLiteStatements.pruneChunk { return total }
+            }
+        } catch {
+            throw SQLiteErrors.storeError(error, operation: "prune the dedupe table")
+        }
+    }
+
+    /// Creates a minimal `auth_user` and the profile table exactly as Django 5.2's
+    /// migrations do, each only if missing.
+    ///
+    /// For trials and tests without Django; normally Django's migrations
+    /// (`python manage.py migrate`) create these tables, and the worker never should.
+    public func createDjangoCompatibleSchema() async throws(StoreError) {
+        let ddl = statements.djangoCompatibleDDL
+        do {
+            try await pool.writeWithoutTransaction { db in
+                try db.inTransaction(.immediate) {
+                    try db.execute(sql: ddl)
+                    return .commit
+                }
+            }
+        } catch {
+            throw SQLiteErrors.storeError(error, operation: "create the Django-compatible schema")
+        }
+    }
+
+    /// The value of `PRAGMA name` on the writer connection (for tests).
+    func writerPragma(_ name: String) async throws -> String? {
+        let sql = "PRAGMA \(name)"
+        return try await pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: sql) }
+    }
+
+    /// Closes the database connections; later calls fail with `.unavailable`.
+    public func close() throws(StoreError) {
+        do {
+            try pool.close()
+        } catch {
+            throw SQLiteErrors.storeError(error, operation: "close")
+        }
+    }
+}

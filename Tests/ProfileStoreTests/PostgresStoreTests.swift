@@ -1,0 +1,253 @@
+import Foundation
+import Logging
+import ProfileReceiver
+import ProfileStorePostgres
+import SignalProtocol
+import Testing
+
+/// Runs `body` with `store.run()` running, and stops it afterwards.
+func withRunning<Result: Sendable>(_ store: PostgresProfileStore, _ body: () async throws -> Result) async throws -> Result {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await store.run() }
+        defer { group.cancelAll() }
+        return try await body()
+    }
+}
+
+/// What is particular to PostgreSQL: limits it enforces, outages, several workers.
+@Suite("PostgreSQL store", .enabled(if: TestEnvironment.postgresEnabled))
+struct PostgresStoreTests {
+    @Test("the column limits come from the schema: varchar(20), varchar(1), no NUL")
+    func columnLimits() async throws {
+        try await withFixture(.postgres) { fixture in
+            #expect(
+                await fixture.store.columnLimits
+                    == ColumnLimits(profileTypeMaxLength: 20, sexMaxLength: 1, rejectsNUL: true))
+        }
+    }
+
+    @Test("values the database refuses (too long, NUL) are invalid_value even when the receiver does not check")
+    func databaseRefusals() async throws {
+        try await withFixture(.postgres) { fixture in
+            try await fixture.addUsers([1, 2, 3])
+            let unchecked = ProfileReceiver()  // limits .unenforced: only PostgreSQL checks
+            let outcomes = await unchecked.apply(
+                [
+                    Messages.created(1, sex: .value("Female")),
+                    Messages.created(2, profileType: .value("nul\u{0}inside")),
+                    Messages.created(3, sex: .value("F")),
+                ], to: fixture.store)
+            #expect(outcomes.map(\.errorCode) == [.invalidValue, .invalidValue, nil])
+            #expect(try await fixture.profiles() == [StoredProfile(userID: 3, profileType: "personal", sex: "F")])
+        }
+    }
+
+    @Test("the server going away gives store_unavailable quickly, and the store works again when it is back")
+    func outageAndRecovery() async throws {
+        let base = try PostgresFixture.baseConfiguration()
+        let proxy = TCPProxy(targetPort: base.port)
+        try proxy.start()
+        defer { proxy.stop() }
+        try await FixtureLimiter.postgres.withSlot {
+            try await PostgresFixture.with(configure: { configuration in
+                configuration.host = "127.0.0.1"
+                configuration.port = proxy.port
+                configuration.tls = .disable
+                configuration.acquireTimeout = .seconds(1)
+                configuration.connectTimeout = .seconds(1)
+            }) { fixture in
+                try await fixture.addUsers([1, 2])
+                #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
+
+                proxy.stop()
+                let start = ContinuousClock.now
+                let down = await ProfileReceiver().apply([Messages.created(2), Messages.updated(1)], to: fixture.store)
+                let elapsed = start.duration(to: .now)
+                #expect(down.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
+                #expect(elapsed < .seconds(5), "took \(elapsed)")
+
+                try proxy.start()
+                var outcome = Reply.Outcome.error(ReplyError(.storeUnavailable, "not tried"))
+                let deadline = ContinuousClock.now + .seconds(30)
+                let retry = Messages.created(2)
+                while ContinuousClock.now < deadline {
+                    outcome = await applyOne(retry, to: fixture.store)
+                    if outcome.errorCode != .storeUnavailable { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect(outcome == .ok(.created), "the pool did not reconnect within 30 s")
+                #expect(try await fixture.profiles().map(\.userID) == [1, 2])
+            }
+        }
+    }
+
+    @Test("four workers on one database keep each user's messages in sequence order")
+    func severalWorkers() async throws {
+        try await withFixture(.postgres) { fixture in
+            let users = Array(Int64(1)...20)
+            try await fixture.addUsers(users)
+            try await fixture.addProfiles(users.map { StoredProfile(userID: $0, profileType: "t0") })
+            try await fixture.setSequences(Dictionary(uniqueKeysWithValues: users.map { ($0, 0) }))
+            guard let first = fixture.store as? PostgresProfileStore else { throw PostgresFixture.NotConfigured() }
+            let others = (0..<3).map { _ in PostgresProfileStore(configuration: first.configuration, logger: testLogger) }
+            let stores = [first] + others
+            // Message k (seq k) is for user k % 20; messages 20j...20j+19 form one batch, given to
+            // worker j % 4: every batch touches every user, so the four workers contend for the
+            // same users all the time, and each worker's batches are in sequence order.
+            let messages = (Int64(1)...2000).map { seq in
+                Messages.updated(users[Int(seq) % users.count], seq: seq, profileType: .value("t\(seq)"))
+            }
+            let outcomes = await withTaskGroup(of: Void.self) { runners in
+                for store in others { runners.addTask { try? await store.run() } }
+                defer { runners.cancelAll() }
+                return await withTaskGroup(of: [Reply.Outcome].self) { group in
+                    for (worker, store) in stores.enumerated() {
+                        let mine = messages.filter { Int($0.sequence! - 1) / 20 % stores.count == worker }
+                        group.addTask {
+                            var outcomes: [Reply.Outcome] = []
+                            for start in stride(from: 0, to: mine.count, by: 20) {
+                                let batch = Array(mine[start..<min(start + 20, mine.count)])
+                                outcomes += await ProfileReceiver().apply(batch, to: store)
+                            }
+                            return outcomes
+                        }
+                    }
+                    return await group.reduce(into: []) { $0 += $1 }
+                }
+            }
+            #expect(outcomes.count == messages.count)
+            #expect(outcomes.allSatisfy { $0 == .ok(.updated) || $0 == .ok(.stale) }, "\(outcomes.filter { $0.errorCode != nil })")
+            let newest = Dictionary(messages.map { ($0.userID, $0.sequence!) }, uniquingKeysWith: max)
+            let profiles = try await fixture.profiles()
+            #expect(profiles.count == users.count)
+            for profile in profiles {
+                #expect(profile.profileType == "t\(newest[profile.userID]!)", "user \(profile.userID)")
+            }
+            #expect(try await fixture.sequences() == newest)
+        }
+    }
+
+    @Test("1,000 creates then 1,000 updates, two batches, leave 1,000 updated rows and 2,000 dedupe ids")
+    func largeBatches() async throws {
+        try await withFixture(.postgres) { fixture in
+            let users = Array(Int64(1)...1000)
+            try await fixture.addUsers(users)
+            let receiver = ProfileReceiver()
+            let created = await receiver.apply(users.map { Messages.created($0, seq: $0) }, to: fixture.store)
+            #expect(created.allSatisfy { $0 == .ok(.created) })
+            let updated = await receiver.apply(
+                users.map { Messages.updated($0, seq: $0 + 1000, sex: .value("M")) }, to: fixture.store)
+            #expect(updated.allSatisfy { $0 == .ok(.updated) })
+            let profiles = try await fixture.profiles()
+            #expect(profiles.count == 1000)
+            #expect(profiles.allSatisfy { $0.sex == "M" })
+            #expect(try await fixture.appliedIDs().count == 2000)
+        }
+    }
+}
+
+/// PostgreSQL failures that need no server.
+@Suite("PostgreSQL store without a server")
+struct PostgresUnreachableTests {
+    static func deadStore(acquireTimeout: Duration = .milliseconds(500)) throws -> PostgresProfileStore {
+        var configuration = PostgresStoreConfiguration(
+            host: "127.0.0.1", port: try unusedTCPPort(), username: "postgres", database: "nothing", tls: .disable)
+        configuration.acquireTimeout = acquireTimeout
+        configuration.connectTimeout = .milliseconds(500)
+        return PostgresProfileStore(configuration: configuration, logger: testLogger)
+    }
+
+    @Test("an unreachable server makes every outcome store_unavailable within the acquire timeout")
+    func unreachable() async throws {
+        let store = try Self.deadStore()
+        try await withRunning(store) {
+            let start = ContinuousClock.now
+            let outcomes = await ProfileReceiver().apply(
+                [Messages.created(1), Messages.updated(2), Messages.created(3)], to: store)
+            let elapsed = start.duration(to: .now)
+            #expect(outcomes.map(\.errorCode) == [.storeUnavailable, .storeUnavailable, .storeUnavailable])
+            #expect(elapsed < .seconds(3), "took \(elapsed)")
+
+            let error = await #expect(throws: StoreError.self) { try await store.checkSchema() }
+            #expect(error?.code == .unavailable)
+            let prepare = await #expect(throws: StoreError.self) { try await store.prepareWorkerTables() }
+            #expect(prepare?.code == .unavailable)
+            #expect(await store.columnLimits == ColumnLimits(rejectsNUL: true))
+        }
+    }
+
+    @Test("without run() the store answers unavailable instead of hanging")
+    func notRunning() async throws {
+        let store = try Self.deadStore(acquireTimeout: .milliseconds(300))
+        let start = ContinuousClock.now
+        let error = await #expect(throws: StoreError.self) {
+            _ = try await store.apply([Messages.created(1)]) { _ in BatchPlan(outcomes: [.ok(.created)]) }
+        }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.contains("run()") == true)
+        #expect(start.duration(to: .now) < .seconds(3))
+    }
+}
+
+/// `PostgresStoreConfiguration(url:)`.
+@Suite("PostgreSQL configuration URL")
+struct PostgresConfigurationTests {
+    @Test("a plain URL")
+    func plain() throws {
+        let configuration = try PostgresStoreConfiguration(url: "postgres://postgres@127.0.0.1:55432/signal_worker_test")
+        #expect(configuration.host == "127.0.0.1")
+        #expect(configuration.port == 55432)
+        #expect(configuration.username == "postgres")
+        #expect(configuration.password == nil)
+        #expect(configuration.database == "signal_worker_test")
+        #expect(configuration.tls == .prefer)
+        #expect(configuration.profileTable == "accounts_userprofile")
+        #expect(configuration.userTable == "auth_user")
+    }
+
+    @Test("percent-encoding, parameters, IPv6 and the default port")
+    func full() throws {
+        let configuration = try PostgresStoreConfiguration(
+            url: "postgresql://app%20user:p%40ss:word@[::1]/my%20db?sslmode=require&application_name=w1&connect_timeout=3")
+        #expect(configuration.username == "app user")
+        #expect(configuration.password == "p@ss:word")
+        #expect(configuration.host == "::1")
+        #expect(configuration.port == 5432)
+        #expect(configuration.database == "my db")
+        #expect(configuration.tls == .require)
+        #expect(configuration.applicationName == "w1")
+        #expect(configuration.connectTimeout == .seconds(3))
+        #expect(try PostgresStoreConfiguration(url: "postgres://u@h/db?sslmode=disable").tls == .disable)
+    }
+
+    @Test("the password is never printed")
+    func passwordRedacted() throws {
+        let configuration = try PostgresStoreConfiguration(url: "postgres://u:hunter2@db:5432/app")
+        #expect(!configuration.description.contains("hunter2"))
+        #expect(!String(reflecting: configuration).contains("hunter2"))
+        #expect(configuration.description.contains("***"))
+        do {
+            _ = try PostgresStoreConfiguration(url: "postgres://u:hunter2@db:notaport/app")
+            Issue.record("a bad port was accepted")
+        } catch {
+            #expect(!error.description.contains("hunter2"))
+            #expect(error.description.contains("port"))
+        }
+    }
+
+    @Test(
+        "bad URLs are refused with a reason",
+        arguments: [
+            ("mysql://u@h/db", "scheme"), ("postgres://u@h", "database"), ("postgres://h/db", "user"),
+            ("postgres://u@h:99999/db", "port"), ("postgres://u@h/db?foo=1", "foo"), ("postgres://u@/db", "host"),
+            ("postgres://u@h/a/b", "database"), ("postgres://u@h/db?sslmode=sometimes", "sslmode"), ("not a url", "postgres://"),
+        ])
+    func badURL(url: String, reason: String) {
+        do {
+            _ = try PostgresStoreConfiguration(url: url)
+            Issue.record("\(url) was accepted")
+        } catch {
+            #expect(error.problem.contains(reason), "\(error)")
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import GRDB
+import ProfileReceiver
+@testable import ProfileStoreSQLite
+import SignalProtocol
+import Testing
+
+/// What is particular to SQLite: a file shared with Django's process.
+@Suite("SQLite store")
+struct SQLiteStoreTests {
+    /// Holds the write lock from a second connection (as Django would) for `duration`,
+    /// returning once the lock is held; the task ends when the lock is released.
+    private static func holdWriteLock(on helper: DatabaseQueue, for duration: Duration) async throws -> Task<Void, any Error> {
+        let (locked, continuation) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await helper.writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                continuation.yield()
+                Thread.sleep(forTimeInterval: duration.secondsValue)
+                try db.execute(sql: "COMMIT")
+            }
+        }
+        for await _ in locked { break }
+        return holder
+    }
+
+    @Test("an apply waits for another connection's 200 ms write lock and succeeds")
+    func waitsForLock() async throws {
+        try await SQLiteFixture.with { fixture in
+            try await fixture.addUsers([1])
+            let holder = try await Self.holdWriteLock(on: fixture.helper, for: .milliseconds(200))
+            let start = ContinuousClock.now
+            let outcome = await applyOne(Messages.created(1, sex: .value("F")), to: fixture.store)
+            let waited = start.duration(to: .now)
+            try await holder.value
+            #expect(outcome == .ok(.created), "no 'database is locked': \(outcome)")
+            #expect(waited >= .milliseconds(150), "the apply must have waited for the lock, waited \(waited)")
+            #expect(try await fixture.profiles() == [StoredProfile(userID: 1, profileType: "personal", sex: "F")])
+        }
+    }
+
+    @Test("a lock held past the busy timeout makes every outcome store_unavailable, and nothing is written")
+    func busyTimeoutExceeded() async throws {
+        try await SQLiteFixture.with(configure: { $0.busyTimeout = .milliseconds(100) }) { fixture in
+            try await fixture.addUsers([1, 2])
+            let holder = try await Self.holdWriteLock(on: fixture.helper, for: .milliseconds(700))
+            let outcomes = await ProfileReceiver().apply([Messages.created(1), Messages.created(2)], to: fixture.store)
+            try await holder.value
+            #expect(outcomes.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
+            #expect(try await fixture.profiles().isEmpty)
+
+            let second = try await Self.holdWriteLock(on: fixture.helper, for: .milliseconds(500))
+            let result: Result<BatchPlan, StoreError>
+            do throws(StoreError) {
+                result = .success(
+                    try await fixture.store.apply([Messages.created(1)]) { _ in BatchPlan(outcomes: [.ok(.created)]) })
+            } catch {
+                result = .failure(error)
+            }
+            try await second.value
+            guard case .failure(let error) = result else {
+                Issue.record("the apply did not fail while the lock was held")
+                return
+            }
+            #expect(error.code == .unavailable)
+            #expect(error.message.contains("lock"))
+        }
+    }
+
+    @Test("the store switches the file to WAL mode")
+    func walMode() async throws {
+        try await SQLiteFixture.with { fixture in
+            let mode = try await fixture.helper.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+            #expect(mode?.lowercased() == "wal")
+        }
+    }
+
+    @Test("opening a path without a database fails as unavailable unless createIfMissing is set")
+    func missingFile() throws {
+        let directory = try TestEnvironment.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("nothing-here.sqlite3").path
+        let error = #expect(throws: StoreError.self) {
+            _ = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: path))
+        }
+        #expect(error?.code == .unavailable)
+        #expect(!FileManager.default.fileExists(atPath: path), "no empty database was created")
+        let store = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: path, createIfMissing: true))
+        try store.close()
+        #expect(FileManager.default.fileExists(atPath: path))
+    }
+
+    @Test("synchronous is FULL by default and NORMAL when configured, on the writer connection")
+    func synchronousSetting() async throws {
+        try await SQLiteFixture.with { fixture in
+            let synchronous = try await fixture.sqliteStore.writerPragma("synchronous")
+            let foreignKeys = try await fixture.sqliteStore.writerPragma("foreign_keys")
+            #expect(synchronous == "2")  // FULL
+            #expect(foreignKeys == "1")
+        }
+        try await SQLiteFixture.with(configure: { $0.synchronous = .normal }) { fixture in
+            let synchronous = try await fixture.sqliteStore.writerPragma("synchronous")
+            #expect(synchronous == "1")  // NORMAL
+            try await fixture.addUsers([1])
+            #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
+            #expect(try await fixture.profiles().count == 1)
+        }
+    }
+
+    @Test("text with a NUL character is stored whole, as Python's sqlite3 stores it")
+    func nulCharacters() async throws {
+        try await SQLiteFixture.with { fixture in
+            try await fixture.addUsers([1])
+            let created = Messages.created(1, profileType: .value("a\u{0}b"), sex: .value("\u{0}"))
+            #expect(await applyOne(created, to: fixture.store) == .ok(.created))
+            // An update reads the row back through the store and writes it again.
+            let update = Messages.updated(1, birthdate: .value(Messages.date("2000-01-01")))
+            #expect(await applyOne(update, to: fixture.store) == .ok(.updated))
+            let hex = try await fixture.helper.read { db in
+                try String.fetchAll(
+                    db, sql: "SELECT hex(\"profile_type\") || ' ' || hex(\"sex\") FROM \"accounts_userprofile\"")
+            }
+            #expect(hex == ["610062 00"])
+        }
+    }
+
+    @Test("without UPDATE ... FROM (SQLite < 3.33) updates run row by row with the same result")
+    func oldSQLiteUpdates() async throws {
+        try await SQLiteFixture.with(assumingSQLiteVersion: 3_031_001) { fixture in
+            let users = Array(Int64(1)...300)
+            try await fixture.addUsers(users)
+            let receiver = ProfileReceiver()
+            #expect(await receiver.apply(users.map { Messages.created($0) }, to: fixture.store).allSatisfy { $0 == .ok(.created) })
+            let updates = users.map { Messages.updated($0, sex: .value("M")) }
+            #expect(await receiver.apply(updates, to: fixture.store).allSatisfy { $0 == .ok(.updated) })
+            let profiles = try await fixture.profiles()
+            #expect(profiles.count == 300)
+            #expect(profiles.allSatisfy { $0.sex == "M" })
+        }
+    }
+
+    @Test("a stored birthdate that is not a date refuses only its own message")
+    func corruptStoredDate() async throws {
+        try await SQLiteFixture.with { fixture in
+            try await fixture.addUsers([1, 2])
+            try await fixture.addProfiles([
+                StoredProfile(userID: 1, profileType: "personal", birthdate: "not a date"),
+                StoredProfile(userID: 2, profileType: "personal", birthdate: "1990-01-02"),
+            ])
+            let outcomes = await ProfileReceiver().apply(
+                [Messages.updated(1, sex: .value("F")), Messages.updated(2, sex: .value("M"))], to: fixture.store)
+            #expect(outcomes[0].errorCode == .invalidValue)
+            #expect(outcomes[1] == .ok(.updated))
+            #expect(try await fixture.profiles().last == StoredProfile(userID: 2, profileType: "personal", sex: "M", birthdate: "1990-01-02"))
+        }
+    }
+
+    @Test("pruning deletes expired ids in several short transactions and keeps recent ones")
+    func pruneInChunks() async throws {
+        try await SQLiteFixture.with { fixture in
+            try await fixture.addApplied((0..<25_003).map { "old-\($0)" }, ageSeconds: 3_600)
+            try await fixture.addApplied(["recent"], ageSeconds: 1)
+            #expect(try await fixture.store.pruneApplied(olderThanSeconds: 60) == 25_003)
+            #expect(try await fixture.appliedIDs() == ["recent"])
+        }
+    }
+
+    @Test("the column limits are unenforced on SQLite")
+    func columnLimits() async throws {
+        try await SQLiteFixture.with { fixture in
+            #expect(await fixture.store.columnLimits == .unenforced)
+        }
+    }
+
+    @Test("missing worker tables fail as a schema error, not as a rejection")
+    func missingWorkerTables() async throws {
+        try await SQLiteFixture.with { fixture in
+            try await fixture.addUsers([1])
+            try await fixture.execute("DROP TABLE \"signal_worker_applied\"")
+            do throws(StoreError) {
+                _ = try await fixture.store.apply([Messages.created(1)]) { _ in BatchPlan(outcomes: [.ok(.created)]) }
+                Issue.record("apply succeeded without the dedupe table")
+            } catch {
+                #expect(error.code == .schema)
+            }
+        }
+    }
+}
+
+extension Duration {
+    var secondsValue: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import GRDB
+import ProfileReceiver
+@testable import ProfileStoreSQLite
+
+/// An SQLite store on a file of its own: a copy of Django's migrated database when
+/// `SIGNAL_WORKER_TEST_DJANGO_SQLITE` is set, else the Django-compatible schema.
+struct SQLiteFixture: StoreFixture {
+    let directory: URL
+    let path: String
+    let sqliteStore: SQLiteProfileStore
+    /// A second connection, as Django's would be.
+    let helper: DatabaseQueue
+
+    var kind: StoreKind { .sqlite }
+    var store: any ProfileStore { sqliteStore }
+
+    /// A fresh database path in a fresh temp directory, holding Django's schema (copied or created).
+    static func makeDatabase(in directory: URL, djangoSchema: Bool = true) async throws -> String {
+        let path = directory.appendingPathComponent("db.sqlite3").path
+        if djangoSchema, let template = TestEnvironment.djangoSQLiteTemplate {
+            try FileManager.default.copyItem(atPath: template, toPath: path)
+        } else if djangoSchema {
+            let store = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: path, createIfMissing: true))
+            try await store.createDjangoCompatibleSchema()
+            try store.close()
+        }
+        return path
+    }
+
+    /// Runs `body` with a fresh fixture; `assumingSQLiteVersion` makes the store use the SQL
+    /// it would use with an older library (its fallbacks).
+    static func with(
+        djangoSchema: Bool = true, assumingSQLiteVersion: Int? = nil,
+        configure: (inout SQLiteStoreConfiguration) -> Void = { _ in },
+        _ body: (SQLiteFixture) async throws -> Void
+    ) async throws {
+        let directory = try TestEnvironment.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = try await makeDatabase(in: directory, djangoSchema: djangoSchema)
+        var configuration = SQLiteStoreConfiguration(path: path, createIfMissing: true)
+        configure(&configuration)
+        let store = try SQLiteProfileStore(configuration: configuration, assumingSQLiteVersion: assumingSQLiteVersion)
+        try await store.prepareWorkerTables()
+        var helperConfiguration = Configuration()
+        helperConfiguration.busyMode = .timeout(5)
+        let helper = try DatabaseQueue(path: path, configuration: helperConfiguration)
+        let fixture = SQLiteFixture(directory: directory, path: path, sqliteStore: store, helper: helper)
+        try await body(fixture)
+        try helper.close()
+        try store.close()
+    }
+
+    func createDjangoCompatibleSchema() async throws {
+        try await sqliteStore.createDjangoCompatibleSchema()
+    }
+
+    func execute(_ sql: String) async throws {
+        try await helper.write { db in try db.execute(sql: sql) }
+    }
+
+    func addUsers(_ ids: [Int64]) async throws {
+        try await helper.write { db in
+            for id in ids {
+                try db.execute(
+                    sql: """
+                        INSERT INTO "auth_user" ("id", "password", "last_login", "is_superuser", "username", "first_name", \
+                        "last_name", "email", "is_staff", "is_active", "date_joined") \
+                        VALUES (?, '', NULL, 0, ?, '', '', '', 0, 1, '2026-01-01 00:00:00')
+                        """,
+                    arguments: [id, "user\(id)"])
+            }
+        }
+    }
+
+    func addProfiles(_ rows: [StoredProfile]) async throws {
+        try await helper.write { db in
+            for row in rows {
+                try db.execute(
+                    sql: """
+                        INSERT INTO "accounts_userprofile" ("user_id", "profile_type", "sex", "birthdate") VALUES (?, ?, ?, ?)
+                        """,
+                    arguments: [row.userID, row.profileType, row.sex, row.birthdate])
+            }
+        }
+    }
+
+    func addApplied(_ ids: [String], ageSeconds: Double) async throws {
+        let appliedAt = Date().timeIntervalSince1970 - ageSeconds
+        try await helper.write { db in
+            for id in ids {
+                try db.execute(
+                    sql: "INSERT INTO \"signal_worker_applied\" (\"message_id\", \"applied_at\") VALUES (?, ?)",
+                    arguments: [id, appliedAt])
+            }
+        }
+    }
+
+    func setSequences(_ sequences: [Int64: Int64]) async throws {
+        try await helper.write { db in
+            for (user, sequence) in sequences {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO \"signal_worker_user_sequence\" (\"user_id\", \"last_seq\") VALUES (?, ?)",
+                    arguments: [user, sequence])
+            }
+        }
+    }
+
+    func profiles() async throws -> [StoredProfile] {
+        try await helper.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT "user_id", "profile_type", "sex", "birthdate" FROM "accounts_userprofile" ORDER BY "user_id"
+                    """
+            ).map { row in
+                StoredProfile(userID: row[0], profileType: row[1], sex: row[2], birthdate: row[3])
+            }
+        }
+    }
+
+    func appliedIDs() async throws -> Set<String> {
+        try await helper.read { db in
+            Set(try String.fetchAll(db, sql: "SELECT \"message_id\" FROM \"signal_worker_applied\""))
+        }
+    }
+
+    func sequences() async throws -> [Int64: Int64] {
+        try await helper.read { db in
+            var result: [Int64: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT \"user_id\", \"last_seq\" FROM \"signal_worker_user_sequence\"") {
+                result[row[0]] = row[1]
+            }
+            return result
+        }
+    }
+
+    func refuseSex(_ value: String) async throws {
+        try await helper.write { db in
+            for event in ["INSERT", "UPDATE"] {
+                try db.execute(
+                    sql: """
+                        CREATE TRIGGER "refuse_sex_\(event.lowercased())" BEFORE \(event) ON "accounts_userprofile" \
+                        WHEN NEW."sex" = '\(value.replacingOccurrences(of: "'", with: "''"))' \
+                        BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END
+                        """)
+            }
+        }
+    }
+}
