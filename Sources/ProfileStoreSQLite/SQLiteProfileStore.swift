@@ -121,25 +121,33 @@ public final class SQLiteProfileStore: ProfileStore {
 
     /// Deletes dedupe ids applied more than `seconds` ago; returns how many.
     ///
-    /// Deletes in transactions of at most 10,000 ids, so that Django never waits long for
-    /// the write lock however many ids expire at once.
+    /// Walks the dedupe table in primary-key order, 10,000 ids per transaction, so that
+    /// Django never waits long for the write lock however large the table is.
     public func pruneApplied(olderThanSeconds seconds: Double) async throws(StoreError) -> Int {
-        let sql = statements.pruneApplied
+        let statements = self.statements
         let cutoff = Date().timeIntervalSince1970 - seconds
         var total = 0
+        var after = ""  // sorts before every id (ids are never empty)
         do {
             while true {
-                let deleted = try await pool.writeWithoutTransaction { db in
-                    var deleted = 0
+                let start = after
+                let (deleted, pageEnd, pageCount) = try await pool.writeWithoutTransaction { db in
+                    var result: (Int, String?, Int) = (0, nil, 0)
                     try db.inTransaction(.immediate) {
-                        try db.execute(sql: sql, arguments: [cutoff, SQLiteStatements.pruneChunk])
-                        deleted = db.changesCount
+                        guard
+                            let page = try Row.fetchOne(
+                                db, sql: statements.prunePageEnd, arguments: [start, SQLiteStatements.prunePageSize]),
+                            let end = page[0] as String?
+                        else { return .commit }
+                        try db.execute(sql: statements.prunePage, arguments: [start, end, cutoff])
+                        result = (db.changesCount, end, page[1])
                         return .commit
                     }
-                    return deleted
+                    return result
                 }
                 total += deleted
-                if deleted < SQLiteStatements.pruneChunk { return total }
+                guard let pageEnd, pageCount == SQLiteStatements.prunePageSize else { return total }
+                after = pageEnd
             }
         } catch {
             throw SQLiteErrors.storeError(error, operation: "prune the dedupe table")

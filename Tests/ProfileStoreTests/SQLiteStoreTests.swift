@@ -158,10 +158,14 @@ struct SQLiteStoreTests {
     @Test("pruning deletes expired ids in several short transactions and keeps recent ones")
     func pruneInChunks() async throws {
         try await SQLiteFixture.with { fixture in
-            try await fixture.addApplied((0..<25_003).map { "old-\($0)" }, ageSeconds: 3_600)
-            try await fixture.addApplied(["recent"], ageSeconds: 1)
-            #expect(try await fixture.store.pruneApplied(olderThanSeconds: 60) == 25_003)
-            #expect(try await fixture.appliedIDs() == ["recent"])
+            // Expired and recent ids interleave in key order, across page boundaries.
+            let ids = (0..<25_003).map { "id-" + String(1_000_000 + $0) }
+            let recent = ids.enumerated().filter { $0.offset % 3 == 0 }.map(\.element)
+            let expired = ids.enumerated().filter { $0.offset % 3 != 0 }.map(\.element)
+            try await fixture.addApplied(expired, ageSeconds: 3_600)
+            try await fixture.addApplied(recent, ageSeconds: 1)
+            #expect(try await fixture.store.pruneApplied(olderThanSeconds: 60) == expired.count)
+            #expect(try await fixture.appliedIDs() == Set(recent))
         }
     }
 
