@@ -64,7 +64,7 @@ struct PostgresStoreTests {
                 let down = await ProfileReceiver().apply([Messages.created(2), Messages.updated(1)], to: fixture.store)
                 let elapsed = start.duration(to: .now)
                 #expect(down.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
-                #expect(elapsed < .seconds(5), "took \(elapsed)")
+                #expect(elapsed < .seconds(10), "took \(elapsed)")  // no hang; CI shares 2 cores with parallel tests
 
                 try proxy.start()
                 var outcome = Reply.Outcome.error(ReplyError(.storeUnavailable, "not tried"))
@@ -166,7 +166,8 @@ struct PostgresUnreachableTests {
                 [Messages.created(1), Messages.updated(2), Messages.created(3)], to: store)
             let elapsed = start.duration(to: .now)
             #expect(outcomes.map(\.errorCode) == [.storeUnavailable, .storeUnavailable, .storeUnavailable])
-            #expect(elapsed < .seconds(3), "took \(elapsed)")
+            // Bounded well below the 60 s operation timeout; generous because CI shares 2 cores with parallel tests.
+            #expect(elapsed < .seconds(10), "took \(elapsed)")
 
             let error = await #expect(throws: StoreError.self) { try await store.checkSchema() }
             #expect(error?.code == .unavailable)
@@ -185,7 +186,7 @@ struct PostgresUnreachableTests {
         }
         #expect(error?.code == .unavailable)
         #expect(error?.message.contains("run()") == true)
-        #expect(start.duration(to: .now) < .seconds(3))
+        #expect(start.duration(to: .now) < .seconds(10), "must not wait for a pool that never runs")
     }
 }
 
