@@ -106,17 +106,7 @@ public final class SQLiteProfileStore: ProfileStore {
 
     /// Creates the worker's dedupe and sequence tables if missing. Never touches Django's tables.
     public func prepareWorkerTables() async throws(StoreError) {
-        let ddl = statements.workerTablesDDL
-        do {
-            try await pool.writeWithoutTransaction { db in
-                try db.inTransaction(.immediate) {
-                    try db.execute(sql: ddl)
-                    return .commit
-                }
-            }
-        } catch {
-            throw SQLiteErrors.storeError(error, operation: "create the worker tables")
-        }
+        try await executeImmediately(statements.workerTablesDDL, operation: "create the worker tables")
     }
 
     /// Deletes dedupe ids applied more than `seconds` ago; returns how many.
@@ -160,16 +150,20 @@ public final class SQLiteProfileStore: ProfileStore {
     /// For trials and tests without Django; normally Django's migrations
     /// (`python manage.py migrate`) create these tables, and the worker never should.
     public func createDjangoCompatibleSchema() async throws(StoreError) {
-        let ddl = statements.djangoCompatibleDDL
+        try await executeImmediately(statements.djangoCompatibleDDL, operation: "create the Django-compatible schema")
+    }
+
+    /// Runs `sql` (DDL) in one `BEGIN IMMEDIATE` transaction.
+    private func executeImmediately(_ sql: String, operation: String) async throws(StoreError) {
         do {
             try await pool.writeWithoutTransaction { db in
                 try db.inTransaction(.immediate) {
-                    try db.execute(sql: ddl)
+                    try db.execute(sql: sql)
                     return .commit
                 }
             }
         } catch {
-            throw SQLiteErrors.storeError(error, operation: "create the Django-compatible schema")
+            throw SQLiteErrors.storeError(error, operation: operation)
         }
     }
 
