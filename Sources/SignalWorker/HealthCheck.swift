@@ -12,19 +12,48 @@ public enum HealthCheck {
         public var reply: String
     }
 
-    /// Sends a ping to `endpoint` from a fresh DEALER and waits up to `timeout` for the matching pong.
-    public static func ping(_ endpoint: String, timeout: Duration) throws(WorkerError) -> Result {
+    /// A CURVE client's keys: its own pair and the worker's public key.
+    public struct CurveClient: Sendable {
+        /// The client's key pair (its public key must be in the worker's allowed clients).
+        public var clientKeys: CurveKeyPair
+        /// The worker's public key.
+        public var serverKey: CurveKey
+
+        /// Creates the settings.
+        public init(clientKeys: CurveKeyPair, serverKey: CurveKey) {
+            self.clientKeys = clientKeys
+            self.serverKey = serverKey
+        }
+    }
+
+    /// Sends a ping to `endpoint` from a fresh DEALER (a CURVE client with `curve`) and waits up
+    /// to `timeout` for the matching pong.
+    public static func ping(_ endpoint: String, timeout: Duration, curve: CurveClient? = nil) throws(WorkerError) -> Result {
         do {
             let context = try Context(ioThreads: 1, defaultLinger: .zero)
             defer { context.terminate() }
             let socket = try Socket(context: context, type: .dealer)
             defer { socket.close() }
+            if let curve {
+                try socket.set(.curveServerKey, curve.serverKey)
+                try socket.set(.curvePublicKey, curve.clientKeys.publicKey)
+                try socket.set(.curveSecretKey, curve.clientKeys.secretKey)
+            }
             try socket.set(.immediate, true)
             try socket.set(.sendTimeout, timeout)  // with IMMEDIATE and no peer, send would block forever
             try socket.connect(endpoint)
             let id = "ping-\(UUID().uuidString.lowercased())"
             let started = ContinuousClock.now
-            try socket.send(Array(#"{"v":1,"id":"\#(id)","type":"ping"}"#.utf8), flags: [])
+            // With IMMEDIATE, a send times out when no connection was established (no worker
+            // there, or a CURVE handshake refused).
+            if !(try sendUnlessTimedOut(socket, Array(#"{"v":1,"id":"\#(id)","type":"ping"}"#.utf8))) {
+                throw WorkerError(
+                    .socket,
+                    "no connection to \(endpoint) within \(timeout): is the worker running there? "
+                        + (curve == nil
+                            ? "(a worker started with CURVE refuses plaintext clients)"
+                            : "(with CURVE: is this client's public key among the worker's allowed clients, and the server key the worker's?)"))
+            }
             let poller = Poller()
             poller.register(socket, for: .readable)
             while true {
@@ -45,6 +74,17 @@ public enum HealthCheck {
             throw error
         } catch {
             throw WorkerError(.socket, "ping \(endpoint) failed: \(error)")
+        }
+    }
+
+    /// Sends `bytes`; `false` if the send timed out.
+    private static func sendUnlessTimedOut(_ socket: Socket, _ bytes: [UInt8]) throws(ZeroMQError) -> Bool {
+        do {
+            try socket.send(bytes, flags: [])
+            return true
+        } catch {
+            guard error.code == .timedOut else { throw error }
+            return false
         }
     }
 }

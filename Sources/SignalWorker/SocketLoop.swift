@@ -96,6 +96,13 @@ final class SocketLoop: Sendable {
             try socket.set(.receiveHighWaterMark, configuration.highWaterMark)
             try socket.set(.sendHighWaterMark, configuration.highWaterMark)
             try socket.set(.linger, configuration.linger)
+            if let curve = configuration.curve {
+                // The handler must listen before the first client can finish a handshake.
+                try ZAPAuthenticator(context: context, allowedClients: curve.allowedClients, logger: logger).start()
+                try socket.set(.curveServer, true)
+                try socket.set(.curveSecretKey, curve.serverKeys.secretKey)
+                try socket.set(.zapDomain, "signal-worker")
+            }
             try socket.bind(configuration.bind)
             endpoint = try socket.lastEndpoint
         } catch {

@@ -2,6 +2,7 @@ import Foundation
 
 import ProfileReceiver
 import ProfileStoreSQLite
+import ZeroMQ
 
 /// Everything `signal-worker serve` can be told, with the defaults a Django project expects.
 ///
@@ -41,9 +42,48 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var dedupeRetention: Duration = .seconds(7 * 24 * 3600)
     /// Where to serve Prometheus metrics (`host:port`), or `nil` for no metrics endpoint.
     public var metricsBind: String?
+    /// CURVE encryption and client authentication, or `nil` for plaintext (loopback only).
+    public var curve: CurveServerSecurity?
 
     /// Creates the default configuration.
     public init() {}
+}
+
+/// A CURVE server's keys and the clients it admits (`--curve-secret-key-file`,
+/// `--curve-allowed-clients`); see ``CurveKeyFiles`` for the files.
+public struct CurveServerSecurity: Sendable, Hashable {
+    /// The worker's key pair; clients need its public key.
+    public var serverKeys: CurveKeyPair
+    /// The client public keys admitted, by name (the key file's name, for logs).
+    public var allowedClients: [String: CurveKey]
+
+    /// Creates the settings.
+    public init(serverKeys: CurveKeyPair, allowedClients: [String: CurveKey]) {
+        self.serverKeys = serverKeys
+        self.allowedClients = allowedClients
+    }
+
+    /// Reads the worker's secret key file and the allowed clients' `*.pub` files.
+    public static func load(secretKeyFile: String, allowedClientsDirectory: String) throws(WorkerError) -> Self {
+        Self(
+            serverKeys: try CurveKeyFiles.readKeyPair(secretKeyFile: secretKeyFile),
+            allowedClients: try CurveKeyFiles.readAllowedClients(directory: allowedClientsDirectory))
+    }
+}
+
+/// Whether a ZeroMQ endpoint can only be reached from this machine (`ipc://`, `inproc://`,
+/// TCP on a loopback address); anything else is exposed to the network.
+public func endpointIsLocal(_ endpoint: String) -> Bool {
+    if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+    guard endpoint.hasPrefix("tcp://") else { return false }
+    let address = endpoint.dropFirst("tcp://".count)
+    let host: Substring
+    if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
+        host = address[address.index(after: address.startIndex)..<close]
+    } else {
+        host = address.split(separator: ":", maxSplits: 1).first ?? ""
+    }
+    return host == "localhost" || host == "::1" || host.hasPrefix("127.") || host == "lo"
 }
 
 /// Which database the worker writes, parsed from `--store`.

@@ -47,6 +47,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9557; empty (the default) serves none. [env: SIGNAL_WORKER_METRICS_BIND]")
     var metricsBind: String = EnvironmentDefault.string("SIGNAL_WORKER_METRICS_BIND", "")
 
+    @Option(
+        help: ArgumentHelp(
+            "CURVE: the worker's secret key file (mode 0600; `signal-worker keygen` writes one). With --curve-allowed-clients, traffic is encrypted and only the listed clients get in. [env: SIGNAL_WORKER_CURVE_SECRET_KEY_FILE]",
+            valueName: "path"))
+    var curveSecretKeyFile: String = EnvironmentDefault.string("SIGNAL_WORKER_CURVE_SECRET_KEY_FILE", "")
+
+    @Option(
+        help: ArgumentHelp(
+            "CURVE: a directory of the client public keys (*.pub) the worker admits; every other client is refused. [env: SIGNAL_WORKER_CURVE_ALLOWED_CLIENTS]",
+            valueName: "directory"))
+    var curveAllowedClients: String = EnvironmentDefault.string("SIGNAL_WORKER_CURVE_ALLOWED_CLIENTS", "")
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -56,6 +68,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-request-bytes must be ≥ 256 and ≤ --max-message-bytes")
         }
         guard dedupeRetentionHours >= 1 else { throw ValidationError("--dedupe-retention-hours must be at least 1") }
+        guard curveSecretKeyFile.isEmpty == curveAllowedClients.isEmpty else {
+            throw ValidationError("CURVE needs both --curve-secret-key-file and --curve-allowed-clients")
+        }
     }
 
     func makeConfiguration() throws -> WorkerConfiguration {
@@ -71,12 +86,22 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.linger = .milliseconds(lingerMs)
         configuration.dedupeRetention = .seconds(dedupeRetentionHours * 3600)
         configuration.metricsBind = metricsBind.isEmpty ? nil : metricsBind
+        if !curveSecretKeyFile.isEmpty {
+            configuration.curve = try CurveServerSecurity.load(
+                secretKeyFile: curveSecretKeyFile, allowedClientsDirectory: curveAllowedClients)
+        }
         return configuration
     }
 
     func run() async throws {
-        let configuration = try makeConfiguration()
         let logger = logging.bootstrap()
+        let configuration: WorkerConfiguration
+        do {
+            configuration = try makeConfiguration()
+        } catch let error as WorkerError {
+            logger.critical("cannot serve: \(error.message)")
+            throw ExitCode.failure
+        }
         var prometheus: PrometheusCollectorRegistry?
         if configuration.metricsBind != nil {
             let registry = PrometheusCollectorRegistry()
@@ -88,7 +113,15 @@ struct ServeCommand: AsyncParsableCommand {
             metadata: [
                 "version": "\(SignalWorkerVersion.current)", "store": "\(configuration.store)",
                 "endpoint": "\(configuration.bind)", "zeromq": "\(RuntimeInfo.zeroMQDescription)",
+                "curve": "\(configuration.curve.map { "on, \($0.allowedClients.count) client key(s)" } ?? "off")",
             ])
+        if configuration.curve == nil, !endpointIsLocal(configuration.bind) {
+            let warning =
+                "\(configuration.bind) is reachable from the network WITHOUT CURVE: anyone who can connect can write "
+                + "profiles, and traffic is plaintext. Bind 127.0.0.1 or an ipc:// path, or pass --curve-secret-key-file "
+                + "and --curve-allowed-clients (see `signal-worker keygen`)."
+            logger.warning("\(warning)")
+        }
         do {
             let worker = try WorkerServices(configuration: configuration, logger: logger, prometheus: prometheus)
             defer { worker.close() }

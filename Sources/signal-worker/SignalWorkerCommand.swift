@@ -15,7 +15,7 @@ struct SignalWorkerCommand: AsyncParsableCommand {
             a command-line option wins over the variable. Wire protocol: docs/PROTOCOL.md.
             """,
         version: SignalWorkerVersion.current,
-        subcommands: [ServeCommand.self, CheckCommand.self, PingCommand.self, VersionCommand.self],
+        subcommands: [ServeCommand.self, CheckCommand.self, PingCommand.self, KeygenCommand.self, VersionCommand.self],
         defaultSubcommand: nil)
 }
 

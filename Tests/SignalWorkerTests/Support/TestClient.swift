@@ -8,12 +8,18 @@ final class TestClient {
     let socket: Socket
     private let poller = Poller()
 
-    /// Connects a new socket of `type` to `endpoint` (its own context, LINGER 0).
-    init(_ endpoint: String, type: SocketType = .dealer) throws {
+    /// Connects a new socket of `type` to `endpoint` (its own context, LINGER 0); a CURVE client
+    /// with `curve` (its key pair and the worker's public key).
+    init(_ endpoint: String, type: SocketType = .dealer, curve: (client: CurveKeyPair, server: CurveKey)? = nil) throws {
         let context = try Context(ioThreads: 1, defaultLinger: .zero)
         socket = try Socket(context: context, type: type)
         try socket.set(.receiveHighWaterMark, 0)
         try socket.set(.sendHighWaterMark, 0)
+        if let curve {
+            try socket.set(.curveServerKey, curve.server)
+            try socket.set(.curvePublicKey, curve.client.publicKey)
+            try socket.set(.curveSecretKey, curve.client.secretKey)
+        }
         try socket.connect(endpoint)
         poller.register(socket, for: .readable)
     }
