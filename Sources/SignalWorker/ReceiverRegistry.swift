@@ -12,6 +12,12 @@ public protocol SignalReceiver: Sendable {
     /// Validates an envelope; throws the error reply for bad content.
     func message(from envelope: SignalEnvelope) throws(ReplyError) -> Message
 
+    /// What must stay in order: messages with equal keys are applied one batch after the
+    /// other, in arrival order; batches whose keys are all different may be applied at the
+    /// same time (on stores that allow it). The profile receiver uses the user id. Equal keys
+    /// across receivers, or hash collisions, only serialize more than needed.
+    func orderingKey(of message: Message) -> Int
+
     /// Applies a batch in arrival order, one outcome per message.
     func apply(_ messages: [Message]) async -> [Reply.Outcome]
 }
@@ -38,10 +44,12 @@ public struct ReceiverRegistry: Sendable {
         public var receiverIndex: Int
         /// The receiver's own message type, boxed.
         public var message: any Sendable
+        /// The receiver's ``SignalReceiver/orderingKey(of:)`` for it.
+        public var orderingKey: Int
     }
 
     private struct Entry: Sendable {
-        var prepare: @Sendable (SignalEnvelope) throws(ReplyError) -> any Sendable
+        var prepare: @Sendable (SignalEnvelope) throws(ReplyError) -> (message: any Sendable, orderingKey: Int)
         var apply: @Sendable ([any Sendable]) async -> [Reply.Outcome]
     }
 
@@ -54,7 +62,10 @@ public struct ReceiverRegistry: Sendable {
     /// Registers `receiver` for `key`; a later registration for the same key replaces it.
     public mutating func register<Receiver: SignalReceiver>(_ receiver: Receiver, for key: Key) {
         let entry = Entry(
-            prepare: { envelope throws(ReplyError) in try receiver.message(from: envelope) },
+            prepare: { envelope throws(ReplyError) in
+                let message = try receiver.message(from: envelope)
+                return (message, receiver.orderingKey(of: message))
+            },
             apply: { messages in
                 // Every element was produced by this entry's `prepare`, so the cast cannot fail.
                 await receiver.apply(messages.map { $0 as! Receiver.Message })
@@ -79,7 +90,8 @@ public struct ReceiverRegistry: Sendable {
                     + keys.map(\.description).joined(separator: ", "),
                 field: "sender")
         }
-        return Prepared(receiverIndex: index, message: try entries[index].prepare(envelope))
+        let (message, orderingKey) = try entries[index].prepare(envelope)
+        return Prepared(receiverIndex: index, message: message, orderingKey: orderingKey)
     }
 
     /// Applies messages validated by the receiver at `receiverIndex`.
@@ -104,6 +116,9 @@ public struct StoredProfileReceiver: SignalReceiver {
     public func message(from envelope: SignalEnvelope) throws(ReplyError) -> ProfileMessage {
         try receiver.message(from: envelope)
     }
+
+    /// The user: one user's messages apply in order (outbox sequence), different users' need not.
+    public func orderingKey(of message: ProfileMessage) -> Int { Int(truncatingIfNeeded: message.userID) }
 
     public func apply(_ messages: [ProfileMessage]) async -> [Reply.Outcome] {
         await receiver.apply(messages, to: store)

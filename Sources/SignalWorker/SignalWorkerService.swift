@@ -67,29 +67,58 @@ public final class SignalWorkerService: Service, Sendable {
     }
 
     /// Takes batches until the queue is closed and drained; posts each batch's replies after its commit.
+    ///
+    /// Up to ``WorkerConfiguration/maxConcurrentBatches`` batches are applied at once, but a
+    /// batch starts only when no batch in flight shares an ordering key (user) with it, so each
+    /// user's messages still apply in arrival order and a resent message meets its first copy's
+    /// commit (dedupe). A new batch is taken only when there is room for it: batches grow while
+    /// the others run.
     private func applyLoop(queue: RequestQueue, mailbox: ReplyMailbox, registry: ReceiverRegistry) async {
-        while let batch = await queue.nextBatch(maxCount: configuration.maxBatchSize, linger: configuration.maxBatchWait) {
-            let started = ContinuousClock.now
-            let outcomes = await apply(batch, registry: registry)
-            let finished = ContinuousClock.now
-            metrics.recordBatch(size: batch.count, duration: started.duration(to: finished))
-
-            var replies: [OutgoingReply] = []
-            replies.reserveCapacity(batch.count)
-            for (request, outcome) in zip(batch, outcomes) {
-                metrics.recordOutcome(outcome)
-                metrics.recordRequest(duration: request.receivedAt.duration(to: finished))
-                if case .error(let error) = outcome {
-                    logger.warning(
-                        "request failed",
-                        metadata: ["message_id": "\(request.id)", "code": "\(error.code)",
-                            "field": "\(error.field ?? "-")", "error": "\(error.message)"])
+        let limit = max(1, configuration.maxConcurrentBatches ?? configuration.store.defaultConcurrentBatches)
+        await withTaskGroup(of: Int.self) { group in
+            var inFlight: [Int: Set<Int>] = [:]  // batch number -> its ordering keys
+            var number = 0
+            while true {
+                while inFlight.count >= limit, let done = await group.next() { inFlight[done] = nil }
+                guard let batch = await queue.nextBatch(maxCount: configuration.maxBatchSize, linger: configuration.maxBatchWait)
+                else { break }
+                let keys = Set(batch.map(\.prepared.orderingKey))
+                while inFlight.values.contains(where: { !$0.isDisjoint(with: keys) }), let done = await group.next() {
+                    inFlight[done] = nil
                 }
-                replies.append(OutgoingReply(envelope: request.envelope, body: Reply(id: request.id, outcome: outcome).encoded()))
+                number += 1
+                let batchNumber = number
+                inFlight[batchNumber] = keys
+                group.addTask {
+                    await self.applyAndReply(batch, registry: registry, mailbox: mailbox)
+                    self.metrics.queued(queue.count)
+                    return batchNumber
+                }
             }
-            mailbox.post(replies)
-            metrics.queued(queue.count)
         }
+    }
+
+    /// Applies one batch and posts its replies (after the commit: `apply` returns after it).
+    private func applyAndReply(_ batch: [QueuedRequest], registry: ReceiverRegistry, mailbox: ReplyMailbox) async {
+        let started = ContinuousClock.now
+        let outcomes = await apply(batch, registry: registry)
+        let finished = ContinuousClock.now
+        metrics.recordBatch(size: batch.count, duration: started.duration(to: finished))
+
+        var replies: [OutgoingReply] = []
+        replies.reserveCapacity(batch.count)
+        for (request, outcome) in zip(batch, outcomes) {
+            metrics.recordOutcome(outcome)
+            metrics.recordRequest(duration: request.receivedAt.duration(to: finished))
+            if case .error(let error) = outcome {
+                logger.warning(
+                    "request failed",
+                    metadata: ["message_id": "\(request.id)", "code": "\(error.code)",
+                        "field": "\(error.field ?? "-")", "error": "\(error.message)"])
+            }
+            replies.append(OutgoingReply(envelope: request.envelope, body: Reply(id: request.id, outcome: outcome).encoded()))
+        }
+        mailbox.post(replies)
     }
 
     /// Applies a batch, grouped by receiver, keeping each receiver's messages in arrival order.

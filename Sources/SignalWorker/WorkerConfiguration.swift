@@ -22,6 +22,11 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var defaultProfileType: String = "personal"
     /// Most requests applied in one transaction.
     public var maxBatchSize: Int = 1_000
+    /// Most batches applied at the same time, each in its own transaction; only batches with no
+    /// ordering key (user) in common overlap. `nil`: the store's choice, 1 for SQLite (one writer
+    /// at a time anyway) and 2 for PostgreSQL (the server works on one batch while the worker
+    /// prepares or commits the other).
+    public var maxConcurrentBatches: Int?
     /// How long a batch may wait for more requests after the first one; zero applies at once.
     public var maxBatchWait: Duration = .zero
     /// Largest request frame decoded; larger ones get `bad_request`.
@@ -92,6 +97,14 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     case sqlite(path: String)
     /// A PostgreSQL server URL, `postgres://user[:password]@host[:port]/database`.
     case postgres(url: String)
+
+    /// How many batch transactions pay to run at once on this kind of store.
+    public var defaultConcurrentBatches: Int {
+        switch self {
+        case .sqlite: 1
+        case .postgres: 2
+        }
+    }
 
     /// Parses `sqlite:///abs/path`, `sqlite://relative/path`, a bare path, or `postgres://…`/`postgresql://…`.
     public init(parsing text: String) throws(WorkerError) {

@@ -29,6 +29,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Most requests applied in one transaction (group commit). [env: SIGNAL_WORKER_MAX_BATCH]")
     var maxBatch: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_BATCH", 1_000)
 
+    @Option(help: "Most batches applied at once, in separate transactions, never two with a user in common; 0 = the store's choice (SQLite 1, PostgreSQL 2). [env: SIGNAL_WORKER_MAX_CONCURRENT_BATCHES]")
+    var maxConcurrentBatches: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_CONCURRENT_BATCHES", 0)
+
     @Option(help: "Milliseconds a batch may wait for more requests; 0 applies at once (lowest latency). [env: SIGNAL_WORKER_MAX_BATCH_WAIT_MS]")
     var maxBatchWaitMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_BATCH_WAIT_MS", 0)
 
@@ -63,6 +66,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        guard (0...16).contains(maxConcurrentBatches) else {
+            throw ValidationError("--max-concurrent-batches must be 0 (the store's choice) to 16")
+        }
         guard maxBatchWaitMs >= 0, lingerMs >= 0 else { throw ValidationError("durations must not be negative") }
         guard maxRequestBytes >= 256, maxMessageBytes >= maxRequestBytes else {
             throw ValidationError("--max-request-bytes must be ≥ 256 and ≤ --max-message-bytes")
@@ -80,6 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.userModelLabel = userModel
         configuration.defaultProfileType = defaultProfileType
         configuration.maxBatchSize = maxBatch
+        configuration.maxConcurrentBatches = maxConcurrentBatches == 0 ? nil : maxConcurrentBatches
         configuration.maxBatchWait = .milliseconds(maxBatchWaitMs)
         configuration.maxRequestBytes = maxRequestBytes
         configuration.maxMessageBytes = Int64(maxMessageBytes)

@@ -72,6 +72,45 @@ struct EndToEndPostgresTests {
     }
 
     /// Runs `body` and drops the database afterwards, whatever happened.
+    @Test("batches in flight at the same time never reorder one user's messages (every seq applies, none is stale)")
+    func concurrentBatchesKeepPerUserOrder() async throws {
+        let database = try await PostgresFixture.make()
+        try await Self.run(database) {
+            let users = Array(1...50)
+            try await database.insertUsers(users)
+            let messages = Messages()
+            let arguments = WorkerProcess.serveArguments(
+                store: database.storeURL, metrics: false, extra: ["--max-concurrent-batches", "4", "--max-batch", "37"])
+            try await withWorker(arguments) { worker in
+                let client = try TestClient(worker.endpoint)
+                defer { client.close() }
+                for user in users {
+                    #expect(try client.request(messages.signal(user: user, created: true, seq: user)).isOK("created"))
+                }
+                // 40 rounds over the 50 users, all sent before any reply is read: small batches with
+                // several in flight at once, most of them sharing users with the one before.
+                var sent: [String] = []
+                for round in 1...40 {
+                    for user in users {
+                        let message = messages.signal(
+                            user: user, created: false, data: ["profile_type": "r\(round)"], seq: 1_000 * round + user)
+                        try client.send(message.json)
+                        sent.append(message.id)
+                    }
+                }
+                var actions: [String: Int] = [:]
+                for _ in sent {
+                    guard let reply = try client.receive(timeout: .seconds(20)) else { throw TestFailure("a reply is missing") }
+                    actions[reply.isOK("updated") ? "updated" : reply.raw, default: 0] += 1
+                }
+                #expect(actions == ["updated": sent.count], "an older message overtook a newer one: \(actions)")
+                let profiles = try await database.profiles()
+                #expect(users.allSatisfy { profiles[$0]?.profileType == "r40" }, "\(profiles)")
+                #expect(worker.logs.contains { $0.message == "listening" })
+            }
+        }
+    }
+
     static func run(_ database: PostgresFixture, _ body: () async throws -> Void) async throws {
         do {
             try await body()
