@@ -1,3 +1,0 @@
-"""No views: the project exists for its models, receiver and database."""
-
-urlpatterns = []

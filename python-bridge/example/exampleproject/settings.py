@@ -1,0 +1,156 @@
+"""Settings of the example Django project (the demo, and the project the test
+suites drive).
+
+Environment:
+- ``DJANGO_DATABASE_URL``: ``sqlite:///abs/path/db.sqlite3`` (default:
+  ``db.sqlite3`` beside ``manage.py``) or
+  ``postgres://user[:password]@host[:port]/dbname`` (psycopg 3).
+- ``ACCOUNTS_RECEIVER``: who runs the profile receiver on ``post_save`` of
+  the user model:
+  ``bridge`` (default): ``signal_bridge`` publishes to the Swift worker;
+  ``in_process``: the original Python receiver
+  (``accounts.receivers.create_or_update_user_profile``) runs inside
+  ``save()``, as before the bridge;
+  ``none``: nobody (the contract-vector tests call the receiver themselves).
+- ``SIGNAL_BRIDGE_ENDPOINT`` (default ``tcp://127.0.0.1:5557``) and
+  ``SIGNAL_BRIDGE_MODE`` (default ``sync``): see ``SIGNAL_BRIDGE`` below.
+- ``DJANGO_DEBUG=1``: Django's debug mode (``scripts/demo`` sets it; off
+  otherwise).
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# A demo and test project: the key is public, never deploy these settings.
+SECRET_KEY = "django-insecure-signal-worker-test-key-not-secret"
+DEBUG = _env_flag("DJANGO_DEBUG")
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "signal_bridge",
+    "accounts",
+]
+
+# No sessions, no login: the demo's pages are public. CSRF protects its forms
+# (the token lives in a cookie).
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "exampleproject.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "accounts.context_processors.profile_receiver",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+# Every view runs in one transaction. For the bridge this matters: Django sends
+# ``post_save`` after ``save()``'s own write, and outside ``atomic()`` that
+# write has already committed (autocommit), so the outbox row the shim writes
+# in ``post_save`` would commit on its own and a crash in between would lose
+# the message. Inside the request's transaction the user row and its outbox
+# row commit together, and the message goes out on commit (in ``sync`` mode
+# before the response is sent: the next page already sees ``user.profile``).
+ATOMIC_REQUESTS = True
+
+
+def database_from_url(url):
+    """Return a ``DATABASES`` entry for a ``sqlite://`` or ``postgres://`` URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in {"sqlite", "sqlite3"}:
+        # sqlite:///abs/path -> path "/abs/path"; sqlite://relative is not supported.
+        if parts.netloc:
+            raise ImproperlyConfigured(
+                f"DJANGO_DATABASE_URL {url!r}: use sqlite:///absolute/path (three slashes)"
+            )
+        path = unquote(parts.path)
+        if not path:
+            raise ImproperlyConfigured(f"DJANGO_DATABASE_URL {url!r}: missing file path")
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            "ATOMIC_REQUESTS": ATOMIC_REQUESTS,
+            "OPTIONS": {
+                # Django >= 5.1: every atomic() starts with BEGIN IMMEDIATE, so
+                # a writer waits on the busy timeout instead of failing with
+                # "database is locked" (see DESIGN.md §1).
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
+            "TEST": {"NAME": path + ".pytest"},
+        }
+    if scheme in {"postgres", "postgresql", "pgsql"}:
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ImproperlyConfigured(f"DJANGO_DATABASE_URL {url!r}: missing database name")
+        options = dict(parse_qsl(parts.query))
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "ATOMIC_REQUESTS": ATOMIC_REQUESTS,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": options,
+        }
+    raise ImproperlyConfigured(
+        f"DJANGO_DATABASE_URL {url!r}: scheme must be sqlite:// or postgres://"
+    )
+
+
+DATABASE_URL = os.environ.get("DJANGO_DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+
+ACCOUNTS_RECEIVER = os.environ.get("ACCOUNTS_RECEIVER", "bridge").strip().lower()
+if ACCOUNTS_RECEIVER not in {"bridge", "in_process", "none"}:
+    raise ImproperlyConfigured(
+        f"ACCOUNTS_RECEIVER={ACCOUNTS_RECEIVER!r}: use bridge, in_process or none"
+    )
+
+# The two lines a project adds to use the bridge: "signal_bridge" in
+# INSTALLED_APPS and this dictionary (python-bridge/README.md documents every key).
+SIGNAL_BRIDGE = {
+    "ENABLED": ACCOUNTS_RECEIVER == "bridge",
+    "ENDPOINT": os.environ.get("SIGNAL_BRIDGE_ENDPOINT", "tcp://127.0.0.1:5557"),
+    "MODE": os.environ.get("SIGNAL_BRIDGE_MODE", "sync"),
+    "SENDERS": {
+        "auth.user": {"signals": ["post_save"], "attrs": ["_profile_data"]},
+    },
+    # Sync mode, worker not answering: "raise" (default), "defer" (the relay
+    # sends it later) or "local" (run the Python receiver named here).
+    "ON_UNREACHABLE": "raise",
+    "LOCAL_RECEIVERS": {"auth.user": "accounts.receivers.create_or_update_user_profile"},
+}

@@ -1,0 +1,111 @@
+"""Every reply the Swift worker can give has a contract vector, and every branch
+of the Python receiver is exercised by one.
+
+The reply actions and error codes are read from the Swift source
+(``Sources/SignalProtocol/Reply.swift``), the literal error fields from
+``Sources/ProfileReceiver``; a new case there without a vector fails this test
+(and so CI) until a vector, run by both suites, shows what it means. These
+tests need no database.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parents[3]
+VECTORS_DIR = REPO_DIR / "Tests" / "Contract" / "vectors"
+REPLY_SWIFT = REPO_DIR / "Sources" / "SignalProtocol" / "Reply.swift"
+RECEIVER_SWIFT_DIR = REPO_DIR / "Sources" / "ProfileReceiver"
+PROTOCOL_MD = REPO_DIR / "docs" / "PROTOCOL.md"
+
+# Replies a vector cannot produce, with where they are tested instead.
+NOT_IN_VECTORS = {
+    "store_unavailable": "needs an unreachable database: ProfileStoreTests (PostgreSQL down, "
+    "SQLite locked past the busy timeout) and the bridge's tests",
+}
+
+# Branches of the reference receiver (what the Python side can check).
+PYTHON_BRANCHES = {"created", "updated", "skipped", "conflict", "invalid_value"}
+
+
+def swift_actions():
+    """``case name`` lines of ``enum ReplyAction``."""
+    text = REPLY_SWIFT.read_text(encoding="utf-8")
+    body = re.search(r"enum ReplyAction\b[^{]*\{(.*?)\n\}", text, re.S)
+    assert body, f"enum ReplyAction not found in {REPLY_SWIFT}"
+    return set(re.findall(r"^\s*case (\w+)\s*$", body.group(1), re.M))
+
+
+def swift_error_codes():
+    """``ReplyErrorCode(rawValue: "...")`` constants."""
+    text = REPLY_SWIFT.read_text(encoding="utf-8")
+    codes = set(re.findall(r'ReplyErrorCode\(rawValue: "(\w+)"\)', text))
+    assert codes, f"no ReplyErrorCode constants found in {REPLY_SWIFT}"
+    return codes
+
+
+def swift_literal_fields():
+    """Error fields the receiver names literally (``field: "..."``)."""
+    fields = set()
+    for path in RECEIVER_SWIFT_DIR.glob("*.swift"):
+        fields |= set(re.findall(r'field: "([\w.]+)"', path.read_text(encoding="utf-8")))
+    assert fields, f"no literal error fields found in {RECEIVER_SWIFT_DIR}"
+    return fields
+
+
+def vector_replies():
+    """Every expected reply of every vector (both databases' variants), with its step."""
+    replies = []
+    for path in sorted(VECTORS_DIR.glob("*.json")):
+        vector = json.loads(path.read_text(encoding="utf-8"))
+        for step in vector["steps"]:
+            for key in ("reply", "reply_postgres"):
+                if key in step:
+                    replies.append((path.name, step, step[key]))
+    assert replies, f"no vectors in {VECTORS_DIR}"
+    return replies
+
+
+def outcome(reply):
+    if reply.get("status") == "ok":
+        return reply["result"]["action"]
+    return reply["error"]["code"]
+
+
+def test_swift_enums_parse_to_known_sets():
+    # Guards the regexes: if they silently matched nothing, the checks below would pass.
+    assert {"created", "updated", "skipped", "duplicate", "stale", "pong"} <= swift_actions()
+    assert {"bad_request", "unsupported", "conflict", "invalid_value", "store_unavailable"} <= swift_error_codes()
+
+
+@pytest.mark.parametrize("name", sorted(swift_actions() | swift_error_codes()))
+def test_every_swift_reply_has_a_vector_and_a_protocol_entry(name):
+    assert f"`{name}`" in PROTOCOL_MD.read_text(encoding="utf-8"), (
+        f"reply {name!r} exists in Swift but docs/PROTOCOL.md does not describe it"
+    )
+    if name in NOT_IN_VECTORS:
+        pytest.skip(NOT_IN_VECTORS[name])
+    covering = [file for file, _, reply in vector_replies() if outcome(reply) == name]
+    assert covering, (
+        f"reply {name!r} exists in Swift ({REPLY_SWIFT.name}) but no vector in "
+        f"{VECTORS_DIR.relative_to(REPO_DIR)} expects it: add one"
+    )
+
+
+@pytest.mark.parametrize("field", sorted(swift_literal_fields()))
+def test_every_literal_error_field_has_a_vector(field):
+    covering = [
+        file
+        for file, _, reply in vector_replies()
+        if reply.get("status") == "error" and reply["error"].get("field") == field
+    ]
+    assert covering, f"the receiver names error field {field!r} but no vector expects it"
+
+
+@pytest.mark.parametrize("branch", sorted(PYTHON_BRANCHES))
+def test_every_receiver_branch_runs_in_python(branch):
+    # A step the Python suite runs: no "python" skip marker and a receiver outcome.
+    runnable = [file for file, step, reply in vector_replies() if "python" not in step and outcome(reply) == branch]
+    assert runnable, f"no vector runs the Python receiver's {branch!r} branch"

@@ -1,0 +1,129 @@
+"""System checks (``manage.py check``); ids are listed in python-bridge/README.md.
+
+Errors come from the same validation ``conf.get()`` runs (``signal_bridge.E0xx``),
+plus what needs the app registry: model labels and importable local
+receivers. Warnings cover SQLite set up so that the worker, which writes the
+same file, would make Django's writes fail with "database is locked"
+(DESIGN.md §1). The worker's reachability is a ``deploy`` check only: it
+talks to the network, so it never runs at import time or in a plain
+``check``.
+"""
+
+from __future__ import annotations
+
+from django.core import checks
+from django.db import connections
+from django.utils.module_loading import import_string
+
+from . import conf
+
+
+@checks.register()
+def check_settings(app_configs=None, **kwargs):
+    from django.apps import apps
+
+    config, problems = conf.validate(conf.raw_settings())
+    errors = [checks.Error(p.msg, hint=p.hint, id=p.id) for p in problems]
+    raw = conf.raw_settings()
+    senders = raw.get("SENDERS", {}) if isinstance(raw, dict) else {}
+    if isinstance(senders, dict):
+        for label in senders:
+            if not isinstance(label, str) or label.count(".") != 1:
+                continue  # reported by validate()
+            try:
+                apps.get_model(label)
+            except LookupError:
+                errors.append(
+                    checks.Error(
+                        f"SIGNAL_BRIDGE['SENDERS'] names {label!r}, which is not an installed model.",
+                        hint="Use the model label 'app_label.modelname' (e.g. 'auth.user').",
+                        id="signal_bridge.E006",
+                    )
+                )
+    local = raw.get("LOCAL_RECEIVERS", {}) if isinstance(raw, dict) else {}
+    if isinstance(local, dict):
+        for label, path in local.items():
+            if not isinstance(path, str):
+                continue
+            try:
+                receiver = import_string(path)
+            except ImportError as exc:
+                errors.append(
+                    checks.Error(
+                        f"SIGNAL_BRIDGE['LOCAL_RECEIVERS'][{label!r}] = {path!r} cannot be imported: {exc}",
+                        id="signal_bridge.E008",
+                    )
+                )
+                continue
+            if not callable(receiver):
+                errors.append(
+                    checks.Error(
+                        f"SIGNAL_BRIDGE['LOCAL_RECEIVERS'][{label!r}] = {path!r} is not callable.",
+                        id="signal_bridge.E008",
+                    )
+                )
+    if config is not None and config.enabled and not config.senders:
+        errors.append(
+            checks.Warning(
+                "SIGNAL_BRIDGE is enabled but SENDERS is empty: nothing will be published.",
+                hint='Add e.g. "SENDERS": {"auth.user": {"signals": ["post_save"], "attrs": ["_profile_data"]}}.',
+                id="signal_bridge.W003",
+            )
+        )
+    return errors
+
+
+@checks.register()
+def check_sqlite(app_configs=None, databases=None, **kwargs):
+    """SQLite shared with the worker needs WAL and IMMEDIATE transactions."""
+    warnings = []
+    for alias in connections:
+        settings_dict = connections[alias].settings_dict
+        if settings_dict.get("ENGINE") != "django.db.backends.sqlite3":
+            continue
+        options = settings_dict.get("OPTIONS") or {}
+        init = str(options.get("init_command") or "").replace(" ", "").lower()
+        if "journal_mode=wal" not in init:
+            warnings.append(
+                checks.Warning(
+                    f"Database {alias!r} is SQLite without WAL: the worker writes the same file, "
+                    "and in rollback-journal mode its writes block Django's readers.",
+                    hint='Set DATABASES[...]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL;".',
+                    id="signal_bridge.W001",
+                )
+            )
+        if str(options.get("transaction_mode") or "").upper() != "IMMEDIATE":
+            warnings.append(
+                checks.Warning(
+                    f"Database {alias!r} is SQLite without IMMEDIATE transactions: a transaction that "
+                    "reads and then writes while the worker writes fails with 'database is locked' "
+                    "instead of waiting (DESIGN.md section 1).",
+                    hint='Set DATABASES[...]["OPTIONS"]["transaction_mode"] = "IMMEDIATE" (Django >= 5.1).',
+                    id="signal_bridge.W002",
+                )
+            )
+    return warnings
+
+
+@checks.register(deploy=True)
+def check_worker_reachable(app_configs=None, **kwargs):
+    """``manage.py check --deploy``: the worker answers a ping."""
+    from . import transport
+    from .exceptions import WorkerError
+
+    config, _ = conf.validate(conf.raw_settings())
+    if config is None or not config.enabled:
+        return []
+    try:
+        transport.ping(endpoints=config.endpoints, timeout_ms=config.timeout_ms)
+    except WorkerError as exc:
+        return [
+            checks.Warning(
+                f"signal-worker does not answer a ping: {exc}",
+                hint="Start it (signal-worker serve --bind ...) or fix SIGNAL_BRIDGE['ENDPOINT'].",
+                id="signal_bridge.W010",
+            )
+        ]
+    finally:
+        transport.close_socket()
+    return []

@@ -1,0 +1,383 @@
+"""The ``SIGNAL_BRIDGE`` settings: defaults, validation, lazy access.
+
+Everything the app reads from Django's settings goes through :func:`get`,
+which validates the dictionary once and caches the result until Django sends
+``setting_changed`` for ``SIGNAL_BRIDGE`` (``override_settings`` in tests).
+Nothing is read at import time, so ``manage.py check`` can report a bad
+configuration (see ``signal_bridge.checks``) instead of crashing on start-up.
+
+Keys (all optional; ``python-bridge/README.md`` has the same table):
+
+``ENABLED`` (``True``)
+    Master switch. ``False``: no receiver publishes anything.
+``ENDPOINT`` (``"tcp://127.0.0.1:5557"``)
+    ZeroMQ endpoint of ``signal-worker serve --bind``, or a list of them
+    (the DEALER socket connects to all and spreads requests over them).
+``MODE`` (``"sync"``)
+    ``"sync"``: ``save()`` (or the ``atomic()`` exit) waits for the worker's
+    reply; ``"async"``: a background thread sends, ``save()`` does not wait;
+    ``"outbox"``: only the outbox row is written, the relay command sends.
+``SENDERS`` (``{}``)
+    ``{"app_label.model": {"signals": ["post_save"], "attrs": [...],
+    "fields": None}}``. ``signals``: only ``post_save`` exists in protocol v1.
+    ``attrs``: instance attributes that are not model fields but that the
+    worker's receiver reads (``_profile_data``). ``fields``: model fields put
+    in ``instance.fields`` (``None``: every concrete non-many-to-many field;
+    many-to-many fields would cost a query each inside ``save()``).
+``TIMEOUT_MS`` (``2000``)
+    How long one attempt waits for a reply (sync, async and relay).
+``RETRIES`` (``2``)
+    Sync only: attempts after the first, each on a fresh socket (Lazy Pirate).
+``ON_UNREACHABLE`` (``"raise"``)
+    Sync only, when no reply came after all attempts (or the worker kept
+    answering ``store_unavailable``): ``"raise"`` raises ``WorkerUnreachable``
+    (or the retryable ``WorkerError``), ``"defer"`` logs a warning; with both
+    the message stays in the outbox for the relay. ``"local"`` runs the Python
+    receiver named in ``LOCAL_RECEIVERS`` in process instead.
+``LOCAL_RECEIVERS`` (``{}``)
+    ``{"app_label.model": "dotted.path.to.receiver"}`` for ``"local"``.
+``UNREACHABLE_COOLDOWN_MS`` (``5000``)
+    After the worker was found unreachable, sync and async sends skip the
+    network for this long and apply the failure policy at once (so one dead
+    worker does not add ``TIMEOUT_MS * (RETRIES + 1)`` to every ``save()``).
+    ``0`` disables it.
+``ASYNC_QUEUE_SIZE`` (``10000``)
+    Async only: messages waiting for the background sender. When full,
+    ``save()`` does not block: the message goes to the outbox for the relay.
+``ASYNC_BATCH`` (``500``)
+    Async only: most messages the sender writes, sends (pipelined) and
+    deletes per round.
+``ASYNC_BATCH_WAIT_MS`` (``5``)
+    Async only: how long the sender waits for more messages once it has
+    one, so that a busy process pays the sender's commits per batch rather
+    than per message. Adds at most this much delivery latency.
+``ASYNC_FLUSH_TIMEOUT_MS`` (``5000``)
+    Async only: how long interpreter exit waits for the queue to drain; what
+    is left is written to the outbox.
+``DELETE_ACKED`` (``"batch"``)
+    Who deletes the outbox row of an acknowledged sync message: ``"batch"``:
+    the background thread, many rows per statement; ``"inline"``: ``save()``
+    itself, one ``DELETE`` (and one commit) per message.
+``RELAY_BATCH`` (``500``)
+    Relay: rows read and sent (pipelined, in ``seq`` order) per round.
+``RELAY_BACKOFF_MS`` (``500``) and ``RELAY_BACKOFF_MAX_MS`` (``30000``)
+    Relay: first and largest pause while the worker is unreachable or
+    answers ``store_unavailable`` (doubles every failed round).
+``RELAY_POLL_MS`` (``1000``)
+    ``relay --forever``: pause between polls of an empty outbox.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+SETTING_NAME = "SIGNAL_BRIDGE"
+SUPPORTED_SIGNALS = ("post_save",)
+MODES = ("sync", "async", "outbox")
+POLICIES = ("raise", "defer", "local")
+DELETE_STRATEGIES = ("batch", "inline")
+
+DEFAULTS: dict[str, Any] = {
+    "ENABLED": True,
+    "ENDPOINT": "tcp://127.0.0.1:5557",
+    "MODE": "sync",
+    "SENDERS": {},
+    "TIMEOUT_MS": 2000,
+    "RETRIES": 2,
+    "ON_UNREACHABLE": "raise",
+    "LOCAL_RECEIVERS": {},
+    "UNREACHABLE_COOLDOWN_MS": 5000,
+    "ASYNC_QUEUE_SIZE": 10000,
+    "ASYNC_BATCH": 500,
+    "ASYNC_BATCH_WAIT_MS": 5,
+    "ASYNC_FLUSH_TIMEOUT_MS": 5000,
+    "DELETE_ACKED": "batch",
+    "RELAY_BATCH": 500,
+    "RELAY_BACKOFF_MS": 500,
+    "RELAY_BACKOFF_MAX_MS": 30000,
+    "RELAY_POLL_MS": 1000,
+}
+
+# (key, minimum) of the integer settings.
+_INTEGERS = {
+    "TIMEOUT_MS": 1,
+    "RETRIES": 0,
+    "UNREACHABLE_COOLDOWN_MS": 0,
+    "ASYNC_QUEUE_SIZE": 1,
+    "ASYNC_BATCH": 1,
+    "ASYNC_BATCH_WAIT_MS": 0,
+    "ASYNC_FLUSH_TIMEOUT_MS": 0,
+    "RELAY_BATCH": 1,
+    "RELAY_BACKOFF_MS": 1,
+    "RELAY_BACKOFF_MAX_MS": 1,
+    "RELAY_POLL_MS": 1,
+}
+
+_SENDER_KEYS = {"signals", "attrs", "fields"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings; ``checks`` turns it into an Error."""
+
+    id: str
+    msg: str
+    hint: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SenderConfig:
+    """What to publish for one model (``label`` is lower case)."""
+
+    label: str
+    signals: tuple[str, ...]
+    attrs: tuple[str, ...]
+    fields: tuple[str, ...] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeConfig:
+    """The validated ``SIGNAL_BRIDGE`` settings (read-only)."""
+
+    enabled: bool
+    endpoints: tuple[str, ...]
+    mode: str
+    senders: dict[str, SenderConfig]
+    timeout_ms: int
+    retries: int
+    on_unreachable: str
+    local_receivers: dict[str, str]
+    unreachable_cooldown_ms: int
+    async_queue_size: int
+    async_batch: int
+    async_batch_wait_ms: int
+    async_flush_timeout_ms: int
+    delete_acked: str
+    relay_batch: int
+    relay_backoff_ms: int
+    relay_backoff_max_ms: int
+    relay_poll_ms: int
+
+
+def raw_settings() -> Any:
+    """The user's ``SIGNAL_BRIDGE`` value as written (``{}`` when unset)."""
+    from django.conf import settings
+
+    return getattr(settings, SETTING_NAME, {})
+
+
+def validate(raw: Any) -> tuple[BridgeConfig | None, list[Problem]]:
+    """Check ``raw`` against the documented keys.
+
+    Returns the config (``None`` when anything is wrong) and the problems,
+    each with the check id ``signal_bridge.checks`` reports. Model labels are
+    checked separately (``checks``), because the app registry may not be
+    ready when this runs.
+    """
+    problems: list[Problem] = []
+    if not isinstance(raw, dict):
+        return None, [
+            Problem(
+                "signal_bridge.E001",
+                f"SIGNAL_BRIDGE must be a dict, not {type(raw).__name__}.",
+            )
+        ]
+    unknown = sorted(set(raw) - set(DEFAULTS))
+    if unknown:
+        problems.append(
+            Problem(
+                "signal_bridge.E002",
+                f"SIGNAL_BRIDGE has unknown keys: {', '.join(map(repr, unknown))}.",
+                "Known keys: " + ", ".join(sorted(DEFAULTS)) + ".",
+            )
+        )
+    values = {**DEFAULTS, **raw}
+
+    if not isinstance(values["ENABLED"], bool):
+        problems.append(Problem("signal_bridge.E009", "SIGNAL_BRIDGE['ENABLED'] must be True or False."))
+
+    endpoints = values["ENDPOINT"]
+    if isinstance(endpoints, str):
+        endpoints = [endpoints]
+    if (
+        not isinstance(endpoints, (list, tuple))
+        or not endpoints
+        or not all(isinstance(e, str) and "://" in e for e in endpoints)
+    ):
+        problems.append(
+            Problem(
+                "signal_bridge.E005",
+                f"SIGNAL_BRIDGE['ENDPOINT'] = {values['ENDPOINT']!r} is not a ZeroMQ endpoint "
+                "or a non-empty list of them.",
+                'Use e.g. "tcp://127.0.0.1:5557" (what signal-worker serve --bind binds).',
+            )
+        )
+        endpoints = []
+
+    if values["MODE"] not in MODES:
+        problems.append(
+            Problem(
+                "signal_bridge.E003",
+                f"SIGNAL_BRIDGE['MODE'] = {values['MODE']!r} is not one of {', '.join(MODES)}.",
+            )
+        )
+    if values["ON_UNREACHABLE"] not in POLICIES:
+        problems.append(
+            Problem(
+                "signal_bridge.E004",
+                f"SIGNAL_BRIDGE['ON_UNREACHABLE'] = {values['ON_UNREACHABLE']!r} "
+                f"is not one of {', '.join(POLICIES)}.",
+            )
+        )
+    if values["DELETE_ACKED"] not in DELETE_STRATEGIES:
+        problems.append(
+            Problem(
+                "signal_bridge.E009",
+                f"SIGNAL_BRIDGE['DELETE_ACKED'] = {values['DELETE_ACKED']!r} "
+                f"is not one of {', '.join(DELETE_STRATEGIES)}.",
+            )
+        )
+    for key, minimum in _INTEGERS.items():
+        value = values[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            problems.append(
+                Problem(
+                    "signal_bridge.E009",
+                    f"SIGNAL_BRIDGE[{key!r}] = {value!r} must be an integer >= {minimum}.",
+                )
+            )
+
+    senders = _validate_senders(values["SENDERS"], problems)
+
+    local = values["LOCAL_RECEIVERS"]
+    if not isinstance(local, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in local.items()
+    ):
+        problems.append(
+            Problem(
+                "signal_bridge.E008",
+                "SIGNAL_BRIDGE['LOCAL_RECEIVERS'] must map model labels to dotted paths.",
+            )
+        )
+        local = {}
+    local = {k.lower(): v for k, v in local.items()}
+    if values["ON_UNREACHABLE"] == "local":
+        missing = sorted(set(senders) - set(local))
+        if missing:
+            problems.append(
+                Problem(
+                    "signal_bridge.E008",
+                    "ON_UNREACHABLE is 'local' but LOCAL_RECEIVERS has no receiver for "
+                    + ", ".join(missing) + ".",
+                    'Add e.g. LOCAL_RECEIVERS = {"auth.user": "accounts.receivers.create_or_update_user_profile"}.',
+                )
+            )
+
+    if problems:
+        return None, problems
+    return (
+        BridgeConfig(
+            enabled=values["ENABLED"],
+            endpoints=tuple(endpoints),
+            mode=values["MODE"],
+            senders=senders,
+            timeout_ms=values["TIMEOUT_MS"],
+            retries=values["RETRIES"],
+            on_unreachable=values["ON_UNREACHABLE"],
+            local_receivers=local,
+            unreachable_cooldown_ms=values["UNREACHABLE_COOLDOWN_MS"],
+            async_queue_size=values["ASYNC_QUEUE_SIZE"],
+            async_batch=values["ASYNC_BATCH"],
+            async_batch_wait_ms=values["ASYNC_BATCH_WAIT_MS"],
+            async_flush_timeout_ms=values["ASYNC_FLUSH_TIMEOUT_MS"],
+            delete_acked=values["DELETE_ACKED"],
+            relay_batch=values["RELAY_BATCH"],
+            relay_backoff_ms=values["RELAY_BACKOFF_MS"],
+            relay_backoff_max_ms=max(values["RELAY_BACKOFF_MAX_MS"], values["RELAY_BACKOFF_MS"]),
+            relay_poll_ms=values["RELAY_POLL_MS"],
+        ),
+        [],
+    )
+
+
+def _validate_senders(raw: Any, problems: list[Problem]) -> dict[str, SenderConfig]:
+    if not isinstance(raw, dict):
+        problems.append(Problem("signal_bridge.E006", "SIGNAL_BRIDGE['SENDERS'] must be a dict."))
+        return {}
+    senders: dict[str, SenderConfig] = {}
+    for label, options in raw.items():
+        where = f"SIGNAL_BRIDGE['SENDERS'][{label!r}]"
+        if not isinstance(label, str) or label.count(".") != 1:
+            problems.append(
+                Problem("signal_bridge.E006", f"{where}: the key must be a model label 'app_label.model'.")
+            )
+            continue
+        if not isinstance(options, dict):
+            problems.append(Problem("signal_bridge.E006", f"{where} must be a dict."))
+            continue
+        unknown = sorted(set(options) - _SENDER_KEYS)
+        if unknown:
+            problems.append(
+                Problem(
+                    "signal_bridge.E006",
+                    f"{where} has unknown keys: {', '.join(map(repr, unknown))}.",
+                    "Known keys: signals, attrs, fields.",
+                )
+            )
+        signals = options.get("signals", ["post_save"])
+        if not isinstance(signals, (list, tuple)) or not all(isinstance(s, str) for s in signals):
+            problems.append(Problem("signal_bridge.E007", f"{where}['signals'] must be a list of names."))
+            signals = []
+        bad = [s for s in signals if s not in SUPPORTED_SIGNALS]
+        if bad:
+            problems.append(
+                Problem(
+                    "signal_bridge.E007",
+                    f"{where}['signals'] has {', '.join(map(repr, bad))}: protocol v1 carries only post_save.",
+                )
+            )
+        attrs = options.get("attrs", [])
+        if not isinstance(attrs, (list, tuple)) or not all(isinstance(a, str) for a in attrs):
+            problems.append(Problem("signal_bridge.E006", f"{where}['attrs'] must be a list of names."))
+            attrs = []
+        fields = options.get("fields")
+        if fields is not None and (
+            not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) for f in fields)
+        ):
+            problems.append(Problem("signal_bridge.E006", f"{where}['fields'] must be None or a list of names."))
+            fields = None
+        key = label.lower()
+        senders[key] = SenderConfig(
+            label=key,
+            signals=tuple(signals),
+            attrs=tuple(attrs),
+            fields=tuple(fields) if fields is not None else None,
+        )
+    return senders
+
+
+_cache: BridgeConfig | None = None
+
+
+def get() -> BridgeConfig:
+    """The validated settings; raises ``ImproperlyConfigured`` listing every problem."""
+    global _cache
+    config = _cache
+    if config is None:
+        config, problems = validate(raw_settings())
+        if config is None:
+            raise ImproperlyConfigured(
+                "SIGNAL_BRIDGE is invalid (run manage.py check):\n"
+                + "\n".join(f"  {p.id}: {p.msg}" for p in problems)
+            )
+        _cache = config
+    return config
+
+
+def reset() -> None:
+    """Forget the cached settings (called on ``setting_changed``)."""
+    global _cache
+    _cache = None

@@ -1,0 +1,145 @@
+"""Messages of wire protocol v1 (``docs/PROTOCOL.md``): ids, requests, replies.
+
+A message is built once, in the ``post_save`` receiver, while the instance
+still holds the values it was saved with. It is stored as JSON text without
+``seq`` (the outbox row's primary key, unknown until the row is inserted) and
+:func:`wire` splices ``seq`` in when it is sent, so the outbox row is written
+once and never updated.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
+
+PROTOCOL_VERSION = 1
+
+_uuid_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def uuid7() -> str:
+    """A UUIDv7 string (RFC 9562): 48-bit Unix milliseconds, then random bits.
+
+    Time-ordered ids keep the worker's dedupe index growing at its right
+    edge (DESIGN.md §3). Within one millisecond a 12-bit counter in
+    ``rand_a`` keeps the ids of this process increasing.
+    """
+    global _last_ms, _counter
+    with _uuid_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            _counter += 1
+            if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+                ms += 1
+                _counter = 0
+        else:
+            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
+        _last_ms = ms
+        counter = _counter
+    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
+    return str(uuid.UUID(int=value))
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _absent():  # sentinel for getattr
+    pass
+
+
+def serialize_instance(instance, fields: tuple[str, ...] | None) -> dict:
+    """Django's "python" serializer output for ``instance``.
+
+    ``fields=None`` means every concrete, non-many-to-many field: the
+    serializer would otherwise run one query per many-to-many field inside
+    ``save()``. Listing such a field in ``fields`` opts in.
+    """
+    if fields is None:
+        fields = tuple(
+            f.name
+            for f in instance._meta.concrete_fields
+            if not f.primary_key
+        )
+    return serializers.serialize("python", [instance], fields=fields)[0]
+
+
+def build(
+    *,
+    message_id: str,
+    signal: str,
+    label: str,
+    using: str,
+    created: bool,
+    raw: bool,
+    update_fields,
+    instance,
+    attrs: tuple[str, ...],
+    fields: tuple[str, ...] | None,
+) -> str:
+    """The request (``docs/PROTOCOL.md``, "Request") as JSON text, without ``seq``.
+
+    ``attrs`` lists instance attributes to copy: an attribute the instance
+    does not have stays absent, one that is ``None`` travels as ``null``
+    (the receiver tells them apart). Dates and datetimes become ISO 8601
+    strings, ``Decimal`` and ``UUID`` strings (``DjangoJSONEncoder``).
+    """
+    attr_values: dict[str, Any] = {}
+    for name in attrs:
+        value = getattr(instance, name, _absent)
+        if value is not _absent:
+            attr_values[name] = value
+    message = {
+        "v": PROTOCOL_VERSION,
+        "id": message_id,
+        "signal": signal,
+        "sender": label,
+        "db": using,
+        "created": bool(created),
+        "raw": bool(raw),
+        "update_fields": sorted(update_fields) if update_fields is not None else None,
+        "sent_at": _now_iso(),
+        "instance": serialize_instance(instance, fields),
+        "attrs": attr_values,
+    }
+    return json.dumps(message, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+
+
+def wire(payload: str, seq: int | None) -> bytes:
+    """The frame to send: ``payload`` with ``"seq":N`` first (absent when None).
+
+    ``payload`` always starts with ``{`` (it is a JSON object built by
+    :func:`build`), so prefixing the member keeps the object valid without
+    parsing it again.
+    """
+    if seq is None:
+        return payload.encode("utf-8")
+    return ('{"seq":%d,' % seq + payload[1:]).encode("utf-8")
+
+
+def ping(message_id: str) -> bytes:
+    """A ping request: answered with ``pong`` without touching the store."""
+    return json.dumps({"v": PROTOCOL_VERSION, "id": message_id, "type": "ping"}).encode()
+
+
+def parse_reply(frame: bytes) -> dict | None:
+    """Decode a reply frame; ``None`` if it is not a JSON object with a ``status``."""
+    try:
+        reply = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(reply, dict) or reply.get("status") not in ("ok", "error"):
+        return None
+    return reply

@@ -1,0 +1,77 @@
+"""Exceptions the bridge raises to Django code.
+
+Hierarchy::
+
+    SignalBridgeError
+    └── WorkerError            an error reply (docs/PROTOCOL.md, "Errors")
+        └── WorkerUnreachable  no reply at all (timeouts after every retry)
+
+``except WorkerError`` therefore catches every failure to get a message
+applied. ``retryable`` says whether sending the same message again later can
+succeed (``store_unavailable`` and unreachable: yes; ``bad_request``,
+``unsupported``, ``conflict``, ``invalid_value`` and unknown codes: no).
+"""
+
+from __future__ import annotations
+
+
+class SignalBridgeError(Exception):
+    """Base class of everything ``signal_bridge`` raises on purpose."""
+
+
+class WorkerError(SignalBridgeError):
+    """The worker answered ``status: error`` for a message.
+
+    Attributes: ``code`` (``invalid_value``, ``conflict``, ...), ``message``
+    (for people; may change between releases), ``field`` (the field at
+    fault or ``None``), ``message_id`` (the request's ``id``: grep the
+    worker's log for it) and ``retryable``.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        message_id: str | None,
+        field: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.field = field
+        self.message_id = message_id
+        self.retryable = retryable
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f" (field {self.field})" if self.field else ""
+        return f"signal-worker replied {self.code}{where} to message {self.message_id}: {self.message}"
+
+    @classmethod
+    def from_reply(cls, reply: dict, message_id: str | None) -> "WorkerError":
+        """Build from a reply's ``error`` object; tolerant of missing keys."""
+        error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+        code = str(error.get("code") or "unknown")
+        retryable = error.get("retryable")
+        if not isinstance(retryable, bool):
+            # PROTOCOL.md: unknown codes are final unless `retryable` says otherwise.
+            retryable = code == "store_unavailable"
+        return cls(
+            code,
+            str(error.get("message") or ""),
+            message_id=reply.get("id") or message_id,
+            field=error.get("field"),
+            retryable=retryable,
+        )
+
+
+class WorkerUnreachable(WorkerError):
+    """No reply within ``TIMEOUT_MS`` on any attempt (or the cool-down is on)."""
+
+    def __init__(self, message: str, *, message_id: str | None, endpoints=()) -> None:
+        self.endpoints = tuple(endpoints)
+        super().__init__("unreachable", message, message_id=message_id, retryable=True)
+
+    def __str__(self) -> str:
+        return f"signal-worker unreachable at {', '.join(self.endpoints) or '?'} for message {self.message_id}: {self.message}"

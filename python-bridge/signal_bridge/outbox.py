@@ -1,0 +1,283 @@
+"""Reading and writing the outbox; what a reply does to a row.
+
+Every path (sync, async sender, relay) ends in :func:`settle`: an ``ok``
+reply of any action (``duplicate`` and ``stale`` included) removes the row;
+a final error moves it to the dead-letter table so it never blocks later
+rows; a retryable error or no reply leaves it (with ``attempts`` and
+``last_error`` updated) for a later attempt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import state
+from .exceptions import WorkerError
+
+logger = logging.getLogger("signal_bridge")
+
+
+@dataclasses.dataclass
+class Message:
+    """A message on its way; ``seq`` is None until it has an outbox row."""
+
+    message_id: str
+    using: str
+    label: str
+    object_pk: str
+    payload: str
+    seq: int | None = None
+    created_at: datetime.datetime = dataclasses.field(default_factory=timezone.now)
+    attempts: int = 0
+
+    def row(self):
+        from .models import OutboxMessage
+
+        return OutboxMessage(
+            seq=self.seq,
+            message_id=self.message_id,
+            sender=self.label,
+            object_pk=self.object_pk,
+            payload=self.payload,
+            created_at=self.created_at,
+            attempts=self.attempts,
+        )
+
+
+def _from_row(row, using: str) -> Message:
+    return Message(
+        message_id=row.message_id,
+        using=using,
+        label=row.sender,
+        object_pk=row.object_pk,
+        payload=row.payload,
+        seq=row.seq,
+        created_at=row.created_at,
+        attempts=row.attempts,
+    )
+
+
+def insert(message: Message) -> int:
+    """Write one row (joins the caller's transaction, if any); sets ``seq``."""
+    row = message.row()
+    row.save(using=message.using, force_insert=True)
+    message.seq = row.seq
+    state.count("outbox_written")
+    return row.seq
+
+
+def insert_many(using: str, messages: list[Message]) -> None:
+    """Write rows in one transaction (one commit for the whole batch); sets ``seq``."""
+    from .models import OutboxMessage
+
+    if not messages:
+        return
+    with transaction.atomic(using=using):
+        rows = OutboxMessage.objects.using(using).bulk_create([m.row() for m in messages])
+    for message, row in zip(messages, rows):
+        message.seq = row.seq
+    if any(m.seq is None for m in messages):
+        # Backends that cannot return ids from a bulk insert: read them back.
+        seqs = dict(
+            OutboxMessage.objects.using(using)
+            .filter(message_id__in=[m.message_id for m in messages])
+            .values_list("message_id", "seq")
+        )
+        for message in messages:
+            message.seq = seqs[message.message_id]
+    state.count("outbox_written", len(messages))
+
+
+def delete(using: str, seqs) -> int:
+    """Delete acknowledged rows: one raw ``DELETE ... WHERE seq IN (...)``.
+
+    Raw SQL because the sender thread runs this for every batch and the
+    ORM's delete collector costs several times the statement itself.
+    """
+    from django.db import connections
+
+    from .models import OutboxMessage
+
+    seqs = [int(s) for s in seqs if s is not None]
+    if not seqs:
+        return 0
+    connection = connections[using]
+    table = connection.ops.quote_name(OutboxMessage._meta.db_table)
+    deleted = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            cursor.execute(f"DELETE FROM {table} WHERE seq IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            deleted += max(cursor.rowcount, 0)
+    state.count("outbox_deleted", deleted)
+    return deleted
+
+
+def has_backlog(using: str, messages: list[Message]) -> bool:
+    """Whether older rows of the objects of ``messages`` wait in the outbox.
+
+    Asked before every live send, so it is one indexed ``SELECT ... LIMIT 1``
+    in raw SQL (about 20 µs on SQLite; the ORM query costs twenty times
+    more). Rows of ``messages`` themselves do not count; when every message
+    has a seq, only rows older than the newest one do.
+    """
+    from django.db import connections
+
+    from .models import OutboxMessage
+
+    connection = connections[using]
+    table = connection.ops.quote_name(OutboxMessage._meta.db_table)
+    by_sender: dict[str, set[str]] = {}
+    for m in messages:
+        by_sender.setdefault(m.label, set()).add(m.object_pk)
+    clauses, params = [], []
+    for label, pks in by_sender.items():
+        clauses.append(f"(sender = %s AND object_pk IN ({', '.join(['%s'] * len(pks))}))")
+        params += [label, *sorted(pks)]
+    sql = f"SELECT 1 FROM {table} WHERE ({' OR '.join(clauses)})"
+    own = [m.seq for m in messages if m.seq is not None]
+    if own:
+        sql += f" AND seq NOT IN ({', '.join(['%s'] * len(own))})"
+        params += own
+        if len(own) == len(messages):
+            sql += " AND seq < %s"
+            params.append(max(own))
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " LIMIT 1", params)
+        return cursor.fetchone() is not None
+
+
+def backlog(using: str, messages: list[Message], exclude: set[int] = frozenset()) -> list[Message]:
+    """Older rows of the same objects as ``messages``, oldest first.
+
+    A live send must not overtake them: the worker would apply the newer
+    message and then answer ``stale`` to the older one, or ``skipped`` an
+    update whose ``created`` is still waiting here. Rows whose seq is in
+    ``exclude`` (in flight in this process) are left out.
+    """
+    from .models import OutboxMessage
+
+    by_sender: dict[str, set[str]] = {}
+    newest = None
+    for m in messages:
+        by_sender.setdefault(m.label, set()).add(m.object_pk)
+        if m.seq is not None:
+            newest = m.seq if newest is None else max(newest, m.seq)
+    own = {m.seq for m in messages if m.seq is not None} | set(exclude)
+    if newest is not None and len(own) < len(messages):
+        newest = None  # some messages have no row yet: every row of the object is older
+    condition = Q()
+    for label, pks in by_sender.items():
+        condition |= Q(sender=label, object_pk__in=sorted(pks))
+    rows = OutboxMessage.objects.using(using).filter(condition)
+    if newest is not None:
+        rows = rows.filter(seq__lt=newest)
+    return [_from_row(r, using) for r in rows.order_by("seq") if r.seq not in own]
+
+
+def oldest(using: str, limit: int, after_seq: int = 0, up_to_seq: int | None = None) -> list[Message]:
+    """The next ``limit`` rows in seq order (the relay's reading)."""
+    from .models import OutboxMessage
+
+    rows = OutboxMessage.objects.using(using).filter(seq__gt=after_seq)
+    if up_to_seq is not None:
+        rows = rows.filter(seq__lte=up_to_seq)
+    return [_from_row(r, using) for r in rows.order_by("seq")[:limit]]
+
+
+def dead_letter(message: Message, error: WorkerError) -> None:
+    """Move ``message`` to ``signal_bridge_deadletter`` (and out of the outbox)."""
+    from .models import DeadLetter, OutboxMessage
+
+    with transaction.atomic(using=message.using):
+        DeadLetter.objects.using(message.using).create(
+            seq=message.seq,
+            message_id=message.message_id,
+            sender=message.label,
+            object_pk=message.object_pk,
+            payload=message.payload,
+            created_at=message.created_at,
+            attempts=message.attempts + 1,
+            code=error.code,
+            message=error.message,
+            field=error.field,
+        )
+        if message.seq is not None:
+            OutboxMessage.objects.using(message.using).filter(seq=message.seq).delete()
+    state.count("dead_lettered")
+
+
+def record_failure(using: str, seqs, error: str) -> None:
+    """Count an attempt on rows that stay in the outbox."""
+    from .models import OutboxMessage
+
+    seqs = [s for s in seqs if s is not None]
+    if seqs:
+        OutboxMessage.objects.using(using).filter(seq__in=seqs).update(
+            attempts=F("attempts") + 1, last_error=error[:2000]
+        )
+
+
+def classify(reply: dict, message_id: str) -> tuple[str, object]:
+    """``("ack", action)``, ``("final", WorkerError)`` or ``("retry", WorkerError)``."""
+    if reply.get("status") == "ok":
+        action = (reply.get("result") or {}).get("action") or "unknown"
+        state.count("acked")
+        state.count(f"acked.{action}")
+        return "ack", action
+    error = WorkerError.from_reply(reply, message_id)
+    state.count("errors")
+    state.count(f"errors.{error.code}")
+    logger.warning(
+        "signal_bridge: message %s got %s%s: %s",
+        error.message_id, error.code, f" (field {error.field})" if error.field else "", error.message,
+    )
+    return ("retry" if error.retryable else "final"), error
+
+
+def settle(messages: list[Message], replies: dict[str, dict], *, delete_acked: bool = True):
+    """Apply replies to rows; return ``(acked, final_errors, left)``.
+
+    ``acked``: messages answered ok (rows deleted when ``delete_acked``);
+    ``final_errors``: ``(message, WorkerError)`` moved to dead letters;
+    ``left``: ``(message, WorkerError | None)`` without a final answer
+    (retryable error, or no reply: ``None``), rows kept.
+    """
+    acked: list[Message] = []
+    finals: list[tuple[Message, WorkerError]] = []
+    left: list[tuple[Message, WorkerError | None]] = []
+    for message in messages:
+        reply = replies.get(message.message_id)
+        if reply is None:
+            left.append((message, None))
+            continue
+        kind, detail = classify(reply, message.message_id)
+        if kind == "ack":
+            acked.append(message)
+        elif kind == "final":
+            finals.append((message, detail))
+        else:
+            left.append((message, detail))
+    by_db: dict[str, list[int]] = {}
+    if delete_acked:
+        for m in acked:
+            if m.seq is not None:
+                by_db.setdefault(m.using, []).append(m.seq)
+        for using, seqs in by_db.items():
+            delete(using, seqs)
+    for message, error in finals:
+        dead_letter(message, error)
+    failed: dict[str, list[int]] = {}
+    for message, error in left:
+        if message.seq is not None:
+            failed.setdefault(message.using, []).append(message.seq)
+    for using, seqs in failed.items():
+        first_error = next((e for m, e in left if e is not None), None)
+        record_failure(using, seqs, str(first_error) if first_error else "no reply")
+    return acked, finals, left

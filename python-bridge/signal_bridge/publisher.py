@@ -1,0 +1,261 @@
+"""The ``post_save`` receiver and the sync delivery path.
+
+Where a message goes depends on the mode and on whether the save runs inside
+``atomic()`` (python-bridge/README.md, "Delivery guarantees"):
+
+- inside ``atomic()`` (any mode): the outbox row is written now, in the
+  save's transaction; an ``on_commit`` callback then sends it (sync), hands
+  it to the background sender (async), or does nothing (outbox).
+- autocommit ``save()``: Django has already committed the row when
+  ``post_save`` fires (``Model.save_base`` opens no transaction for a model
+  without parents), so there is no transaction to join and a row would cost
+  a commit of its own. Sync sends at once and writes a row only when the
+  message could not be delivered; async hands the message to the sender,
+  which likewise writes rows only for messages it could not deliver (in one
+  transaction per batch); outbox writes the row.
+
+Never sends before commit: the worker's connection could not see the saved
+row (foreign key) and, on SQLite, would wait on Django's write lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.utils.module_loading import import_string
+
+from . import conf, envelope, outbox, state, transport
+from .exceptions import WorkerError, WorkerUnreachable
+
+logger = logging.getLogger("signal_bridge")
+
+_connected: list[tuple[object, str]] = []
+
+
+def dispatch_uid(label: str) -> str:
+    return f"signal_bridge.post_save.{label}"
+
+
+def connect_receivers() -> list[str]:
+    """Connect the ``post_save`` receiver for every configured sender.
+
+    Called by ``AppConfig.ready()`` and again whenever ``SIGNAL_BRIDGE``
+    changes. Labels that name no installed model are skipped (the system
+    check ``signal_bridge.E006`` reports them). An invalid configuration
+    connects nothing here: the checks report it. Returns the labels connected.
+    """
+    from django.apps import apps
+
+    disconnect_receivers()
+    config, _ = conf.validate(conf.raw_settings())
+    if config is None:
+        return []
+    labels = []
+    for label, sender_config in config.senders.items():
+        if "post_save" not in sender_config.signals:
+            continue
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            continue
+        uid = dispatch_uid(label)
+        post_save.connect(on_post_save, sender=model, dispatch_uid=uid, weak=False)
+        _connected.append((model, uid))
+        labels.append(label)
+    return labels
+
+
+def disconnect_receivers() -> None:
+    """Disconnect every receiver the bridge connected (see also ``suspended()``)."""
+    while _connected:
+        model, uid = _connected.pop()
+        post_save.disconnect(sender=model, dispatch_uid=uid)
+
+
+def on_post_save(sender, instance, created, raw=False, using="default", update_fields=None, **kwargs):
+    """Publish one ``post_save`` (connected per configured sender)."""
+    if state.is_suspended():
+        return
+    config = conf.get()
+    if not config.enabled:
+        return
+    label = sender._meta.label_lower
+    sender_config = config.senders.get(label)
+    if sender_config is None or "post_save" not in sender_config.signals:
+        return
+    message_id = envelope.uuid7()
+    message = outbox.Message(
+        message_id=message_id,
+        using=using,
+        label=label,
+        object_pk=str(instance.pk),
+        payload=envelope.build(
+            message_id=message_id,
+            signal="post_save",
+            label=label,
+            using=using,
+            created=created,
+            raw=raw,
+            update_fields=update_fields,
+            instance=instance,
+            attrs=sender_config.attrs,
+            fields=sender_config.fields,
+        ),
+    )
+    state.count("published")
+    connection = transaction.get_connection(using)
+
+    if config.mode == "outbox":
+        outbox.insert(message)
+        return
+    local = functools.partial(_run_local, config, sender, instance, created, raw, using, update_fields)
+    if connection.in_atomic_block:
+        outbox.insert(message)  # same transaction as the save: gets its seq, cannot be lost
+        if config.mode == "sync":
+            transaction.on_commit(lambda: deliver_sync(config, message, local), using=using)
+        else:
+            transaction.on_commit(lambda: _enqueue(config, message), using=using)
+        return
+    if not connection.get_autocommit():
+        # Manual transaction management: on_commit() is not available; the
+        # row commits (or not) with the caller's transaction, the relay sends.
+        outbox.insert(message)
+        return
+    if config.mode == "sync":
+        deliver_sync(config, message, local)
+    else:
+        _enqueue(config, message)
+
+
+def _enqueue(config, message: outbox.Message) -> None:
+    from . import sender
+
+    sender.get().enqueue(config, message)
+
+
+def _send_one(config, message: outbox.Message) -> str:
+    """Send and wait; the ok action, or raise ``WorkerError``/``WorkerUnreachable``.
+
+    A retryable error reply (``store_unavailable``) is retried ``RETRIES``
+    times with a short backoff; timeouts are retried by ``transport.request``.
+    """
+    if transport.cooling_down():
+        state.count("unreachable")
+        raise WorkerUnreachable(
+            "skipped: the worker was unreachable moments ago (UNREACHABLE_COOLDOWN_MS)",
+            message_id=message.message_id,
+            endpoints=config.endpoints,
+        )
+    frame = envelope.wire(message.payload, message.seq)
+    retried = 0
+    while True:
+        state.count("sent")
+        try:
+            reply = transport.request(
+                frame,
+                message.message_id,
+                endpoints=config.endpoints,
+                timeout_ms=config.timeout_ms,
+                retries=config.retries,
+            )
+        except WorkerUnreachable:
+            state.count("unreachable")
+            transport.trip(config.unreachable_cooldown_ms)
+            raise
+        kind, detail = outbox.classify(reply, message.message_id)
+        if kind == "ack":
+            return detail
+        if kind == "final" or retried >= config.retries:
+            raise detail
+        retried += 1
+        time.sleep(min(0.05 * 2**retried, 1.0))
+
+
+def deliver_sync(config, message: outbox.Message, run_local) -> None:
+    """Deliver ``message`` now (sync mode); see the module docstring.
+
+    Older rows of the same object still in the outbox go first, so the live
+    message cannot overtake them. Raises ``WorkerError`` for a final error
+    reply (after moving the message to the dead letters) and, with
+    ``ON_UNREACHABLE = "raise"``, ``WorkerUnreachable`` or the retryable
+    ``WorkerError``; the message then stays in the outbox.
+    """
+    try:
+        older_rows = outbox.backlog(message.using, [message]) if outbox.has_backlog(message.using, [message]) else []
+        for older in older_rows:
+            try:
+                _send_one(config, older)
+            except WorkerError as error:
+                if error.retryable:
+                    raise
+                outbox.dead_letter(older, error)
+                continue
+            outbox.delete(older.using, [older.seq])
+        _send_one(config, message)
+    except WorkerError as error:
+        if not error.retryable:
+            outbox.dead_letter(message, error)
+            raise
+        _on_unreachable(config, message, error, run_local)
+        return
+    if message.seq is not None:
+        if config.delete_acked == "inline":
+            outbox.delete(message.using, [message.seq])
+        else:
+            from . import sender
+
+            sender.get().delete_later(message.using, message.seq)
+
+
+def _on_unreachable(config, message: outbox.Message, error: WorkerError, run_local) -> None:
+    policy = config.on_unreachable
+    if policy == "local":
+        try:
+            run_local(message)
+        except Exception:
+            # The receiver failed too: keep the message for the relay.
+            if message.seq is None:
+                outbox.insert(message)
+            state.count("deferred")
+            raise
+        return
+    if message.seq is None:
+        outbox.insert(message)  # autocommit path: the row is written only now
+    state.count("deferred")
+    if policy == "raise":
+        raise error
+    logger.warning(
+        "signal_bridge: message %s deferred to the outbox (seq %s): %s",
+        message.message_id, message.seq, error,
+    )
+
+
+def _run_local(config, model, instance, created, raw, using, update_fields, message: outbox.Message) -> None:
+    """``ON_UNREACHABLE = "local"``: run the Python receiver in process.
+
+    The receiver and the removal of the outbox row share one transaction.
+    If the worker did get the message but its reply was lost, the message is
+    applied twice (see README, "Delivery guarantees").
+    """
+    receiver = import_string(config.local_receivers[message.label])
+    with transaction.atomic(using=using):
+        receiver(
+            sender=model,
+            instance=instance,
+            created=created,
+            raw=raw,
+            using=using,
+            update_fields=update_fields,
+            signal=post_save,
+        )
+        if message.seq is not None:
+            outbox.delete(using, [message.seq])
+    state.count("local")
+    logger.warning(
+        "signal_bridge: worker unreachable; message %s applied by the local receiver %s",
+        message.message_id, config.local_receivers[message.label],
+    )

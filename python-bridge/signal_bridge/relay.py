@@ -1,0 +1,106 @@
+"""The relay: sends the rows left in the outbox, in ``seq`` order.
+
+Rows are left behind when the worker was unreachable (``defer``/``raise``),
+the async queue was full, the process died between commit and send, or in
+``MODE = "outbox"``. Each round reads ``RELAY_BATCH`` rows, sends them
+pipelined over one DEALER and settles the replies (``outbox.settle``): acked
+rows are deleted, final errors move to the dead letters (so one bad message
+never blocks the rows behind it), retryable errors and missing replies stay.
+While the worker is unreachable or answers ``store_unavailable`` the relay
+backs off exponentially (``RELAY_BACKOFF_MS`` doubling up to
+``RELAY_BACKOFF_MAX_MS``) and, with ``forever``, never gives up.
+
+Rows that stay after a failed round are retried from the oldest one, so the
+order per object holds (the worker's ``seq`` check drops anything older than
+what it applied).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+
+from . import conf, envelope, outbox, state, transport
+
+logger = logging.getLogger("signal_bridge")
+
+
+@dataclasses.dataclass
+class RelayResult:
+    """What one ``run`` did; ``remaining`` is the outbox depth it left."""
+
+    sent: int = 0
+    acked: int = 0
+    dead_lettered: int = 0
+    failed_rounds: int = 0
+    remaining: int = 0
+
+
+def depth(using: str) -> int:
+    from .models import OutboxMessage
+
+    return OutboxMessage.objects.using(using).count()
+
+
+def run(
+    *,
+    using: str = "default",
+    once: bool = True,
+    batch: int | None = None,
+    stop: threading.Event | None = None,
+    log=logger.info,
+) -> RelayResult:
+    """Relay until the outbox is empty (``once``) or ``stop`` is set.
+
+    With ``once`` only rows present at the start are sent, and the run ends
+    after the first round that made no progress (worker unreachable or
+    ``store_unavailable``); ``remaining`` then says what is left.
+    """
+    from .models import OutboxMessage
+
+    config = conf.get()
+    batch = batch or config.relay_batch
+    stop = stop or threading.Event()
+    result = RelayResult()
+    backoff_ms = config.relay_backoff_ms
+    up_to = None
+    if once:
+        up_to = OutboxMessage.objects.using(using).order_by("-seq").values_list("seq", flat=True).first()
+        if up_to is None:
+            return result
+
+    while not stop.is_set():
+        messages = outbox.oldest(using, batch, up_to_seq=up_to)
+        if not messages:
+            if once:
+                break
+            stop.wait(config.relay_poll_ms / 1000.0)
+            continue
+        state.count("sent", len(messages))
+        result.sent += len(messages)
+        replies = transport.pipeline(
+            [(m.message_id, envelope.wire(m.payload, m.seq)) for m in messages],
+            endpoints=config.endpoints,
+            timeout_ms=config.timeout_ms,
+        )
+        acked, finals, left = outbox.settle(messages, replies)
+        result.acked += len(acked)
+        result.dead_lettered += len(finals)
+        if acked or finals:
+            transport.reset_cooldown()
+        if not left:
+            backoff_ms = config.relay_backoff_ms
+            continue
+        result.failed_rounds += 1
+        reason = next((str(e) for _, e in left if e is not None), None) or (
+            f"no reply from {', '.join(config.endpoints)} within {config.timeout_ms} ms"
+        )
+        log(f"relay: {len(left)} of {len(messages)} rows not acknowledged ({reason}); retrying in {backoff_ms} ms")
+        if once and not acked and not finals:
+            break
+        stop.wait(backoff_ms / 1000.0)
+        backoff_ms = min(backoff_ms * 2, config.relay_backoff_max_ms)
+
+    result.remaining = depth(using)
+    return result

@@ -1,0 +1,304 @@
+"""The background sender: async delivery and batched deletes of acked rows.
+
+One daemon thread per process, started on first use and made anew in a
+forked child (the parent's thread does not exist there, and its queue's
+locks may be held). Each round it takes up to ``ASYNC_BATCH`` messages
+(waiting up to ``ASYNC_BATCH_WAIT_MS`` for more once it has one):
+
+1. older rows of the same objects still in the outbox go first (no
+   overtaking; one raw indexed ``SELECT`` per round tells whether any exist);
+2. everything is sent over one DEALER, pipelined, replies matched by id;
+3. acked rows (messages saved inside ``atomic()``) are deleted in one
+   statement, final errors go to the dead letters, and messages without an
+   ack are left in the outbox for the relay: those from autocommit saves,
+   which had no row, get their rows now, in one transaction.
+
+Messages from autocommit saves get an outbox row only when they could not be
+delivered: writing every one ahead of the send and deleting it after the ack
+costs two extra SQLite commits per round, which hold the write lock that
+``save()`` needs (README, "Delivery guarantees", has the measurement). The
+price is the same loss window as the in-process receiver's: a crash between
+the user's commit and the ack loses the message.
+
+``save()`` never blocks on it: when the queue is full the message's row is
+written by ``save()`` itself (counted as ``queue_full``) and the relay sends it.
+At interpreter exit, ``atexit`` waits up to ``ASYNC_FLUSH_TIMEOUT_MS`` for the
+queue to drain, then writes what is left to the outbox.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import queue
+import threading
+import time
+
+from django.db import connections
+
+from . import conf, envelope, outbox, state, transport
+
+logger = logging.getLogger("signal_bridge")
+
+# How long a round that has only acked rows to delete waits for more.
+DELETE_WAIT_S = 0.05
+
+
+class Sender:
+    """The queue and thread; use :func:`get`."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.deletes: collections.deque = collections.deque()
+        self.condition = threading.Condition()
+        self.unfinished = 0  # queued + in-progress items (messages and deletes)
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+
+    # --- producer side (Django threads) ---
+
+    def _started(self) -> None:
+        if self.thread is None or not self.thread.is_alive():
+            with self.condition:
+                if self.thread is None or not self.thread.is_alive():
+                    self.stopping = False
+                    self.thread = threading.Thread(target=self._run, name="signal-bridge-sender", daemon=True)
+                    self.thread.start()
+
+    def enqueue(self, config, message: outbox.Message) -> None:
+        """Queue ``message``; if the queue is full, leave it to the relay."""
+        with self.condition:
+            self.unfinished += 1
+        try:
+            self.queue.put_nowait(message)
+        except queue.Full:
+            with self.condition:
+                self.unfinished -= 1
+                self.condition.notify_all()
+            state.count("queue_full")
+            state.count("deferred")
+            if message.seq is None:
+                outbox.insert(message)
+            logger.warning(
+                "signal_bridge: async queue full (%d); message %s left in the outbox for the relay",
+                self.queue.maxsize, message.message_id,
+            )
+            return
+        self._started()
+
+    def delete_later(self, using: str, seq: int) -> None:
+        """Delete an acked row on the sender thread (``DELETE_ACKED = "batch"``)."""
+        with self.condition:
+            self.unfinished += 1
+            self.deletes.append((using, seq))
+        self._started()
+        try:
+            self.queue.put_nowait(None)  # wake the thread
+        except queue.Full:
+            pass
+
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            while self.unfinished > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.thread is None or not self.thread.is_alive():
+                    return self.unfinished == 0
+                self.condition.wait(remaining)
+        return True
+
+    def _done(self, n: int) -> None:
+        if n:
+            with self.condition:
+                self.unfinished -= n
+                self.condition.notify_all()
+
+    # --- the thread ---
+
+    def _run(self) -> None:
+        try:
+            while not self.stopping:
+                try:
+                    first = self.queue.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                batch = [first] if first is not None else []
+                try:
+                    config = conf.get()
+                    limit, wait_s = config.async_batch, config.async_batch_wait_ms / 1000.0
+                except Exception:
+                    limit, wait_s = 500, 0.0
+                # Gather a batch: every round costs commits that hold SQLite's
+                # write lock, so fewer, larger rounds slow save() down less.
+                # A round of deletes only (sync mode) is in no hurry at all.
+                started = time.monotonic()
+                while len(batch) < limit:
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        window = wait_s if batch else DELETE_WAIT_S
+                        remaining = started + window - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        try:
+                            item = self.queue.get(timeout=remaining)
+                        except queue.Empty:
+                            break
+                    if item is not None:
+                        batch.append(item)
+                deletes = []
+                while self.deletes:
+                    deletes.append(self.deletes.popleft())
+                try:
+                    self._round(batch, deletes)
+                except Exception:
+                    logger.exception(
+                        "signal_bridge: sender round failed (%d messages, %d deletes); "
+                        "messages with outbox rows stay for the relay",
+                        len(batch), len(deletes),
+                    )
+                    _close_db()
+                finally:
+                    self._done(len(batch) + len(deletes))
+        finally:
+            _close_db()
+            transport.close_socket()
+
+    def _round(self, batch: list[outbox.Message], deletes: list[tuple[str, int]]) -> None:
+        by_db: dict[str, list[int]] = {}
+        for using, seq in deletes:
+            by_db.setdefault(using, []).append(seq)
+        for using, seqs in by_db.items():
+            outbox.delete(using, seqs)
+        if not batch:
+            return
+        config = conf.get()
+        groups: dict[str, list[outbox.Message]] = {}
+        for message in batch:
+            groups.setdefault(message.using, []).append(message)
+        for using, messages in groups.items():
+            if transport.cooling_down():
+                outbox.insert_many(using, [m for m in messages if m.seq is None])
+                state.count("deferred", len(messages))
+                continue
+            older = outbox.backlog(using, messages) if outbox.has_backlog(using, messages) else []
+            to_send = sorted(older, key=lambda m: m.seq) + _seq_ordered(messages)
+            state.count("sent", len(to_send))
+            replies = transport.pipeline(
+                [(m.message_id, envelope.wire(m.payload, m.seq)) for m in to_send],
+                endpoints=config.endpoints,
+                timeout_ms=config.timeout_ms,
+            )
+            if len(replies) < len(to_send):
+                state.count("unreachable")
+                transport.trip(config.unreachable_cooldown_ms)
+            _, _, left = outbox.settle(to_send, replies)
+            unsaved = [m for m, _ in left if m.seq is None]
+            if unsaved:
+                outbox.insert_many(using, unsaved)
+            if left:
+                state.count("deferred", len(left))
+                logger.warning(
+                    "signal_bridge: %d of %d messages not acknowledged; left in the outbox for the relay",
+                    len(left), len(to_send),
+                )
+
+    def stop(self, timeout: float) -> None:
+        """Drain for up to ``timeout`` seconds, stop the thread, persist the rest."""
+        self.flush(timeout)
+        self.stopping = True
+        thread = self.thread
+        if thread is not None and thread.is_alive():
+            thread.join(timeout=2.0)
+        leftovers = []
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                leftovers.append(item)
+        groups: dict[str, list[outbox.Message]] = {}
+        for m in leftovers:
+            if m.seq is None:
+                groups.setdefault(m.using, []).append(m)
+        for using, messages in groups.items():
+            try:
+                outbox.insert_many(using, messages)
+                state.count("deferred", len(messages))
+            except Exception:
+                logger.exception("signal_bridge: could not write %d unsent messages to the outbox", len(messages))
+
+
+def _seq_ordered(messages: list[outbox.Message]) -> list[outbox.Message]:
+    """Queue order, except that messages with a seq are sorted by it.
+
+    Two transactions that saved the same object commit in seq order but may
+    call ``on_commit`` (and so enqueue) in the other order; the worker would
+    then answer ``stale`` to the older one. Messages without a seq (autocommit
+    saves) keep their place: the queue order is this process's commit order.
+    """
+    result = list(messages)
+    positions = [i for i, m in enumerate(result) if m.seq is not None]
+    for i, m in zip(positions, sorted((result[i] for i in positions), key=lambda m: m.seq)):
+        result[i] = m
+    return result
+
+
+def _close_db() -> None:
+    """Close this thread's database connections (the thread owns them)."""
+    try:
+        connections.close_all()
+    except Exception:  # pragma: no cover - closing must not kill the thread
+        logger.debug("signal_bridge: closing connections failed", exc_info=True)
+
+
+_lock = threading.Lock()
+_sender: Sender | None = None
+
+
+def get() -> Sender:
+    """This process's sender (created on first use)."""
+    global _sender
+    sender = _sender
+    if sender is None:
+        with _lock:
+            if _sender is None:
+                _sender = Sender(conf.get().async_queue_size)
+            sender = _sender
+    return sender
+
+
+def flush(timeout: float | None = None) -> bool:
+    sender = _sender
+    if sender is None:
+        return True
+    if timeout is None:
+        timeout = conf.get().async_flush_timeout_ms / 1000.0
+    return sender.flush(timeout)
+
+
+def shutdown(timeout: float | None = None) -> None:
+    """Stop the sender (drain first); the next use starts a new one."""
+    global _sender
+    with _lock:
+        sender, _sender = _sender, None
+    if sender is not None:
+        if timeout is None:
+            try:
+                timeout = conf.get().async_flush_timeout_ms / 1000.0
+            except Exception:
+                timeout = 5.0
+        sender.stop(timeout)
+
+
+def _after_fork_in_child() -> None:
+    global _sender, _lock
+    _sender = None
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(shutdown)

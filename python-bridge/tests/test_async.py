@@ -1,0 +1,79 @@
+"""Async mode: save() does not wait; the background sender delivers."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import transaction
+
+import signal_bridge
+from accounts.models import UserProfile
+from bridge_helpers import applied_count, wait_for
+from signal_bridge import sender
+from signal_bridge.models import OutboxMessage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_user(username, **profile_data):
+    user = User(username=username)
+    user._profile_data = profile_data
+    user.save()
+    return user
+
+
+def test_async_delivers_autocommit_saves(bridge):
+    bridge(MODE="async")
+    users = [make_user(f"async{i}", sex="F") for i in range(20)]
+    ids = [u.pk for u in users]
+    wait_for(lambda: UserProfile.objects.filter(user_id__in=ids).count() == 20)
+    assert signal_bridge.flush(5)
+    assert OutboxMessage.objects.count() == 0, "acked rows are deleted"
+    stats = signal_bridge.stats()
+    assert stats["acked.created"] == 20
+    assert stats.get("outbox_written", 0) == 0, "delivered autocommit messages never touch the outbox"
+
+
+def test_async_in_atomic_waits_for_commit_and_rollback_sends_nothing(bridge):
+    bridge(MODE="async")
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            make_user("rolled-back", sex="M")
+            raise RuntimeError
+    with transaction.atomic():
+        user = make_user("committed", sex="M")
+        assert signal_bridge.stats().get("sent", 0) == 0
+    wait_for(lambda: UserProfile.objects.filter(user_id=user.pk).exists())
+    assert signal_bridge.flush(5)
+    assert signal_bridge.stats()["sent"] == 1
+    assert OutboxMessage.objects.count() == 0
+
+
+def test_full_queue_leaves_message_in_outbox_without_blocking(bridge, monkeypatch):
+    bridge(MODE="async", ASYNC_QUEUE_SIZE=1)
+    sender.shutdown()
+    monkeypatch.setattr(sender.Sender, "_started", lambda self: None)  # nobody drains the queue
+    first = make_user("queued")
+    second = make_user("overflow")
+    stats = signal_bridge.stats()
+    assert stats["queue_full"] == 1
+    rows = list(OutboxMessage.objects.values_list("object_pk", flat=True))
+    assert rows == [str(second.pk)], "the overflowing message is in the outbox for the relay"
+    monkeypatch.undo()
+    sender.get()._started()
+    assert signal_bridge.flush(5)
+    assert UserProfile.objects.filter(user_id=first.pk).exists()
+    sender.shutdown()
+
+
+def test_async_worker_down_leaves_rows_for_relay(bridge, worker_down):
+    bridge(MODE="async", TIMEOUT_MS=200)
+    users = [make_user(f"down{i}") for i in range(3)]
+    assert signal_bridge.flush(5)
+    message_ids = list(OutboxMessage.objects.values_list("message_id", flat=True))
+    assert len(message_ids) == 3
+    worker_down.start()
+    from django.core.management import call_command
+
+    call_command("signal_bridge", "relay", "--once")
+    assert OutboxMessage.objects.count() == 0
+    assert applied_count(message_ids) == 3
+    assert UserProfile.objects.filter(user_id__in=[u.pk for u in users]).count() == 3

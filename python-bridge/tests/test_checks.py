@@ -1,0 +1,79 @@
+"""Settings validation and system checks (signal_bridge.checks)."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from django.test import override_settings
+
+from signal_bridge import checks, conf
+
+
+def ids(messages):
+    return sorted({m.id for m in messages})
+
+
+def test_valid_example_settings_have_no_errors(bridge):
+    assert [m for m in checks.check_settings() if m.level >= 40] == []
+
+
+@pytest.mark.parametrize(
+    "overrides, expected_id",
+    [
+        ({"MODE": "fast"}, "signal_bridge.E003"),
+        ({"ON_UNREACHABLE": "ignore"}, "signal_bridge.E004"),
+        ({"ENDPOINT": "127.0.0.1:5557"}, "signal_bridge.E005"),
+        ({"SENDERS": {"auth.nosuchmodel": {}}}, "signal_bridge.E006"),
+        ({"SENDERS": {"auth.user": {"signals": ["pre_save"]}}}, "signal_bridge.E007"),
+        ({"ON_UNREACHABLE": "local", "LOCAL_RECEIVERS": {"auth.user": "accounts.nope.receiver"}}, "signal_bridge.E008"),
+        ({"ON_UNREACHABLE": "local"}, "signal_bridge.E008"),
+        ({"TIMEOUT_MS": 0}, "signal_bridge.E009"),
+        ({"TIMEOUTMS": 10}, "signal_bridge.E002"),
+    ],
+)
+def test_bad_setting_reports_documented_id(bridge, overrides, expected_id):
+    bridge(**overrides)
+    assert expected_id in ids(checks.check_settings())
+
+
+def test_invalid_settings_raise_improperly_configured_when_used(bridge):
+    bridge(MODE="fast")
+    with pytest.raises(ImproperlyConfigured, match="signal_bridge.E003"):
+        conf.get()
+
+
+def test_not_a_dict():
+    with override_settings(SIGNAL_BRIDGE=["x"]):
+        assert ids(checks.check_settings()) == ["signal_bridge.E001"]
+
+
+def test_empty_senders_warns(bridge):
+    bridge(SENDERS={})
+    assert "signal_bridge.W003" in ids(checks.check_settings())
+
+
+def test_sqlite_without_wal_and_immediate_warns(monkeypatch):
+    connection = connections["default"]
+    if connection.vendor != "sqlite":
+        # Pretend: the check reads settings only.
+        monkeypatch.setitem(connection.settings_dict, "ENGINE", "django.db.backends.sqlite3")
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {})
+    assert ids(checks.check_sqlite()) == ["signal_bridge.W001", "signal_bridge.W002"]
+    monkeypatch.setitem(
+        connection.settings_dict,
+        "OPTIONS",
+        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"},
+    )
+    assert checks.check_sqlite() == []
+
+
+def test_deploy_check_reports_unreachable_worker(bridge, worker):
+    assert checks.check_worker_reachable() == []
+    bridge(ENDPOINT="tcp://127.0.0.1:1", TIMEOUT_MS=200)
+    assert ids(checks.check_worker_reachable()) == ["signal_bridge.W010"]
+
+
+def test_deploy_check_is_tagged_deploy_only():
+    from django.core.checks.registry import registry
+
+    assert checks.check_worker_reachable in registry.get_checks(include_deployment_checks=True)
+    assert checks.check_worker_reachable not in registry.get_checks(include_deployment_checks=False)

@@ -1,0 +1,83 @@
+"""The message format (docs/PROTOCOL.md, "Request") without a worker."""
+
+import datetime
+import decimal
+import json
+import time
+import uuid
+
+import pytest
+from django.contrib.auth.models import User
+
+from signal_bridge import envelope
+
+
+def test_uuid7_layout_and_order():
+    before_ms = time.time_ns() // 1_000_000
+    ids = [envelope.uuid7() for _ in range(2000)]
+    after_ms = time.time_ns() // 1_000_000
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    stamps = [u.int >> 80 for u in parsed]
+    assert before_ms <= stamps[0] and stamps[-1] <= after_ms + 1
+    assert ids == sorted(ids), "ids of one process must increase (time-ordered dedupe index)"
+    assert len(set(ids)) == len(ids)
+
+
+def build(user, **kwargs):
+    options = dict(
+        message_id="0193a5e0-7c00-7000-8000-00000000002a",
+        signal="post_save",
+        label="auth.user",
+        using="default",
+        created=True,
+        raw=False,
+        update_fields=None,
+        instance=user,
+        attrs=("_profile_data", "_other"),
+        fields=None,
+    )
+    options.update(kwargs)
+    return json.loads(envelope.build(**options))
+
+
+def test_request_fields_and_attrs_absent_vs_null():
+    user = User(id=42, username="ann")
+    user._profile_data = {"sex": None, "birthdate": datetime.date(1990, 1, 2), "n": decimal.Decimal("1.50")}
+    message = build(user, update_fields=frozenset({"username", "email"}))
+    assert message["v"] == 1 and message["signal"] == "post_save" and message["sender"] == "auth.user"
+    assert message["db"] == "default" and message["created"] is True and message["raw"] is False
+    assert message["update_fields"] == ["email", "username"]
+    assert message["instance"]["model"] == "auth.user" and message["instance"]["pk"] == 42
+    assert message["instance"]["fields"]["username"] == "ann"
+    assert "groups" not in message["instance"]["fields"], "many-to-many fields cost a query each"
+    # Present-with-null survives; absent attributes stay absent.
+    assert message["attrs"] == {"_profile_data": {"sex": None, "birthdate": "1990-01-02", "n": "1.50"}}
+    assert "seq" not in message
+    assert message["sent_at"].endswith("Z")
+
+
+def test_attribute_that_is_none_travels_as_null():
+    user = User(id=1, username="x")
+    user._profile_data = None
+    assert build(user)["attrs"] == {"_profile_data": None}
+    assert build(User(id=2, username="y"))["attrs"] == {}
+
+
+def test_fields_option_limits_instance_fields():
+    message = build(User(id=3, username="z", password="secret-hash"), fields=("username",))
+    assert message["instance"]["fields"] == {"username": "z"}
+
+
+@pytest.mark.parametrize("seq", [None, 0, 1041])
+def test_wire_adds_seq_without_reparsing(seq):
+    payload = envelope.build(
+        message_id="m", signal="post_save", label="auth.user", using="default", created=False,
+        raw=False, update_fields=None, instance=User(id=5, username="q"), attrs=(), fields=None,
+    )
+    decoded = json.loads(envelope.wire(payload, seq))
+    if seq is None:
+        assert "seq" not in decoded
+    else:
+        assert decoded["seq"] == seq
+    assert decoded["id"] == "m"
