@@ -15,8 +15,10 @@ public struct OpenedStore: Sendable {
     /// Closes what `service` does not (SQLite's file handles).
     public var close: @Sendable () -> Void
 
-    /// Opens the store the configuration names.
+    /// Opens the store the configuration names, after checking its table names.
     public static func open(_ configuration: WorkerConfiguration, logger: Logger) throws(WorkerError) -> OpenedStore {
+        try checkTableName(configuration.profileTable, option: "--profile-table")
+        try checkTableName(configuration.userTable, option: "--user-table")
         do {
             switch configuration.store {
             case .sqlite(let path):
@@ -44,6 +46,27 @@ public struct OpenedStore: Sendable {
             throw WorkerError(.store, "cannot open \(configuration.store): \(error.message)")
         } catch {
             throw WorkerError(.store, "cannot open \(configuration.store): \(error)")
+        }
+    }
+
+    /// Refuses a configured table name that is not a plain SQL identifier: 1 to 63 ASCII letters,
+    /// digits and `_`, not starting with a digit (what Django derives from `app_label` and model
+    /// names). The stores quote every name and bind every value, so this is not what keeps SQL
+    /// injection out; it turns a typo or a hostile setting into a clear error at start-up
+    /// instead of an odd one at the first write.
+    static func checkTableName(_ name: String, option: String) throws(WorkerError) {
+        let bytes = Array(name.utf8)
+        let isPlain =
+            (1...63).contains(bytes.count) && !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[0])
+            && bytes.allSatisfy { byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "_")
+            }
+        guard isPlain else {
+            throw WorkerError(
+                .configuration,
+                "\(option) \(name.debugDescription) is not a plain table name: use 1 to 63 letters, digits and _, "
+                    + "not starting with a digit (the model's db_table, e.g. accounts_userprofile)")
         }
     }
 

@@ -90,6 +90,11 @@ struct SQLiteFixture: Sendable {
         }
     }
 
+    /// The names of the tables in the file.
+    func tableNames() throws -> Set<String> {
+        try open().read { db in try String.fetchSet(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+    }
+
     /// The ids in `signal_worker_applied`.
     func appliedIDs() throws -> Set<String> {
         try open().read { db in try String.fetchSet(db, sql: "SELECT message_id FROM signal_worker_applied") }
