@@ -119,6 +119,18 @@ let package = Package(
             path: "Benchmarks/WorkerBenchmark"
         ),
 
+        // MARK: Fuzzing (a property-based fuzzer: the library is shared by the tests and the long runs)
+        .target(
+            name: "RequestFuzzing",
+            dependencies: ["SignalProtocol", "ProfileReceiver", "SignalWorker"],
+            path: "Fuzz/RequestFuzzing"
+        ),
+        .executableTarget(
+            name: "request-fuzz",
+            dependencies: ["RequestFuzzing"],
+            path: "Fuzz/RequestFuzz"
+        ),
+
         // MARK: Tests
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "CZeroMQ"]),
         .testTarget(name: "SignalProtocolTests", dependencies: ["SignalProtocol"]),
@@ -135,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "SignalWorkerTests",
             dependencies: [
-                "SignalWorker", "ZeroMQ", "SignalProtocol", "ProfileReceiver",
+                "SignalWorker", "ZeroMQ", "SignalProtocol", "ProfileReceiver", "RequestFuzzing",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

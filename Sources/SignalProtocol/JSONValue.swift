@@ -24,3 +24,13 @@ public enum JSONValue: Sendable, Hashable {
         }
     }
 }
+
+extension JSONValue {
+    /// Parses one JSON text with the protocol's strict parser (RFC 8259, no NaN, nesting at
+    /// most 64 deep); `nil` when the bytes are not JSON. For checking encoded replies: requests
+    /// go through ``RequestDecoder``, which also says why.
+    public init?(parsing bytes: [UInt8]) {
+        guard let value = try? JSONParser.parse(bytes) else { return nil }
+        self = value
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import ProfileReceiver
+import SignalProtocol
+import SignalWorker
+import Synchronization
+
+/// A property-based fuzzer for what the worker does with a frame before any store is involved:
+/// `RequestDecoder.decode` and `ReceiverRegistry.prepare` (routing plus the profile receiver's
+/// validation), exactly as the socket thread calls them.
+///
+/// Every input must end in an accepted message or in an error reply with a documented code,
+/// the reply must be valid JSON echoing the id, and nothing may reach the store. A crash is a
+/// failure too: the process dies with the input in the log (``FuzzFailure`` keeps the bytes).
+public struct RequestFuzzer: Sendable {
+    /// What one run found.
+    public struct Report: Sendable {
+        /// Inputs tried.
+        public var inputs = 0
+        /// Inputs that became a message for the receiver.
+        public var accepted = 0
+        /// Pings.
+        public var pings = 0
+        /// Error replies by code.
+        public var errors: [String: Int] = [:]
+        /// Broken invariants, with the input that broke each.
+        public var failures: [FuzzFailure] = []
+
+        /// An empty report.
+        public init() {}
+    }
+
+    private let decoder: RequestDecoder
+    private let registry: ReceiverRegistry
+    private let store: UnusedStore
+
+    /// A fuzzer with the worker's default frame limit and its standard registry.
+    public init(maxFrameBytes: Int = 64 * 1024) {
+        decoder = RequestDecoder(maxFrameBytes: maxFrameBytes)
+        store = UnusedStore()
+        registry = ReceiverRegistry.standard(receiver: ProfileReceiver(), store: store)
+    }
+
+    /// The error codes a frame can get before it reaches the store (docs/PROTOCOL.md).
+    public static let allowedCodes: Set<String> = ["bad_request", "unsupported", "invalid_value"]
+
+    /// Runs one input through decode and prepare and records what broke an invariant in `report`.
+    public func check(_ input: [UInt8], into report: inout Report) {
+        report.inputs += 1
+        var reply: Reply
+        var requestID: String?
+        do {
+            let request = try decoder.decode(input)
+            requestID = request.id
+            switch request {
+            case .ping(let id):
+                report.pings += 1
+                reply = .ok(id, .pong)
+            case .signal(let envelope):
+                do {
+                    _ = try registry.prepare(envelope)
+                    report.accepted += 1
+                    reply = .ok(envelope.id, .created)  // stands in for the store's answer
+                } catch {
+                    reply = .error(envelope.id, error)
+                }
+            }
+        } catch {
+            requestID = error.requestID
+            reply = .error(error.requestID, error.error)
+        }
+        if case .error(let error) = reply.outcome {
+            report.errors[error.code.rawValue, default: 0] += 1
+            if !Self.allowedCodes.contains(error.code.rawValue) {
+                report.failures.append(FuzzFailure(input: input, problem: "error code \(error.code) before the store"))
+            }
+        }
+        if let problem = Self.replyProblem(reply.encoded(), id: requestID) {
+            report.failures.append(FuzzFailure(input: input, problem: problem))
+        }
+        if store.calls > 0 {
+            report.failures.append(FuzzFailure(input: input, problem: "the store was called"))
+        }
+    }
+
+    /// Why an encoded reply is not a valid v1 reply to `id`, or `nil`. Read with the
+    /// protocol's strict parser (Foundation's `JSONSerialization` drops U+FEFF inside strings,
+    /// which Python's `json`, the shim's reader, keeps).
+    public static func replyProblem(_ bytes: [UInt8], id: String?) -> String? {
+        guard case .object(let object)? = JSONValue(parsing: bytes) else {
+            return "the reply is not a JSON object: \(String(decoding: bytes, as: UTF8.self))"
+        }
+        guard object["v"] == .integer(1) else { return "the reply has no \"v\": 1" }
+        let expected: JSONValue = id.map { .string($0) } ?? .null
+        guard object["id"] == expected else {
+            return "the reply's id \(String(describing: object["id"])) is not the request's \(id.debugDescription)"
+        }
+        return nil
+    }
+}
+
+/// An input that broke an invariant.
+public struct FuzzFailure: Sendable, CustomStringConvertible {
+    /// The frame.
+    public var input: [UInt8]
+    /// What went wrong.
+    public var problem: String
+
+    public var description: String {
+        let preview = String(decoding: input.prefix(200), as: UTF8.self)
+        return "\(problem) (\(input.count) bytes: \(preview.debugDescription))"
+    }
+}
+
+/// A store the fuzzer's registry is bound to; nothing before the store may call it.
+final class UnusedStore: ProfileStore {
+    private let callCount = Mutex(0)
+    var calls: Int { callCount.withLock { $0 } }
+
+    var columnLimits: ColumnLimits { .unenforced }
+
+    func apply(_ messages: [ProfileMessage], plan: @Sendable (StoreSnapshot) -> BatchPlan) async throws(StoreError)
+        -> BatchPlan
+    {
+        callCount.withLock { $0 += 1 }
+        throw StoreError(.unavailable, "the fuzzer's store must not be used", operation: "apply")
+    }
+
+    func checkSchema() async throws(StoreError) -> [SchemaProblem] { [] }
+    func prepareWorkerTables() async throws(StoreError) {}
+    func pruneApplied(olderThanSeconds seconds: Double) async throws(StoreError) -> Int { 0 }
+}
