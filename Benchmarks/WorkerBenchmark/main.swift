@@ -414,11 +414,39 @@ func oneAtATime(_ payloads: [[UInt8]], action: String, client: Client) throws ->
 struct StoreSetup {
     var name: String
     var store: String
+    /// `serve` options this store is measured with (besides `--worker-arg`).
+    var workerArguments: [String] = []
+    /// The database's directory (SQLite): where the disk's own sync latency is measured.
+    var directory: String?
     var cleanup: () -> Void
 }
 
-/// A new SQLite file with the Django-compatible schema (`check --create-schema`) and `users` users.
-func sqliteStore(worker: String, users: Int, keep: Bool) throws -> StoreSetup {
+/// The disk alone, in the database's directory: `samples` appends of one 4 KiB page, each
+/// followed by `fdatasync`, which is what an SQLite commit in WAL mode with `synchronous = FULL`
+/// waits for. No commit can be acknowledged faster than this.
+func diskSyncLatency(in directory: String, samples: Int) throws -> Latency {
+    let path = directory + "/fsync-probe"
+    let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+    guard descriptor >= 0 else { throw BenchmarkError("cannot open \(path): errno \(errno)") }
+    defer {
+        close(descriptor)
+        unlink(path)
+    }
+    let page = [UInt8](repeating: 0x5A, count: 4_096)
+    var times: [Double] = []
+    times.reserveCapacity(samples)
+    for _ in 0..<samples {
+        let started = ContinuousClock.now
+        let written = page.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard written == page.count, fdatasync(descriptor) == 0 else { throw BenchmarkError("write/fdatasync failed: errno \(errno)") }
+        times.append(seconds(started.duration(to: .now)) * 1e6)
+    }
+    return Latency(samples: times.sorted(), notOK: 0)
+}
+
+/// A new SQLite file with the Django-compatible schema (`check --create-schema`) and `users` users;
+/// `synchronous` is the worker's `--sqlite-synchronous`.
+func sqliteStore(worker: String, users: Int, synchronous: String, keep: Bool) throws -> StoreSetup {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("worker-benchmark-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     let path = directory.appendingPathComponent("db.sqlite3").path
@@ -430,7 +458,10 @@ func sqliteStore(worker: String, users: Int, keep: Bool) throws -> StoreSetup {
             INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
             SELECT x, '!', 0, 'user' || x, '', '', '', 0, 1, '2026-11-25 13:00:00' FROM n;
             """)
-    return StoreSetup(name: "SQLite", store: "sqlite://\(path)") {
+    let name = synchronous == "full" ? "SQLite" : "SQLite (\(synchronous.uppercased()))"
+    return StoreSetup(
+        name: name, store: "sqlite://\(path)", workerArguments: ["--sqlite-synchronous", synchronous], directory: directory.path
+    ) {
         if keep { print("kept \(directory.path)") } else { try? FileManager.default.removeItem(at: directory) }
     }
 }
@@ -472,6 +503,8 @@ struct StoreResult {
     var latency: Latency
     /// Pings one at a time: the transport and the socket thread, no store.
     var pingLatency: Latency
+    /// The disk's own sync latency beside the database (SQLite only).
+    var diskSync: Latency?
     var peakRSSKiB: Int
     var rssKiB: Int
     var exitStatus: Int32
@@ -490,7 +523,7 @@ func measure(_ setup: StoreSetup, arguments: Arguments) throws -> StoreResult {
         request(id: ids.next(), seq: 2 * n + index + 1, user: index % latencyUsers + 1, created: false, data: #"{"profile_type":"personal"}"#)
     }
 
-    let worker = try WorkerChild(worker: arguments.worker, store: setup.store, extra: arguments.workerArguments)
+    let worker = try WorkerChild(worker: arguments.worker, store: setup.store, extra: setup.workerArguments + arguments.workerArguments)
     defer { worker.stop() }
     try worker.waitForEndpoint(timeout: .seconds(30))
     let client = try Client(endpoint: worker.endpoint)
@@ -519,9 +552,15 @@ func measure(_ setup: StoreSetup, arguments: Arguments) throws -> StoreResult {
     print(String(format: "  p50 %.0f µs, p99 %.0f µs", pingLatency.percentile(50), pingLatency.percentile(99)))
     let memory = worker.memory()
     let status = worker.stop()
+    var diskSync: Latency?
+    if let directory = setup.directory {
+        print("\(setup.name): \(singles.count) 4 KiB appends + fdatasync beside the database (the disk alone)…")
+        diskSync = try diskSyncLatency(in: directory, samples: singles.count)
+        print(String(format: "  p50 %.0f µs, p99 %.0f µs", diskSync!.percentile(50), diskSync!.percentile(99)))
+    }
     return StoreResult(
-        name: setup.name, creates: createRun, updates: updateRun, latency: latency, pingLatency: pingLatency, peakRSSKiB: memory.peak,
-        rssKiB: memory.current, exitStatus: status)
+        name: setup.name, creates: createRun, updates: updateRun, latency: latency, pingLatency: pingLatency, diskSync: diskSync,
+        peakRSSKiB: memory.peak, rssKiB: memory.current, exitStatus: status)
 }
 
 // MARK: - Report
@@ -536,6 +575,7 @@ func best(of rounds: [StoreResult]) -> StoreResult {
     result.updates = rounds.map(\.updates).max { $0.perSecond < $1.perSecond }!
     result.latency = rounds.map(\.latency).min { $0.percentile(99) < $1.percentile(99) }!
     result.pingLatency = rounds.map(\.pingLatency).min { $0.percentile(99) < $1.percentile(99) }!
+    result.diskSync = rounds.compactMap(\.diskSync).min { $0.percentile(99) < $1.percentile(99) }
     result.peakRSSKiB = rounds.map(\.peakRSSKiB).max()!
     result.rssKiB = rounds.map(\.rssKiB).max()!
     result.exitStatus = rounds.map(\.exitStatus).first { $0 != 0 } ?? 0
@@ -567,10 +607,11 @@ func report(_ rounds: [[StoreResult]], arguments: Arguments) -> String {
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: |",
     ]
     for result in results {
-        let target = result.name == "SQLite" ? 50_000.0 : 20_000.0
+        let isSQLite = result.name.hasPrefix("SQLite")
+        let target = isSQLite ? 50_000.0 : 20_000.0
         let meetsThroughput = min(result.creates.perSecond, result.updates.perSecond) >= target
         let p99 = result.latency.percentile(99)
-        let p99Target = result.name == "SQLite" ? "≤ 1000: \(verdict(p99 <= 1_000))" : "—"
+        let p99Target = isSQLite ? "≤ 1000: \(verdict(p99 <= 1_000))" : "—"
         let peakMB = Double(result.peakRSSKiB) / 1024
         let total = Double(result.creates.requests + result.updates.requests)
         let cpuPer100k = (result.creates.workerCPUSeconds + result.updates.workerCPUSeconds) / total * 100_000
@@ -583,13 +624,16 @@ func report(_ rounds: [[StoreResult]], arguments: Arguments) -> String {
     lines += [
         "",
         "One at a time, the same worker: an update (socket thread → apply loop → store transaction → reply) "
-            + "against a ping (answered by the socket thread, no store):",
+            + "against a ping (answered by the socket thread, no store), and on SQLite the disk alone in the same "
+            + "directory right after (a 4 KiB append + `fdatasync`, what a `synchronous = FULL` commit waits for):",
         "",
         "| store | request | p50 µs | p90 µs | p99 µs | max µs |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for result in results {
-        for (label, latency) in [("update", result.latency), ("ping", result.pingLatency)] {
+        var rows = [("update", result.latency), ("ping", result.pingLatency)]
+        if let diskSync = result.diskSync { rows.append(("disk: 4 KiB + fdatasync", diskSync)) }
+        for (label, latency) in rows {
             lines.append(
                 "| \(result.name) | \(label) | \(Int(latency.percentile(50))) | \(Int(latency.percentile(90))) "
                     + "| \(Int(latency.percentile(99))) | \(Int(latency.maximum)) |")
@@ -635,7 +679,13 @@ var rounds: [[StoreResult]] = []
 var failed = false
 var stores: [(name: String, setup: () throws -> StoreSetup)] = []
 if arguments.stores.contains("sqlite") {
-    stores.append(("SQLite", { try sqliteStore(worker: arguments.worker, users: arguments.requests, keep: arguments.keep) }))
+    // FULL is the default (an acked commit survives power loss); NORMAL shows what the disk's
+    // sync costs, side by side.
+    for synchronous in ["full", "normal"] {
+        stores.append((synchronous == "full" ? "SQLite" : "SQLite (NORMAL)", {
+            try sqliteStore(worker: arguments.worker, users: arguments.requests, synchronous: synchronous, keep: arguments.keep)
+        }))
+    }
 }
 if arguments.stores.contains("postgres") {
     if let url = arguments.postgresURL {
