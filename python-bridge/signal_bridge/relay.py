@@ -21,6 +21,8 @@ import dataclasses
 import logging
 import threading
 
+from django.db import DatabaseError
+
 from . import conf, envelope, outbox, state, transport
 
 logger = logging.getLogger("signal_bridge")
@@ -71,7 +73,19 @@ def run(
             return result
 
     while not stop.is_set():
-        messages = outbox.oldest(using, batch, up_to_seq=up_to)
+        try:
+            messages = outbox.oldest(using, batch, up_to_seq=up_to)
+        except DatabaseError as error:
+            # The outbox's own database is unavailable or locked past its timeout:
+            # like an unreachable worker, a reason to wait, never to give up.
+            result.failed_rounds += 1
+            state.count("database_errors")
+            log(f"relay: reading the outbox failed ({error}); retrying in {backoff_ms} ms")
+            if once:
+                break
+            stop.wait(backoff_ms / 1000.0)
+            backoff_ms = min(backoff_ms * 2, config.relay_backoff_max_ms)
+            continue
         if not messages:
             if once:
                 break
@@ -84,7 +98,19 @@ def run(
             endpoints=config.endpoints,
             timeout_ms=config.timeout_ms,
         )
-        acked, finals, left = outbox.settle(messages, replies)
+        try:
+            acked, finals, left = outbox.settle(messages, replies)
+        except DatabaseError as error:
+            # The worker applied what it acked; the rows stay and are resent (the
+            # worker answers "duplicate") once the database lets us write again.
+            result.failed_rounds += 1
+            state.count("database_errors")
+            log(f"relay: settling {len(messages)} replies failed ({error}); the rows stay, retrying in {backoff_ms} ms")
+            if once:
+                break
+            stop.wait(backoff_ms / 1000.0)
+            backoff_ms = min(backoff_ms * 2, config.relay_backoff_max_ms)
+            continue
         result.acked += len(acked)
         result.dead_lettered += len(finals)
         if acked or finals:
@@ -102,5 +128,8 @@ def run(
         stop.wait(backoff_ms / 1000.0)
         backoff_ms = min(backoff_ms * 2, config.relay_backoff_max_ms)
 
-    result.remaining = depth(using)
+    try:
+        result.remaining = depth(using)
+    except DatabaseError:
+        result.remaining = -1  # unknown: a caller that checks for leftovers treats it as "some"
     return result

@@ -108,6 +108,10 @@ def database_from_url(url):
                 # "database is locked" (see DESIGN.md §1).
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL;",
+                # Seconds a writer waits for the lock (Python's default: 5). Django,
+                # the worker and the relay write one file; under a sustained burst
+                # SQLite's busy handler is not a fair queue, so give it room.
+                "timeout": 20,
             },
             "TEST": {"NAME": path + ".pytest"},
         }
