@@ -65,6 +65,12 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
     answers ``store_unavailable`` (doubles every failed round).
 ``RELAY_POLL_MS`` (``1000``)
     ``relay --forever``: pause between polls of an empty outbox.
+``CURVE`` (``None``)
+    For a worker started with CURVE: ``{"SERVER_PUBLIC_KEY_FILE":
+    "/etc/signal-worker/worker.pub", "SECRET_KEY_FILE":
+    "/etc/signal-worker/django.key"}`` (files from ``signal-worker keygen``;
+    the secret key file must be readable by its owner only). Every socket of
+    the bridge then encrypts and authenticates. ``None``: plaintext.
 """
 
 from __future__ import annotations
@@ -73,6 +79,9 @@ import dataclasses
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+
+from . import curve
+from .curve import CurveKeys
 
 SETTING_NAME = "SIGNAL_BRIDGE"
 SUPPORTED_SIGNALS = ("post_save",)
@@ -99,6 +108,7 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_BACKOFF_MS": 500,
     "RELAY_BACKOFF_MAX_MS": 30000,
     "RELAY_POLL_MS": 1000,
+    "CURVE": None,
 }
 
 # (key, minimum) of the integer settings.
@@ -160,6 +170,7 @@ class BridgeConfig:
     relay_backoff_ms: int
     relay_backoff_max_ms: int
     relay_poll_ms: int
+    curve: CurveKeys | None = None
 
 
 def raw_settings() -> Any:
@@ -251,6 +262,7 @@ def validate(raw: Any) -> tuple[BridgeConfig | None, list[Problem]]:
             )
 
     senders = _validate_senders(values["SENDERS"], problems)
+    curve_keys = _validate_curve(values["CURVE"], problems)
 
     local = values["LOCAL_RECEIVERS"]
     if not isinstance(local, dict) or not all(
@@ -298,9 +310,32 @@ def validate(raw: Any) -> tuple[BridgeConfig | None, list[Problem]]:
             relay_backoff_ms=values["RELAY_BACKOFF_MS"],
             relay_backoff_max_ms=max(values["RELAY_BACKOFF_MAX_MS"], values["RELAY_BACKOFF_MS"]),
             relay_poll_ms=values["RELAY_POLL_MS"],
+            curve=curve_keys,
         ),
         [],
     )
+
+
+def _validate_curve(raw: Any, problems: list[Problem]) -> CurveKeys | None:
+    if raw is None:
+        return None
+    keys = {"SERVER_PUBLIC_KEY_FILE", "SECRET_KEY_FILE"}
+    if not isinstance(raw, dict) or set(raw) != keys or not all(isinstance(v, str) for v in raw.values()):
+        problems.append(
+            Problem(
+                "signal_bridge.E010",
+                "SIGNAL_BRIDGE['CURVE'] must be None or a dict with exactly SERVER_PUBLIC_KEY_FILE and "
+                "SECRET_KEY_FILE (paths).",
+            )
+        )
+        return None
+    try:
+        return curve.load(raw["SERVER_PUBLIC_KEY_FILE"], raw["SECRET_KEY_FILE"])
+    except curve.CurveKeyError as error:
+        problems.append(
+            Problem("signal_bridge.E010", f"SIGNAL_BRIDGE['CURVE']: {error}", "Create keys with `signal-worker keygen`.")
+        )
+        return None
 
 
 def _validate_senders(raw: Any, problems: list[Problem]) -> dict[str, SenderConfig]:

@@ -101,12 +101,17 @@ def reset_cooldown() -> None:
 
 
 def _socket(endpoints: tuple[str, ...], timeout_ms: int) -> zmq.Socket:
+    from . import conf
+
+    keys = conf.get().curve  # CURVE (or not) for every socket of the bridge
     sock = getattr(_local, "socket", None)
-    if sock is not None and getattr(_local, "endpoints", None) == endpoints:
+    if sock is not None and getattr(_local, "endpoints", None) == (endpoints, keys):
         sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
         return sock
     close_socket()
     sock = context().socket(zmq.DEALER)
+    if keys is not None:
+        keys.apply(sock)  # before connect: the handshake uses them
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.setsockopt(zmq.SNDHWM, 100_000)
@@ -115,7 +120,7 @@ def _socket(endpoints: tuple[str, ...], timeout_ms: int) -> zmq.Socket:
     for endpoint in endpoints:
         sock.connect(endpoint)
     _local.socket = sock
-    _local.endpoints = endpoints
+    _local.endpoints = (endpoints, keys)
     return sock
 
 

@@ -64,18 +64,21 @@ def store_url(settings_dict) -> str:
 class Worker:
     """A ``signal-worker serve`` process the tests can stop and start again."""
 
-    def __init__(self, binary: Path, store: str, log_path: Path) -> None:
+    def __init__(self, binary: Path, store: str, log_path: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.binary = binary
         self.store = store
+        self.extra_args = extra_args
         self.port = free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.ping_args: tuple[str, ...] = ()  # e.g. CURVE keys for `signal-worker ping`
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(self.binary), "serve", "--store", self.store, "--bind", self.endpoint, "--linger-ms", "200"],
+            [str(self.binary), "serve", "--store", self.store, "--bind", self.endpoint, "--linger-ms", "200",
+             *self.extra_args],
             stdout=log,
             stderr=log,
         )
@@ -88,7 +91,7 @@ class Worker:
                     pytrace=False,
                 )
             ping = subprocess.run(
-                [str(self.binary), "ping", "--connect", self.endpoint],
+                [str(self.binary), "ping", "--connect", self.endpoint, *self.ping_args],
                 capture_output=True,
                 timeout=10,
             )
