@@ -34,6 +34,8 @@ struct Arguments {
     var workerArguments: [String] = []
     var keep = false
     var rounds = 3
+    /// `--soak-seconds`: instead of the throughput/latency rounds, a sustained load on SQLite.
+    var soakSeconds: Int?
 
     static let usage = """
         usage: worker-benchmark [--worker PATH] [--requests N] [--latency-requests N] [--window N] [--rounds N]
@@ -48,6 +50,8 @@ struct Arguments {
           --rounds N             rounds per store, each on a fresh database and worker (default 3)
           --keep                 keep the SQLite directory and the PostgreSQL database
           --output PATH          Markdown report (default Benchmarks/results/worker.md)
+          --soak-seconds S       instead: pipelined updates on SQLite for S seconds, worker RSS sampled every
+                                 second (report: Benchmarks/results/soak.md)
         """
 
     static func parse(_ argv: [String]) -> Arguments {
@@ -77,6 +81,9 @@ struct Arguments {
                 arguments.stores = [store]
             case "--worker-arg": arguments.workerArguments.append(value(for: argument))
             case "--rounds": arguments.rounds = positive(argument)
+            case "--soak-seconds":
+                arguments.soakSeconds = positive(argument)
+                if arguments.output == "Benchmarks/results/worker.md" { arguments.output = "Benchmarks/results/soak.md" }
             case "--keep": arguments.keep = true
             case "--output": arguments.output = value(for: argument)
             case "-h", "--help":
@@ -667,6 +674,70 @@ func report(_ rounds: [[StoreResult]], arguments: Arguments) -> String {
     return lines.joined(separator: "\n") + "\n"
 }
 
+// MARK: - Soak
+
+/// Pipelined updates (window `arguments.window`) for `seconds`, worker RSS every second.
+func soak(seconds soakSeconds: Int, arguments: Arguments) throws -> String {
+    let users = 10_000
+    let setup = try sqliteStore(worker: arguments.worker, users: users, synchronous: "full", keep: arguments.keep)
+    defer { setup.cleanup() }
+    let worker = try WorkerChild(worker: arguments.worker, store: setup.store, extra: setup.workerArguments + arguments.workerArguments)
+    defer { worker.stop() }
+    try worker.waitForEndpoint(timeout: .seconds(30))
+    let client = try Client(endpoint: worker.endpoint)
+    defer { client.close() }
+    var ids = IDs()
+    let creates = (1...users).map { request(id: ids.next(), seq: $0, user: $0, created: true, data: "{}") }
+    _ = try pipelined(creates, action: "created", window: arguments.window, client: client, worker: worker)
+
+    var samples: [(second: Int, rssKiB: Int, requests: Int)] = []
+    var total = 0
+    var sequence = users
+    let started = ContinuousClock.now
+    for second in 1...soakSeconds {
+        var chunk: [[UInt8]] = []
+        // About a second of work per chunk; the chunk size follows the measured rate.
+        let size = max(5_000, samples.last.map { $0.requests } ?? 20_000)
+        chunk.reserveCapacity(size)
+        for _ in 0..<size {
+            sequence += 1
+            chunk.append(request(id: ids.next(), seq: sequence, user: sequence % users + 1, created: false, data: #"{"sex":"F"}"#))
+        }
+        let run = try pipelined(chunk, action: "updated", window: arguments.window, client: client, worker: worker)
+        guard run.notOK == 0 else { throw BenchmarkError("soak: \(run.notOK) replies not ok in second \(second)") }
+        total += chunk.count
+        samples.append((second, worker.memory().current, Int(Double(chunk.count) / run.seconds)))
+        if seconds(started.duration(to: .now)) >= Double(soakSeconds) { break }
+    }
+    let elapsed = seconds(started.duration(to: .now))
+    let rss = samples.map(\.rssKiB)
+    let firstMinute = samples.prefix(60).map(\.rssKiB)
+    let lastMinute = samples.suffix(60).map(\.rssKiB)
+    func mib(_ kib: Double) -> String { String(format: "%.1f", kib / 1024) }
+    func average(_ values: [Int]) -> Double { Double(values.reduce(0, +)) / Double(max(values.count, 1)) }
+    let peakKiB = worker.memory().peak
+    let status = worker.stop()
+    var lines = [
+        "# Worker soak",
+        "",
+        "- date: \(Date().formatted(.iso8601)); commit \((try? run(try tool("git"), ["rev-parse", "--short", "HEAD"]))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?")",
+        "- command: `worker-benchmark --soak-seconds \(soakSeconds)`; SQLite (synchronous FULL), \(users) users, pipelined updates from one DEALER (≤ \(arguments.window) in flight), every reply checked `ok`",
+        "- \(total) requests in \(String(format: "%.0f", elapsed)) s (\(Int(Double(total) / elapsed)) requests/s); worker exit status after SIGTERM: \(status)",
+        "",
+        "| worker RSS MiB | value |",
+        "| --- | ---: |",
+        "| min | \(mib(Double(rss.min() ?? 0))) |",
+        "| max | \(mib(Double(rss.max() ?? 0))) |",
+        "| average, first minute | \(mib(average(firstMinute))) |",
+        "| average, last minute | \(mib(average(lastMinute))) |",
+        "| peak (VmHWM) | \(mib(Double(peakKiB))) |",
+        "",
+        "RSS every 30 s: " + samples.filter { $0.second % 30 == 0 }.map { "\($0.second) s: \(mib(Double($0.rssKiB)))" }.joined(separator: ", "),
+    ]
+    lines.append("")
+    return lines.joined(separator: "\n")
+}
+
 // MARK: - Main
 
 let arguments = Arguments.parse(CommandLine.arguments)
@@ -674,6 +745,19 @@ guard FileManager.default.isExecutableFile(atPath: arguments.worker) else {
     Arguments.fail("no worker at \(arguments.worker); build it: swift build -c release --product signal-worker")
 }
 signal(SIGPIPE, SIG_IGN)
+
+if let soakSeconds = arguments.soakSeconds {
+    do {
+        let markdown = try soak(seconds: soakSeconds, arguments: arguments)
+        print(markdown)
+        try markdown.write(to: URL(fileURLWithPath: arguments.output), atomically: true, encoding: .utf8)
+        print("written to \(arguments.output)")
+        exit(0)
+    } catch {
+        print("soak failed: \(error)")
+        exit(1)
+    }
+}
 
 var rounds: [[StoreResult]] = []
 var failed = false

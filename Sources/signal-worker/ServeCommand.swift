@@ -35,6 +35,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds a batch may wait for more requests; 0 applies at once (lowest latency). [env: SIGNAL_WORKER_MAX_BATCH_WAIT_MS]")
     var maxBatchWaitMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_BATCH_WAIT_MS", 0)
 
+    @Option(help: "Requests read but not yet applied before the worker stops reading the socket (backpressure: libzmq's queue and TCP hold the rest). [env: SIGNAL_WORKER_MAX_QUEUED_REQUESTS]")
+    var maxQueuedRequests: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_QUEUED_REQUESTS", 10_000)
+
     @Option(help: "Largest request frame decoded; larger ones get bad_request. [env: SIGNAL_WORKER_MAX_REQUEST_BYTES]")
     var maxRequestBytes: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_REQUEST_BYTES", 64 * 1024)
 
@@ -66,6 +69,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        guard maxQueuedRequests >= maxBatch else {
+            throw ValidationError("--max-queued-requests must be at least --max-batch (\(maxBatch))")
+        }
         guard (0...16).contains(maxConcurrentBatches) else {
             throw ValidationError("--max-concurrent-batches must be 0 (the store's choice) to 16")
         }
@@ -88,6 +94,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.maxBatchSize = maxBatch
         configuration.maxConcurrentBatches = maxConcurrentBatches == 0 ? nil : maxConcurrentBatches
         configuration.maxBatchWait = .milliseconds(maxBatchWaitMs)
+        configuration.maxQueuedRequests = maxQueuedRequests
         configuration.maxRequestBytes = maxRequestBytes
         configuration.maxMessageBytes = Int64(maxMessageBytes)
         configuration.linger = .milliseconds(lingerMs)

@@ -1,0 +1,79 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// A client far faster than the worker: everything is answered, nothing is dropped, and the
+/// worker's memory stays bounded (its request queue stops reading the socket at
+/// `--max-queued-requests`; libzmq's receive high-water mark and TCP hold the rest).
+/// The 5-minute version is `worker-benchmark --soak-seconds 300`.
+@Suite("overload")
+struct OverloadTests {
+    static let users = 2_000
+    static let updates = 60_000
+
+    @Test("60,000 requests sent at once to a worker on SQLite: all answered, all applied, RSS bounded")
+    func floodIsAnsweredWithBoundedMemory() async throws {
+        let database = try await SQLiteFixture.make("overload")
+        defer { database.remove() }
+        try database.insertUsers(1...Self.users)
+        let messages = Messages()
+        let arguments = WorkerProcess.serveArguments(
+            store: database.storeURL, metrics: false, extra: ["--max-queued-requests", "5000"])
+        try await withWorker(arguments) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            for user in 1...Self.users { try client.send(messages.signal(user: user, created: true).json) }
+            for _ in 1...Self.users {
+                guard try client.receive(timeout: .seconds(30)) != nil else { throw TestFailure("a create got no reply") }
+            }
+
+            let peak = Mutex(0)
+            let sampler = Task {
+                while !Task.isCancelled {
+                    let rss = residentKiB(of: worker.pid)
+                    peak.withLock { $0 = max($0, rss) }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            let baseline = residentKiB(of: worker.pid)
+            let started = ContinuousClock.now
+            // Everything at once: the client's queue is unbounded (HWM 0), the worker's is not.
+            for index in 0..<Self.updates {
+                let user = index % Self.users + 1
+                try client.send(messages.signal(user: user, created: false, data: ["profile_type": "u\(index)"]).json)
+            }
+            var answered = 0
+            var updated = 0
+            while answered < Self.updates {
+                guard let reply = try client.receive(timeout: .seconds(60)) else {
+                    throw TestFailure("\(Self.updates - answered) of \(Self.updates) requests got no reply")
+                }
+                answered += 1
+                if reply.isOK("updated") { updated += 1 }
+            }
+            let elapsed = started.duration(to: .now)
+            sampler.cancel()
+            _ = await sampler.value
+            let peakKiB = peak.withLock { $0 }
+
+            #expect(updated == Self.updates, "every request applied: \(updated) of \(Self.updates)")
+            #expect(try database.appliedIDs().count == Self.users + Self.updates)
+            // The last update of each user wins: index u + k*users, the largest below `updates`.
+            let profiles = try database.profiles()
+            let lastIndex = { (user: Int) in (Self.updates - 1) - ((Self.updates - 1 - (user - 1)) % Self.users) }
+            #expect((1...Self.users).allSatisfy { profiles[$0]?.profileType == "u\(lastIndex($0))" })
+            #expect(peakKiB > 0 && peakKiB < 200 * 1024, "peak RSS \(peakKiB / 1024) MiB")
+            print(
+                "overload: \(Self.updates) requests sent at once, all answered in \(elapsed); worker RSS \(baseline / 1024) MiB "
+                    + "before, peak \(peakKiB / 1024) MiB")
+        }
+    }
+}
+
+/// `VmRSS` of a process in KiB (0 if it cannot be read).
+func residentKiB(of pid: Int32) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+    else { return 0 }
+    return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+}
