@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import threading
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 
 from . import conf, envelope, outbox, state, transport
 
@@ -37,6 +37,16 @@ class RelayResult:
     dead_lettered: int = 0
     failed_rounds: int = 0
     remaining: int = 0
+
+
+def _reconnect_later(using: str) -> None:
+    """Drop the connection after a database error: a long-running command has no request
+    cycle to do it, and Django would otherwise keep the broken connection (after a server
+    restart: "the connection is closed" forever)."""
+    try:
+        connections[using].close()
+    except DatabaseError:
+        pass  # already broken; the next query opens a new one
 
 
 def depth(using: str) -> int:
@@ -80,6 +90,7 @@ def run(
             # like an unreachable worker, a reason to wait, never to give up.
             result.failed_rounds += 1
             state.count("database_errors")
+            _reconnect_later(using)
             log(f"relay: reading the outbox failed ({error}); retrying in {backoff_ms} ms")
             if once:
                 break
@@ -105,6 +116,7 @@ def run(
             # worker answers "duplicate") once the database lets us write again.
             result.failed_rounds += 1
             state.count("database_errors")
+            _reconnect_later(using)
             log(f"relay: settling {len(messages)} replies failed ({error}); the rows stay, retrying in {backoff_ms} ms")
             if once:
                 break

@@ -5,7 +5,10 @@ At the end every message is applied exactly once (each outbox message id is in t
 worker's dedupe table, the profiles equal the state the saves describe), the outbox and
 the dead letters are empty, the relay never gave up and exits 0 on SIGTERM, and no
 "database is locked" reached Django, the relay or the worker (SQLite: three processes
-write one file).
+write one file). On PostgreSQL the server is also restarted once mid-stream when
+``SIGNAL_WORKER_TEST_POSTGRES_DIR`` names the throwaway cluster (scripts/test sets it):
+every connection breaks, Django's producer retries its transaction, the relay and the
+worker reconnect by themselves.
 
 Size: ``SIGNAL_BRIDGE_CRASH_USERS`` users (default 1,500: 3,000 messages, a create and
 an update each), ``SIGNAL_BRIDGE_CRASH_KILLS`` SIGKILLs (default 5). The issue's full
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from bridge_helpers import wait_for
 from conftest import REPO, store_url
@@ -64,9 +67,34 @@ def relay_process(tmp_path: Path, endpoint: str) -> subprocess.Popen:
 
 
 def outbox_depth() -> int:
+    return retrying(lambda: _count("signal_bridge_outbox"))
+
+
+def _count(table: str) -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM signal_bridge_outbox")
+        cursor.execute(f"SELECT COUNT(*) FROM {table}")
         return cursor.fetchone()[0]
+
+
+def retrying(work, attempts: int = 50):
+    """Run ``work``; after a database restart broke the connection, reconnect and run it again."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except DatabaseError:
+            if attempt == attempts - 1 or connection.in_atomic_block:
+                raise
+            connection.close()
+            time.sleep(0.2)
+
+
+def restart_postgres() -> bool:
+    """Restart the throwaway PostgreSQL the tests run on; False when there is none to restart."""
+    cluster = os.environ.get("SIGNAL_WORKER_TEST_POSTGRES_DIR")
+    if connection.vendor != "postgresql" or not cluster:
+        return False
+    subprocess.run([str(REPO / "scripts" / "postgres-throwaway"), "restart", cluster], check=True, timeout=120)
+    return True
 
 
 @pytest.mark.django_db(transaction=True)
@@ -80,12 +108,15 @@ def test_sigkilled_worker_loses_nothing_and_applies_everything_once(bridge, work
     relay = relay_process(tmp_path, worker.endpoint)
     kill_points = sorted(random.Random(20261125).sample(range(1, 2 * USERS), KILLS))
     depth_at_kills = []
+    restarted = []
     started = time.monotonic()
     try:
         users = []
         saved = 0
 
         def maybe_kill():
+            if not restarted and saved >= USERS and restart_postgres():
+                restarted.append(saved)
             if kill_points and saved >= kill_points[0]:
                 kill_points.pop(0)
                 depth_at_kills.append(outbox_depth())
@@ -96,22 +127,32 @@ def test_sigkilled_worker_loses_nothing_and_applies_everything_once(bridge, work
 
         # Creates, then updates of the same users, PER_TRANSACTION saves per atomic() block
         # (outbox rows in the saves' transactions), while the relay sends and the worker dies.
-        for start in range(0, USERS, PER_TRANSACTION):
+        def create_block(start):
             with transaction.atomic():
+                block = []
                 for index in range(start, min(start + PER_TRANSACTION, USERS)):
                     user = user_model(username=f"crash-{index}")
                     user._profile_data = {"profile_type": "business", "birthdate": "1990-01-02"}
                     user.save()
-                    users.append(user)
-                    saved += 1
+                    block.append(user)
+            return block
+
+        def update_block(block):
+            with transaction.atomic():
+                for user in block:
+                    user._profile_data = {"sex": "F" if user.pk % 2 else "M"}
+                    user.save()
+
+        for start in range(0, USERS, PER_TRANSACTION):
+            block = retrying(lambda: create_block(start))
+            users.extend(block)
+            saved += len(block)
             maybe_kill()
             time.sleep(PAUSE_S)
         for start in range(0, USERS, PER_TRANSACTION):
-            with transaction.atomic():
-                for user in users[start : start + PER_TRANSACTION]:
-                    user._profile_data = {"sex": "F" if user.pk % 2 else "M"}
-                    user.save()
-                    saved += 1
+            block = users[start : start + PER_TRANSACTION]
+            retrying(lambda: update_block(block))
+            saved += len(block)
             maybe_kill()
             time.sleep(PAUSE_S)
         produced = time.monotonic() - started
@@ -133,11 +174,8 @@ def test_sigkilled_worker_loses_nothing_and_applies_everything_once(bridge, work
     assert sum(1 for depth in depth_at_kills if depth > 0) >= KILLS - 1, (
         f"the kills must hit a stream in flight (outbox depth at each kill: {depth_at_kills})"
     )
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM signal_bridge_deadletter")
-        assert cursor.fetchone()[0] == 0
-        cursor.execute("SELECT COUNT(*) FROM signal_worker_applied")
-        applied = cursor.fetchone()[0]
+    assert retrying(lambda: _count("signal_bridge_deadletter")) == 0
+    applied = retrying(lambda: _count("signal_worker_applied"))
     assert applied == 2 * USERS, f"{applied} messages applied, {2 * USERS} sent"
     profiles = {p.user_id: p for p in UserProfile.objects.filter(user__username__startswith="crash-")}
     assert len(profiles) == USERS
@@ -149,7 +187,10 @@ def test_sigkilled_worker_loses_nothing_and_applies_everything_once(bridge, work
     assert not wrong, f"{len(wrong)} profiles differ from their last save, e.g. user {wrong[:5]}"
     locked = [text for text in (relay_log, worker.log_tail(10_000)) if "database is locked" in text]
     assert not locked, "a 'database is locked' error reached the relay or the worker"
+    if connection.vendor == "postgresql" and os.environ.get("SIGNAL_WORKER_TEST_POSTGRES_DIR"):
+        assert restarted, "PostgreSQL was to be restarted mid-stream"
     print(
         f"\ncrash test: {2 * USERS} messages, {KILLS} SIGKILLs (outbox depth at each: {depth_at_kills}), "
+        f"PostgreSQL restarted after {restarted or 'no'} saves, "
         f"produced in {produced:.1f} s, all applied once after {drained:.1f} s"
     )
