@@ -1,5 +1,6 @@
 import Foundation
 import RequestFuzzing
+import ZeroMQ
 import Testing
 
 /// Hostile input before the store: decode + routing + validation never crash, answer only with
@@ -46,5 +47,31 @@ struct RequestFuzzTests {
         #expect(RequestFuzzer.replyProblem(Array(#"{"v":1,"id":null,"status":"error"}"#.utf8), id: "a") != nil)
         #expect(RequestFuzzer.replyProblem(Array(#"{"v":1,"id":"a","status":"ok"}"#.utf8), id: "a") == nil)
         #expect(!RequestFuzzer.allowedCodes.contains("store_unavailable"))
+    }
+}
+
+/// Frame counts a hostile client can send, against the real worker.
+@Suite("hostile frame counts")
+struct HostileFrameTests {
+    @Test("an empty frame, 2, 3 and 10 frames: bad_request each, nothing written, the worker keeps serving")
+    func frameCounts() async throws {
+        let database = try await SQLiteFixture.make("frame-counts")
+        defer { database.remove() }
+        try database.insertUsers([1])
+        let messages = Messages()
+        try await withWorker(WorkerProcess.serveArguments(store: database.storeURL, metrics: false)) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            let body = Array(messages.signal(user: 1, created: true).json.utf8)
+            for frames in [[[UInt8]()], [body, body], [body, Array("x".utf8), body], Array(repeating: body, count: 10)] {
+                try client.socket.send(multipart: frames)
+                guard let reply = try client.receive(timeout: .seconds(10)) else {
+                    throw TestFailure("no reply to a message of \(frames.count) frame(s)")
+                }
+                #expect(reply.isError("bad_request"), "\(frames.count) frame(s): \(reply)")
+            }
+            #expect(try client.request(messages.ping()).isOK("pong"))
+            #expect(try database.profile(user: 1) == nil)
+        }
     }
 }
