@@ -85,39 +85,27 @@ def run(
     while not stop.is_set():
         try:
             messages = outbox.oldest(using, batch, up_to_seq=up_to)
-        except DatabaseError as error:
-            # The outbox's own database is unavailable or locked past its timeout:
-            # like an unreachable worker, a reason to wait, never to give up.
-            result.failed_rounds += 1
-            state.count("database_errors")
-            _reconnect_later(using)
-            log(f"relay: reading the outbox failed ({error}); retrying in {backoff_ms} ms")
-            if once:
-                break
-            stop.wait(backoff_ms / 1000.0)
-            backoff_ms = min(backoff_ms * 2, config.relay_backoff_max_ms)
-            continue
-        if not messages:
-            if once:
-                break
-            stop.wait(config.relay_poll_ms / 1000.0)
-            continue
-        state.count("sent", len(messages))
-        result.sent += len(messages)
-        replies = transport.pipeline(
-            [(m.message_id, envelope.wire(m.payload, m.seq)) for m in messages],
-            endpoints=config.endpoints,
-            timeout_ms=config.timeout_ms,
-        )
-        try:
+            if not messages:
+                if once:
+                    break
+                stop.wait(config.relay_poll_ms / 1000.0)
+                continue
+            state.count("sent", len(messages))
+            result.sent += len(messages)
+            replies = transport.pipeline(
+                [(m.message_id, envelope.wire(m.payload, m.seq)) for m in messages],
+                endpoints=config.endpoints,
+                timeout_ms=config.timeout_ms,
+            )
             acked, finals, left = outbox.settle(messages, replies)
         except DatabaseError as error:
-            # The worker applied what it acked; the rows stay and are resent (the
-            # worker answers "duplicate") once the database lets us write again.
+            # The outbox's own database is unavailable or locked past its timeout: like
+            # an unreachable worker, a reason to wait, never to give up. Rows the worker
+            # acked but we could not delete are resent later and answered "duplicate".
             result.failed_rounds += 1
             state.count("database_errors")
             _reconnect_later(using)
-            log(f"relay: settling {len(messages)} replies failed ({error}); the rows stay, retrying in {backoff_ms} ms")
+            log(f"relay: the outbox database failed ({error}); retrying in {backoff_ms} ms")
             if once:
                 break
             stop.wait(backoff_ms / 1000.0)
