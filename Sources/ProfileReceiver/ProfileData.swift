@@ -75,13 +75,22 @@ public struct ProfileMessage: Sendable, Hashable {
     public var created: Bool
     /// The parsed `_profile_data` (all absent when the attribute was absent).
     public var data: ProfileData
+    /// Why `_profile_data` could not be used, for an update (`created: false`) only: the
+    /// Python receiver reads the data only when the user has a profile, so a bad value is an
+    /// error only then and `skipped` otherwise. (A create always reads it: its errors are
+    /// thrown by ``ProfileReceiver/message(from:)``.) `data` is empty when this is set.
+    public var dataError: ReplyError?
 
     /// Creates a message.
-    public init(id: String, sequence: Int64? = nil, userID: Int64, created: Bool, data: ProfileData = ProfileData()) {
+    public init(
+        id: String, sequence: Int64? = nil, userID: Int64, created: Bool, data: ProfileData = ProfileData(),
+        dataError: ReplyError? = nil
+    ) {
         self.id = id
         self.sequence = sequence
         self.userID = userID
         self.created = created
         self.data = data
+        self.dataError = dataError
     }
 }

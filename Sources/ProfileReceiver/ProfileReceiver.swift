@@ -31,53 +31,75 @@ public struct ProfileReceiver: Sendable {
     /// Validates a `post_save` envelope for this receiver.
     ///
     /// Throws `bad_request` for wrong JSON types and `invalid_value` for values the
-    /// database would refuse (bad dates, NULL `profile_type`, text over the column limit).
+    /// database would refuse (bad dates, NULL `profile_type`, text over the column limit),
+    /// naming the field Django would name when several are wrong: `birthdate` first (Django
+    /// parses it before any SQL runs), then text types, then text length and NUL (the
+    /// database's `DataError`), then a NULL `profile_type` (checked by the database last).
+    /// For an update the data errors are kept in ``ProfileMessage/dataError`` instead:
+    /// they count only if the user has a profile (see ``plan(_:snapshot:)``).
     public func message(from envelope: SignalEnvelope) throws(ReplyError) -> ProfileMessage {
         guard case .integer(let userID) = envelope.instance.pk else {
             throw ReplyError(
                 .badRequest, "field instance.pk must be an integer, got \(envelope.instance.pk.typeName)",
                 field: "instance.pk")
         }
+        var message = ProfileMessage(id: envelope.id, sequence: envelope.sequence, userID: userID, created: envelope.created)
+        do {
+            message.data = try profileData(envelope.attrs[Self.profileDataAttribute])
+        } catch {
+            guard !envelope.created else { throw error }
+            message.dataError = error
+        }
+        return message
+    }
+
+    /// `_profile_data` as the receiver reads it; absent means `{}`.
+    private func profileData(_ value: JSONValue?) throws(ReplyError) -> ProfileData {
         var data = ProfileData()
-        switch envelope.attrs[Self.profileDataAttribute] {
+        switch value {
         case nil:
-            break  // getattr(instance, '_profile_data', {})
+            return data  // getattr(instance, '_profile_data', {})
         case .object(let object)?:
-            data.profileType = try text(object, "profile_type", maxLength: configuration.limits.profileTypeMaxLength)
+            data.birthdate = try date(object, "birthdate")
+            let profileType = try textType(object, "profile_type")
+            let sex = try textType(object, "sex")
+            data.profileType = try withinLimits(profileType, "profile_type", maxLength: configuration.limits.profileTypeMaxLength)
+            data.sex = try withinLimits(sex, "sex", maxLength: configuration.limits.sexMaxLength)
             if case .null = data.profileType {
                 throw ReplyError(
                     .invalidValue, "profile_type must not be null (the column is NOT NULL)", field: "profile_type")
             }
-            data.sex = try text(object, "sex", maxLength: configuration.limits.sexMaxLength)
-            data.birthdate = try date(object, "birthdate")
+            return data
         case let other?:
             throw ReplyError(
                 .badRequest, "attrs._profile_data must be an object, got \(other.typeName)",
                 field: "attrs._profile_data")
         }
-        return ProfileMessage(
-            id: envelope.id, sequence: envelope.sequence, userID: userID, created: envelope.created, data: data)
     }
 
-    private func text(_ object: [String: JSONValue], _ key: String, maxLength: Int?) throws(ReplyError)
-        -> FieldUpdate<String>
-    {
+    private func textType(_ object: [String: JSONValue], _ key: String) throws(ReplyError) -> FieldUpdate<String> {
         switch object[key] {
         case nil: return .absent
         case .null?: return .null
-        case .string(let value)?:
-            if let maxLength, value.unicodeScalars.count > maxLength {
-                throw ReplyError(
-                    .invalidValue, "\(key) is \(value.unicodeScalars.count) characters long; the column allows \(maxLength)",
-                    field: key)
-            }
-            if configuration.limits.rejectsNUL, value.unicodeScalars.contains("\0") {
-                throw ReplyError(.invalidValue, "\(key) contains a NUL character, which the database refuses", field: key)
-            }
-            return .value(value)
+        case .string(let value)?: return .value(value)
         case let other?:
             throw ReplyError(.badRequest, "\(key) must be a string or null, got \(other.typeName)", field: key)
         }
+    }
+
+    private func withinLimits(_ update: FieldUpdate<String>, _ key: String, maxLength: Int?) throws(ReplyError)
+        -> FieldUpdate<String>
+    {
+        guard case .value(let value) = update else { return update }
+        if let maxLength, value.unicodeScalars.count > maxLength {
+            throw ReplyError(
+                .invalidValue, "\(key) is \(value.unicodeScalars.count) characters long; the column allows \(maxLength)",
+                field: key)
+        }
+        if configuration.limits.rejectsNUL, value.unicodeScalars.contains("\0") {
+            throw ReplyError(.invalidValue, "\(key) contains a NUL character, which the database refuses", field: key)
+        }
+        return update
     }
 
     private func date(_ object: [String: JSONValue], _ key: String) throws(ReplyError) -> FieldUpdate<DjangoDate> {
@@ -183,6 +205,7 @@ public struct ProfileReceiver: Sendable {
             return .success((.created, row))
         }
         guard var row = current else { return .success((.skipped, nil)) }
+        if let error = message.dataError { return .failure(error) }  // read only now, as in Python
         row.profileType = data.profileType.resolved(current: row.profileType) ?? row.profileType
         row.sex = data.sex.resolved(current: row.sex)
         row.birthdate = data.birthdate.resolved(current: row.birthdate)

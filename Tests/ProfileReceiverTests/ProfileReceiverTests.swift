@@ -31,6 +31,33 @@ struct ProfileValidationTests {
         #expect(message.data.birthdate == .value(try DjangoDate.parse("1990-01-02")))
     }
 
+    @Test("several bad values: the error names the field Django names (birthdate, then length, then NULL)")
+    func errorOrder() throws {
+        let limited = ProfileReceiver(
+            configuration: ProfileReceiverConfiguration(limits: ColumnLimits(profileTypeMaxLength: 20, sexMaxLength: 1)))
+        let badDateAndNull = envelope(data: .object(["profile_type": .null, "birthdate": .string("2021-02-29")]))
+        #expect(error(badDateAndNull)?.field == "birthdate")
+        let numberDateAndNull = envelope(data: .object(["profile_type": .null, "birthdate": .integer(0)]))
+        #expect(error(numberDateAndNull)?.code == .badRequest)
+        #expect(error(numberDateAndNull)?.field == "birthdate")
+        let longSexAndNull = envelope(data: .object(["profile_type": .null, "sex": .string("FF")]))
+        #expect(error(longSexAndNull, receiver: limited)?.field == "sex")
+        #expect(error(longSexAndNull)?.field == "profile_type", "without limits (SQLite) only the NULL is refused")
+    }
+
+    @Test("an update keeps its data errors for later: they count only if the user has a profile")
+    func updateErrorsAreDeferred() throws {
+        for data: JSONValue in [
+            .object(["birthdate": .string("2021-02-29")]), .object(["profile_type": .null]), .array([]),
+            .object(["sex": .integer(1)]),
+        ] {
+            let update = try receiver.message(from: envelope(created: false, data: data))
+            #expect(update.dataError != nil, "\(data)")
+            #expect(update.data == ProfileData())
+            #expect(error(envelope(created: true, data: data)) == update.dataError, "a create throws the same error at once")
+        }
+    }
+
     @Test("absent _profile_data means {}")
     func absentData() throws {
         #expect(try receiver.message(from: envelope(data: nil)).data == ProfileData())
@@ -86,6 +113,19 @@ struct ProfilePlanTests {
         _ id: String, user: Int64 = 1, created: Bool, seq: Int64? = nil, _ data: ProfileData = ProfileData()
     ) -> ProfileMessage {
         ProfileMessage(id: id, sequence: seq, userID: user, created: created, data: data)
+    }
+
+    @Test("an update with bad data is skipped without a profile (as in Python) and fails with one")
+    func deferredDataError() {
+        let bad = ReplyError(.invalidValue, "birthdate is an invalid date", field: "birthdate")
+        let update = ProfileMessage(id: "u", userID: 1, created: false, dataError: bad)
+        let withoutProfile = receiver.plan([update], snapshot: StoreSnapshot(existingUsers: [1]))
+        #expect(withoutProfile.outcomes == [.ok(.skipped)])
+        #expect(withoutProfile.applied == ["u"])
+        let profile = ProfileRow(userID: 1, profileType: "personal", sex: nil, birthdate: nil)
+        let withProfile = receiver.plan([update], snapshot: StoreSnapshot(profiles: [1: profile], existingUsers: [1]))
+        #expect(withProfile.outcomes == [.error(bad)])
+        #expect(withProfile.applied.isEmpty && withProfile.updates.isEmpty)
     }
 
     @Test("create uses data or defaults; update keeps absent keys and applies nulls")
