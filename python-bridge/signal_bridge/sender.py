@@ -36,7 +36,7 @@ import queue
 import threading
 import time
 
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from . import conf, envelope, outbox, state, transport
 
@@ -152,7 +152,14 @@ class Sender:
                 while self.deletes:
                     deletes.append(self.deletes.popleft())
                 try:
-                    self._round(batch, deletes)
+                    try:
+                        self._round(batch, deletes)
+                    except DatabaseError:
+                        # A connection the database dropped (a restart) fails the round's
+                        # first query: reconnect and run the round once more (a message
+                        # sent twice is answered "duplicate").
+                        _close_db()
+                        self._round(batch, deletes)
                 except Exception:
                     logger.exception(
                         "signal_bridge: sender round failed (%d messages, %d deletes); "
