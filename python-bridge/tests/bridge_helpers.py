@@ -30,3 +30,13 @@ def applied_count(message_ids) -> int:
         placeholders = ", ".join(["%s"] * len(ids))
         cursor.execute(f"SELECT COUNT(*) FROM signal_worker_applied WHERE message_id IN ({placeholders})", ids)
         return cursor.fetchone()[0]
+
+
+def make_user(username, **profile_data):
+    """Save a new user with ``_profile_data`` (publishes its post_save)."""
+    from django.contrib.auth.models import User
+
+    user = User(username=username)
+    user._profile_data = profile_data
+    user.save()
+    return user

@@ -1,23 +1,15 @@
 """Async mode: save() does not wait; the background sender delivers."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import transaction
 
 import signal_bridge
 from accounts.models import UserProfile
-from bridge_helpers import applied_count, wait_for
+from bridge_helpers import applied_count, make_user, wait_for
 from signal_bridge import sender
 from signal_bridge.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def make_user(username, **profile_data):
-    user = User(username=username)
-    user._profile_data = profile_data
-    user.save()
-    return user
 
 
 def test_async_delivers_autocommit_saves(bridge):

@@ -8,19 +8,12 @@ from django.core.management import CommandError, call_command
 
 import signal_bridge
 from accounts.models import UserProfile
-from bridge_helpers import applied_count
+from bridge_helpers import applied_count, make_user
 from signal_bridge.models import DeadLetter, OutboxMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FAST_FAIL = {"TIMEOUT_MS": 200, "RETRIES": 0}
-
-
-def make_user(username, **profile_data):
-    user = User(username=username)
-    user._profile_data = profile_data
-    user.save()
-    return user
 
 
 def test_defer_then_relay_once_delivers_everything_exactly_once(bridge, worker_down):

@@ -8,16 +8,10 @@ from django.db import transaction
 
 import signal_bridge
 from accounts.models import UserProfile
+from bridge_helpers import make_user
 from signal_bridge.models import DeadLetter, OutboxMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def make_user(username, **profile_data):
-    user = User(username=username)
-    user._profile_data = profile_data
-    user.save()
-    return user
 
 
 def test_create_then_update_in_autocommit(bridge):
