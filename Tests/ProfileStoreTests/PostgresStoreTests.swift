@@ -53,8 +53,10 @@ struct PostgresStoreTests {
                 configuration.host = "127.0.0.1"
                 configuration.port = proxy.port
                 configuration.tls = .disable
-                configuration.acquireTimeout = .seconds(1)
-                configuration.connectTimeout = .seconds(1)
+                // Short enough that "down" is quick, long enough that the first connection
+                // through the proxy is made on a loaded machine (1 s was not, once).
+                configuration.acquireTimeout = .seconds(3)
+                configuration.connectTimeout = .seconds(2)
             }) { fixture in
                 try await fixture.addUsers([1, 2])
                 #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))

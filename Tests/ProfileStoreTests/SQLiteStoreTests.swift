@@ -8,18 +8,20 @@ import Testing
 /// What is particular to SQLite: a file shared with Django's process.
 @Suite("SQLite store")
 struct SQLiteStoreTests {
-    /// Holds the write lock from a second connection (as Django would) for `duration`,
-    /// returning once the lock is held; the task ends when the lock is released, with an
-    /// instant at which the lock was still held (taken just before the COMMIT).
-    private static func holdWriteLock(on helper: DatabaseQueue, for duration: Duration) async throws
-        -> Task<ContinuousClock.Instant, any Error>
-    {
+    /// Holds the write lock from a second connection (as Django would) until `release` is
+    /// signalled or `duration` passed, returning once the lock is held; the task ends when the
+    /// lock is released, with an instant at which the lock was still held (taken just before
+    /// the COMMIT). A failure to take the lock ends the wait too: it is thrown by the task.
+    private static func holdWriteLock(
+        on helper: DatabaseQueue, for duration: Duration, release: DispatchSemaphore = DispatchSemaphore(value: 0)
+    ) async throws -> Task<ContinuousClock.Instant, any Error> {
         let (locked, continuation) = AsyncStream<Void>.makeStream()
         let holder = Task {
-            try await helper.writeWithoutTransaction { db in
+            defer { continuation.finish() }
+            return try await helper.writeWithoutTransaction { db in
                 try db.execute(sql: "BEGIN IMMEDIATE")
                 continuation.yield()
-                Thread.sleep(forTimeInterval: duration.secondsValue)
+                _ = release.wait(timeout: .now() + duration.secondsValue)
                 let stillHeld = ContinuousClock.now
                 try db.execute(sql: "COMMIT")
                 return stillHeld
@@ -48,13 +50,18 @@ struct SQLiteStoreTests {
     func busyTimeoutExceeded() async throws {
         try await SQLiteFixture.with(configure: { $0.busyTimeout = .milliseconds(100) }) { fixture in
             try await fixture.addUsers([1, 2])
-            let holder = try await Self.holdWriteLock(on: fixture.helper, for: .milliseconds(700))
+            // The lock is held until the apply returned (a loaded machine may delay the apply
+            // by more than any fixed holding time), at most 60 s.
+            let release = DispatchSemaphore(value: 0)
+            let holder = try await Self.holdWriteLock(on: fixture.helper, for: .seconds(60), release: release)
             let outcomes = await ProfileReceiver().apply([Messages.created(1), Messages.created(2)], to: fixture.store)
+            release.signal()
             _ = try await holder.value
             #expect(outcomes.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
             #expect(try await fixture.profiles().isEmpty)
 
-            let second = try await Self.holdWriteLock(on: fixture.helper, for: .milliseconds(500))
+            let secondRelease = DispatchSemaphore(value: 0)
+            let second = try await Self.holdWriteLock(on: fixture.helper, for: .seconds(60), release: secondRelease)
             let result: Result<BatchPlan, StoreError>
             do throws(StoreError) {
                 result = .success(
@@ -62,6 +69,7 @@ struct SQLiteStoreTests {
             } catch {
                 result = .failure(error)
             }
+            secondRelease.signal()
             _ = try await second.value
             guard case .failure(let error) = result else {
                 Issue.record("the apply did not fail while the lock was held")

@@ -39,7 +39,10 @@ struct PostgresFixture: StoreFixture {
             host: base.host, port: base.port, username: base.username, password: base.password, database: base.database,
             tls: .disable)
         configuration.options.maximumConnections = 2
-        if let searchPath { configuration.options.additionalStartupParameters = [("search_path", searchPath)] }
+        // A lock that never comes (a session left idle in a transaction) fails the clean-up
+        // instead of hanging the test run.
+        configuration.options.additionalStartupParameters = [("lock_timeout", "60s")]
+        if let searchPath { configuration.options.additionalStartupParameters.append(("search_path", searchPath)) }
         return PostgresClient(configuration: configuration, backgroundLogger: testLogger)
     }
 

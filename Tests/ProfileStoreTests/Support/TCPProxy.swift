@@ -104,9 +104,18 @@ final class TCPProxy: @unchecked Sendable {
                 if !stillListening { return }
                 continue
             }
-            lock.withLock {
+            // Registered only while still listening: a stop() that ran meanwhile has already
+            // reset the connections it knew, and this one must not outlive it.
+            let registered = lock.withLock { () -> Bool in
+                guard listener == fd else { return false }
                 connections.insert(client)
                 connections.insert(upstream)
+                return true
+            }
+            guard registered else {
+                close(client)
+                close(upstream)
+                return
             }
             let pair = Pair(proxy: self, a: client, b: upstream)
             Thread { pair.pump(from: client, to: upstream) }.start()
