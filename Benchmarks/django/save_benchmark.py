@@ -554,13 +554,17 @@ class PostgresDB:
         self.admin.close()
 
 
+# Extra `signal-worker serve` options (--worker-arg), the same for every configuration.
+WORKER_EXTRA_ARGS: list[str] = []
+
+
 def start_worker(store_url: str, port: int, metrics_port: int, logfile: Path) -> subprocess.Popen:
     endpoint = f"tcp://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNAL_WORKER_")}
     out = open(logfile, "wb")
     proc = subprocess.Popen(
         [str(WORKER), "serve", "--store", store_url, "--bind", endpoint, "--log-level", "warning",
-         "--metrics-bind", f"127.0.0.1:{metrics_port}"],
+         "--metrics-bind", f"127.0.0.1:{metrics_port}", *WORKER_EXTRA_ARGS],
         stdout=out, stderr=subprocess.STDOUT, env=env,
     )
     out.close()
@@ -1155,7 +1159,10 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated configuration keys: " + ", ".join(CONFIG_BY_KEY))
     parser.add_argument("--no-profile", action="store_true", help="skip the extra cProfile runs")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (worker logs, SQLite files)")
+    parser.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
+                        help="pass ARG to every `signal-worker serve` (repeat; e.g. --worker-arg=--max-batch-wait-ms=5)")
     args = parser.parse_args()
+    WORKER_EXTRA_ARGS.extend(args.worker_arg)
     skip = {"--postgres-url", "--output", "--raw"}
     forwarded, argv = [], sys.argv[1:]
     i = 0

@@ -22,6 +22,14 @@ the user's commit and the ack loses the message.
 
 ``save()`` never blocks on it: when the queue is full the message's row is
 written by ``save()`` itself (counted as ``queue_full``) and the relay sends it.
+
+Rows this process left in the outbox (worker unreachable or too slow, queue
+full) are not left for the relay alone: when the queue has been idle for a
+moment and no cooldown is running, the thread runs one relay pass
+(``relay.run(once=True)``) for each database it deferred to, until the rows
+are gone. A worker that was only slow for a while thus catches up without
+anyone running ``manage.py signal_bridge relay``; the relay is still what
+sends rows of processes that died.
 At interpreter exit, ``atexit`` waits up to ``ASYNC_FLUSH_TIMEOUT_MS`` for the
 queue to drain, then writes what is left to the outbox.
 """
@@ -56,6 +64,10 @@ class Sender:
         self.unfinished = 0  # queued + in-progress items (messages and deletes)
         self.stopping = False
         self.thread: threading.Thread | None = None
+        # Databases whose outbox holds rows this process deferred (drained when idle),
+        # and when the next drain may run (after one that left rows: a cooldown later).
+        self.deferred_to: set[str] = set()
+        self.next_drain = 0.0
 
     # --- producer side (Django threads) ---
 
@@ -81,6 +93,7 @@ class Sender:
             state.count("deferred")
             if message.seq is None:
                 outbox.insert(message)
+            self.deferred_to.add(message.using)
             logger.warning(
                 "signal_bridge: async queue full (%d); message %s left in the outbox for the relay",
                 self.queue.maxsize, message.message_id,
@@ -123,6 +136,7 @@ class Sender:
                 try:
                     first = self.queue.get(timeout=0.5)
                 except queue.Empty:
+                    self._drain_deferred()
                     continue
                 batch = [first] if first is not None else []
                 try:
@@ -189,6 +203,7 @@ class Sender:
             if transport.cooling_down():
                 outbox.insert_many(using, [m for m in messages if m.seq is None])
                 state.count("deferred", len(messages))
+                self.deferred_to.add(using)
                 continue
             older = outbox.backlog(using, messages) if outbox.has_backlog(using, messages) else []
             to_send = sorted(older, key=lambda m: m.seq) + _seq_ordered(messages)
@@ -206,11 +221,33 @@ class Sender:
             if unsaved:
                 outbox.insert_many(using, unsaved)
             if left:
+                self.deferred_to.add(using)
                 state.count("deferred", len(left))
                 logger.warning(
                     "signal_bridge: %d of %d messages not acknowledged; left in the outbox for the relay",
                     len(left), len(to_send),
                 )
+
+    def _drain_deferred(self) -> None:
+        """One relay pass per database this process deferred to, once idle and not cooling down."""
+        if not self.deferred_to or transport.cooling_down() or time.monotonic() < self.next_drain:
+            return
+        from . import relay
+
+        for using in sorted(self.deferred_to):
+            try:
+                result = relay.run(using=using, once=True, log=logger.info)
+            except Exception:
+                logger.exception("signal_bridge: draining the outbox of %r failed; the relay will send it", using)
+                _close_db()
+                result = None
+            if result is not None and result.remaining == 0:
+                self.deferred_to.discard(using)
+                state.count("drained", result.acked)
+            else:
+                # Rows left (worker still unreachable, or other processes' rows): try again
+                # a cooldown later. Live sends are not held back meanwhile.
+                self.next_drain = time.monotonic() + conf.get().unreachable_cooldown_ms / 1000.0
 
     def stop(self, timeout: float) -> None:
         """Drain for up to ``timeout`` seconds, stop the thread, persist the rest."""

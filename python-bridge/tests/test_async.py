@@ -69,3 +69,19 @@ def test_async_worker_down_leaves_rows_for_relay(bridge, worker_down):
     assert OutboxMessage.objects.count() == 0
     assert applied_count(message_ids) == 3
     assert UserProfile.objects.filter(user_id__in=[u.pk for u in users]).count() == 3
+
+
+def test_async_sender_drains_what_it_deferred_once_the_worker_is_back(bridge, worker_down):
+    # No relay runs here: the sender thread itself sends the rows it had to leave in the
+    # outbox, once it is idle and the cooldown is over.
+    bridge(MODE="async", TIMEOUT_MS=200, UNREACHABLE_COOLDOWN_MS=300)
+    users = [make_user(f"drain{i}", sex="F") for i in range(3)]
+    assert signal_bridge.flush(5)
+    message_ids = list(OutboxMessage.objects.values_list("message_id", flat=True))
+    assert len(message_ids) == 3, "the worker is down: every message waits in the outbox"
+    assert applied_count(message_ids) == 0
+    worker_down.start()
+    wait_for(lambda: OutboxMessage.objects.count() == 0, timeout=15)
+    assert applied_count(message_ids) == 3
+    assert UserProfile.objects.filter(user_id__in=[u.pk for u in users], sex="F").count() == 3
+    assert signal_bridge.stats()["drained"] == 3
