@@ -9,7 +9,9 @@ import ProfileReceiver
 /// - Every write transaction is `BEGIN IMMEDIATE`: the write lock is taken before the
 ///   first read, so a concurrent Django write makes the worker wait (up to
 ///   ``SQLiteStoreConfiguration/busyTimeout``) instead of failing with "database is
-///   locked" in the middle of a read-then-write transaction.
+///   locked" in the middle of a read-then-write transaction. It waits by retrying every
+///   0.5 ms (``SQLiteBusyWait``), not with SQLite's backing-off handler, which a Django
+///   saving back to back can starve until the timeout.
 /// - Foreign keys are enforced (Django's `user_id` key is `DEFERRABLE INITIALLY
 ///   DEFERRED`, so SQLite checks it at commit).
 /// - `PRAGMA synchronous` is ``SQLiteStoreConfiguration/synchronous``: `FULL` unless
@@ -48,7 +50,7 @@ public final class SQLiteProfileStore: ProfileStore {
         }
         var grdb = Configuration()
         grdb.label = "SQLiteProfileStore"
-        grdb.busyMode = .timeout(configuration.busyTimeout.seconds)
+        grdb.busyMode = .callback(SQLiteBusyWait(timeout: configuration.busyTimeout).callback)
         grdb.foreignKeysEnabled = true
         grdb.maximumReaderCount = max(1, configuration.maximumReaderCount)
         self.configuration = configuration

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import ProfileReceiver
 @testable import ProfileStoreSQLite
 import SignalProtocol
@@ -77,6 +78,70 @@ struct SQLiteStoreTests {
             }
             #expect(error.code == .unavailable)
             #expect(error.message.contains("lock"))
+        }
+    }
+
+    @Test("a connection committing back to back (Django saving in a loop) does not starve the worker's writes")
+    func noStarvationByBackToBackWriter() async throws {
+        try await SQLiteFixture.with { fixture in
+            let users = Array(Int64(1)...10)
+            try await fixture.addUsers(users)
+            try await fixture.execute("CREATE TABLE \"scratch\" (\"n\" INTEGER)")
+            // Another process's connection with SQLite's own busy handler, writing one row per
+            // transaction with no pause in between: the lock is free only between COMMIT and
+            // the next BEGIN IMMEDIATE. (SQLite's back-off handler, which the store used
+            // before, missed every such gap for the whole 5 s busy timeout.)
+            let writer = try BackToBackWriter(path: fixture.path)
+            let loop = Thread { writer.run("BEGIN IMMEDIATE; INSERT INTO \"scratch\" VALUES (1); COMMIT;") }
+            loop.start()
+            defer { writer.stop() }
+            try await Task.sleep(for: .milliseconds(100))
+            for user in users {
+                let outcome = await applyOne(Messages.created(user), to: fixture.store)
+                #expect(outcome == .ok(.created), "user \(user): \(outcome)")
+            }
+            #expect(writer.stop() > 0, "the other connection was writing all along")
+            #expect(try await fixture.profiles().count == users.count)
+        }
+    }
+
+    /// A bare SQLite connection (not GRDB) with SQLite's default busy handler, as Python's
+    /// `sqlite3` module (and so Django) uses it, running one statement list in a loop.
+    private final class BackToBackWriter: @unchecked Sendable {
+        private var handle: OpaquePointer?
+        private let lock = NSLock()
+        private var stopped = false
+        private var commits = 0
+        private let finished = DispatchSemaphore(value: 0)
+
+        init(path: String) throws {
+            guard sqlite3_open(path, &handle) == SQLITE_OK else { throw DatabaseError(message: "cannot open \(path)") }
+            sqlite3_busy_timeout(handle, 5_000)
+        }
+
+        deinit { sqlite3_close(handle) }
+
+        /// Runs `sql` again and again (a failure rolls back) until ``stop()``.
+        func run(_ sql: String) {
+            defer { finished.signal() }
+            while !lock.withLock({ stopped }) {
+                if sqlite3_exec(handle, sql, nil, nil, nil) == SQLITE_OK {
+                    lock.withLock { commits += 1 }
+                } else {
+                    sqlite3_exec(handle, "ROLLBACK", nil, nil, nil)
+                }
+            }
+        }
+
+        /// Ends the loop (once; later calls return at once); returns how many transactions committed.
+        @discardableResult
+        func stop() -> Int {
+            let first = lock.withLock { () -> Bool in
+                defer { stopped = true }
+                return !stopped
+            }
+            if first { finished.wait() }
+            return lock.withLock { commits }
         }
     }
 
