@@ -4,8 +4,10 @@ import SignalProtocol
 import Synchronization
 import ZeroMQ
 
-/// The thread that owns the ROUTER socket: it reads requests, decodes and validates them,
-/// answers what needs no store (pings, bad requests) and sends the replies the apply loop posts.
+/// The thread that owns the socket — a bound ROUTER, or a DEALER connected to a broker
+/// (`--connect`, which also sends the broker's `worker_ready` heartbeats): it reads requests,
+/// decodes and validates them, answers what needs no store (pings, bad requests) and sends the
+/// replies the apply loop posts.
 ///
 /// libzmq sockets are not thread-safe, so the socket is created, used and closed on this
 /// one thread; everything else reaches it through ``RequestQueue`` and ``ReplyMailbox``.
@@ -89,25 +91,15 @@ final class SocketLoop: Sendable {
     private func threadMain(started: CheckedContinuation<Result<String, WorkerError>, Never>) {
         let socket: Socket
         let endpoint: String
-        do {
-            socket = try Socket(context: context, type: .router)
-            try socket.set(.routerMandatory, true)
-            try socket.set(.maxMessageSize, configuration.maxMessageBytes)
-            try socket.set(.receiveHighWaterMark, configuration.highWaterMark)
-            try socket.set(.sendHighWaterMark, configuration.highWaterMark)
-            try socket.set(.linger, configuration.linger)
-            if let curve = configuration.curve {
-                // The handler must listen before the first client can finish a handshake.
-                try ZAPAuthenticator(context: context, allowedClients: curve.allowedClients, logger: logger).start()
-                try socket.set(.curveServer, true)
-                try socket.set(.curveSecretKey, curve.serverKeys.secretKey)
-                try socket.set(.zapDomain, "signal-worker")
+        do throws(WorkerError) {
+            if let broker = configuration.connect {
+                (socket, endpoint) = try connectDealer(to: broker)
+            } else {
+                (socket, endpoint) = try bindRouter()
             }
-            try socket.bind(configuration.bind)
-            endpoint = try socket.lastEndpoint
         } catch {
             finish()
-            started.resume(returning: .failure(WorkerError(.socket, "cannot listen on \(configuration.bind): \(error)")))
+            started.resume(returning: .failure(error))
             return
         }
         state.withLock { if $0.phase == .starting { $0.phase = .serving } }
@@ -119,6 +111,79 @@ final class SocketLoop: Sendable {
         socket.close()  // LINGER bounds how long queued replies may take to flush
         context.terminate()
         finish()
+    }
+
+    /// The bound ROUTER clients connect to (the default mode).
+    private func bindRouter() throws(WorkerError) -> (Socket, String) {
+        do {
+            let socket = try Socket(context: context, type: .router)
+            try socket.set(.routerMandatory, true)
+            try setLimits(on: socket)
+            if let curve = configuration.curve {
+                // The handler must listen before the first client can finish a handshake.
+                try ZAPAuthenticator(context: context, allowedClients: curve.allowedClients, logger: logger).start()
+                try socket.set(.curveServer, true)
+                try socket.set(.curveSecretKey, curve.serverKeys.secretKey)
+                try socket.set(.zapDomain, "signal-worker")
+            }
+            try socket.bind(configuration.bind)
+            return (socket, try socket.lastEndpoint)
+        } catch {
+            throw WorkerError(.socket, "cannot listen on \(configuration.bind): \(error)")
+        }
+    }
+
+    /// A DEALER connected to a broker's backend (`--connect`): it reads `[client, (delimiter,) body]`,
+    /// the frames a bound ROUTER reads, so everything after the socket is the same in both modes.
+    ///
+    /// Its routing id is fixed for the process (`host:pid:random`), so a reconnect keeps the same
+    /// identity at the broker, and with it the same users.
+    private func connectDealer(to broker: String) throws(WorkerError) -> (Socket, String) {
+        guard configuration.curve == nil else {
+            throw WorkerError(
+                .configuration,
+                "CURVE is not available with --connect (the broker's sockets are plaintext); keep the broker's backend on a private network or loopback")
+        }
+        do {
+            let socket = try Socket(context: context, type: .dealer)
+            try socket.set(.routingID, Self.processRoutingID())
+            try setLimits(on: socket)
+            // ZMTP heartbeats: a broker that vanished without closing the connection is noticed,
+            // and libzmq reconnects in the background.
+            try socket.set(.heartbeatInterval, configuration.heartbeatInterval)
+            try socket.set(.heartbeatTimeout, configuration.heartbeatInterval * 3)
+            try socket.connect(broker)
+            logger.info(
+                "connecting to the broker",
+                metadata: ["backend": "\(broker)", "heartbeat_interval": "\(configuration.heartbeatInterval)"])
+            return (socket, broker)
+        } catch {
+            throw WorkerError(.socket, "cannot connect to the broker at \(broker): \(error)")
+        }
+    }
+
+    private func setLimits(on socket: Socket) throws(ZeroMQError) {
+        try socket.set(.maxMessageSize, configuration.maxMessageBytes)
+        try socket.set(.receiveHighWaterMark, configuration.highWaterMark)
+        try socket.set(.sendHighWaterMark, configuration.highWaterMark)
+        try socket.set(.linger, configuration.linger)
+    }
+
+    /// `host:pid:8 hex digits`: printable for the broker's logs, unique per process.
+    private static func processRoutingID() -> [UInt8] {
+        let host = ProcessInfo.processInfo.hostName.prefix(200)
+        let random = String(UInt32.random(in: .min ... .max), radix: 16)
+        return Array("\(host):\(ProcessInfo.processInfo.processIdentifier):\(random)".utf8)
+    }
+
+    /// Sends a control message to the broker (connect mode); a broker that is not there misses it,
+    /// and the next heartbeat tries again.
+    private func sendControl(_ message: BrokerControlMessage, on socket: Socket) {
+        do {
+            try socket.send(message.frame, flags: .dontWait)
+        } catch {
+            logger.debug("\(message.rawValue) not sent: \(error)")
+        }
     }
 
     private func finish() {
@@ -138,6 +203,9 @@ final class SocketLoop: Sendable {
         var frames: [[UInt8]] = []
         var reading = true
         var queueClosed = false
+        var heartbeat = configuration.connect.map { _ in
+            BrokerHeartbeat(interval: configuration.heartbeatInterval, start: .now)
+        }
 
         while true {
             let (phase, applyFinished) = state.withLock { ($0.phase, $0.applyFinished) }
@@ -146,8 +214,15 @@ final class SocketLoop: Sendable {
                 queueClosed = true
                 queue.close()
                 logger.info("shutdown: stopped reading requests; finishing \(queue.count) queued")
+                if heartbeat != nil {
+                    // The broker routes nothing more here; the replies still go out.
+                    sendControl(.workerLeaving, on: socket)
+                    heartbeat = nil
+                }
             }
             if queueClosed, applyFinished { return }
+            let now = ContinuousClock.now
+            if heartbeat?.isDue(at: now) == true { sendControl(.workerReady, on: socket) }
 
             let wantRead = !queueClosed && queue.count < configuration.maxQueuedRequests
             if wantRead != reading {
@@ -156,7 +231,7 @@ final class SocketLoop: Sendable {
             }
             let ready: [Poller.Ready]
             do {
-                ready = try poller.poll(timeout: .milliseconds(250))
+                ready = try poller.poll(timeout: min(.milliseconds(250), heartbeat?.timeUntilDue(from: now) ?? .milliseconds(250)))
             } catch {
                 logger.error("poll failed, stopping: \(error)")
                 requestStop()

@@ -8,8 +8,16 @@ import ZeroMQ
 ///
 /// The executable fills it from arguments and `SIGNAL_WORKER_*` variables; tests build it directly.
 public struct WorkerConfiguration: Sendable, Hashable {
-    /// Where requests come in (a ZeroMQ endpoint the ROUTER socket binds).
+    /// Where requests come in (a ZeroMQ endpoint the ROUTER socket binds); unused when ``connect`` is set.
     public var bind: String = "tcp://127.0.0.1:5557"
+    /// A broker's backend (`signal-worker broker --backend`) to connect to instead of binding: the
+    /// socket is then a DEALER that announces itself with `worker_ready` every ``heartbeatInterval``
+    /// and gets the same request frames a bound ROUTER would. `nil`: bind ``bind``. CURVE is not
+    /// available in this mode.
+    public var connect: String?
+    /// How often a worker in connect mode sends `worker_ready` (the broker's `--heartbeat-interval`:
+    /// it drops a worker after three missed ones).
+    public var heartbeatInterval: Duration = .seconds(1)
     /// Django's database.
     public var store: StoreLocation = .sqlite(path: "db.sqlite3")
     /// Django's profile table.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import ProfileStoreSQLite
 import SignalWorker
@@ -73,5 +74,38 @@ struct LoggingOptions: ParsableArguments {
             return handler
         }
         return Logger(label: "signal-worker")
+    }
+}
+
+/// A duration on the command line or in a variable: `250ms`, `1s`, `1.5s`, or a bare number of seconds.
+struct DurationArgument: ExpressibleByArgument, CustomStringConvertible, Sendable {
+    /// The value.
+    var duration: Duration
+
+    /// Wraps a value.
+    init(_ duration: Duration) {
+        self.duration = duration
+    }
+
+    init?(argument: String) {
+        let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
+        let number: Substring
+        let millisecondsPerUnit: Double
+        if text.hasSuffix("ms") {
+            (number, millisecondsPerUnit) = (text.dropLast(2), 1)
+        } else if text.hasSuffix("s") {
+            (number, millisecondsPerUnit) = (text.dropLast(1), 1_000)
+        } else {
+            (number, millisecondsPerUnit) = (text[...], 1_000)
+        }
+        guard let value = Double(number), value.isFinite, value >= 0, value * millisecondsPerUnit < 1e12 else { return nil }
+        duration = .milliseconds(Int64((value * millisecondsPerUnit).rounded()))
+    }
+
+    /// `250ms`, `1s`, `1.5s`.
+    var description: String {
+        let milliseconds = duration.components.seconds * 1_000 + duration.components.attoseconds / 1_000_000_000_000_000
+        if milliseconds % 1_000 == 0 { return "\(milliseconds / 1_000)s" }
+        return milliseconds > 1_000 ? "\(Double(milliseconds) / 1_000)s" : "\(milliseconds)ms"
     }
 }

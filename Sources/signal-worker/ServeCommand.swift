@@ -13,12 +13,33 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             Stops gracefully on SIGTERM or SIGINT: stops reading, applies and answers every request already \
             read, then exits 0. Exit status 2: the database schema is wrong (run Django's migrations).
+
+            Alone, the worker binds a ROUTER (--bind) that clients connect to. Behind a broker \
+            (`signal-worker broker`, several workers), it connects to the broker's backend instead \
+            (--connect tcp://BROKER:5558): it announces itself with worker_ready every --heartbeat-interval, \
+            and the broker sends each user's messages to one worker. --bind and --connect exclude each \
+            other; CURVE needs --bind.
             """)
 
     @OptionGroup var storeOptions: StoreOptions
 
-    @Option(help: "ZeroMQ endpoint the ROUTER socket binds. [env: SIGNAL_WORKER_BIND]")
-    var bind: String = EnvironmentDefault.string("SIGNAL_WORKER_BIND", "tcp://127.0.0.1:5557")
+    @Option(
+        help: ArgumentHelp(
+            "ZeroMQ endpoint the ROUTER socket binds (default \(Self.defaultBind)); clients connect to it. Not with --connect. [env: SIGNAL_WORKER_BIND]",
+            valueName: "endpoint"))
+    var bind: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Work behind `signal-worker broker`: connect a DEALER to the broker's backend (e.g. tcp://broker-host:5558) instead of binding. One broker per worker; not with --bind or CURVE. [env: SIGNAL_WORKER_BROKER]",
+            valueName: "endpoint"))
+    var connect: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "With --connect: how often the worker sends worker_ready to the broker (250ms, 1s, ...). The broker drops a worker after 3 missed; use the broker's --heartbeat-interval. [env: SIGNAL_WORKER_HEARTBEAT_INTERVAL]",
+            valueName: "duration"))
+    var heartbeatInterval: DurationArgument = EnvironmentDefault.duration("SIGNAL_WORKER_HEARTBEAT_INTERVAL", .seconds(1))
 
     @Option(help: "Model label whose post_save the profile receiver handles (custom user models). [env: SIGNAL_WORKER_USER_MODEL]")
     var userModel: String = EnvironmentDefault.string("SIGNAL_WORKER_USER_MODEL", "auth.user")
@@ -83,12 +104,47 @@ struct ServeCommand: AsyncParsableCommand {
         guard curveSecretKeyFile.isEmpty == curveAllowedClients.isEmpty else {
             throw ValidationError("CURVE needs both --curve-secret-key-file and --curve-allowed-clients")
         }
+        guard heartbeatInterval.duration >= .milliseconds(10) else {
+            throw ValidationError("--heartbeat-interval must be at least 10ms")
+        }
+        if try socketMode().connect != nil, !curveSecretKeyFile.isEmpty {
+            throw ValidationError(
+                "CURVE (--curve-secret-key-file) is not available with --connect: the broker's sockets are plaintext. "
+                    + "Keep the broker's backend on loopback or a private network, or serve alone with --bind and CURVE.")
+        }
+    }
+
+    static let defaultBind = "tcp://127.0.0.1:5557"
+
+    /// The endpoint to bind, or the broker to connect to: the command line wins over the variables,
+    /// and giving both (at the same level) is an error rather than a guess.
+    func socketMode() throws -> (bind: String, connect: String?) {
+        switch (bind, connect) {
+        case (.some, .some):
+            throw ValidationError(
+                "--bind and --connect exclude each other: --bind serves clients directly, --connect works behind "
+                    + "`signal-worker broker` (give the broker's backend endpoint)")
+        case (.some(let bind), nil):
+            return (bind, nil)
+        case (nil, .some(let connect)):
+            return (Self.defaultBind, connect)
+        case (nil, nil):
+            let bind = EnvironmentDefault.optionalString("SIGNAL_WORKER_BIND")
+            let connect = EnvironmentDefault.optionalString("SIGNAL_WORKER_BROKER")
+            if bind != nil, connect != nil {
+                throw ValidationError(
+                    "SIGNAL_WORKER_BIND and SIGNAL_WORKER_BROKER are both set, and they exclude each other: "
+                        + "unset one, or choose on the command line with --bind or --connect")
+            }
+            return (bind ?? Self.defaultBind, connect)
+        }
     }
 
     func makeConfiguration() throws -> WorkerConfiguration {
         var configuration = WorkerConfiguration()
         try storeOptions.apply(to: &configuration)
-        configuration.bind = bind
+        (configuration.bind, configuration.connect) = try socketMode()
+        configuration.heartbeatInterval = heartbeatInterval.duration
         configuration.userModelLabel = userModel
         configuration.defaultProfileType = defaultProfileType
         configuration.maxBatchSize = maxBatch
@@ -126,10 +182,12 @@ struct ServeCommand: AsyncParsableCommand {
             "signal-worker starting",
             metadata: [
                 "version": "\(SignalWorkerVersion.current)", "store": "\(configuration.store)",
-                "endpoint": "\(configuration.bind)", "zeromq": "\(RuntimeInfo.zeroMQDescription)",
+                "endpoint": "\(configuration.connect ?? configuration.bind)",
+                "mode": "\(configuration.connect == nil ? "bind" : "connect (behind a broker)")",
+                "zeromq": "\(RuntimeInfo.zeroMQDescription)",
                 "curve": "\(configuration.curve.map { "on, \($0.allowedClients.count) client key(s)" } ?? "off")",
             ])
-        if configuration.curve == nil, !endpointIsLocal(configuration.bind) {
+        if configuration.connect == nil, configuration.curve == nil, !endpointIsLocal(configuration.bind) {
             let warning =
                 "\(configuration.bind) is reachable from the network WITHOUT CURVE: anyone who can connect can write "
                 + "profiles, and traffic is plaintext. Bind 127.0.0.1 or an ipc:// path, or pass --curve-secret-key-file "

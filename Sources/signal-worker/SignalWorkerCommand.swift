@@ -11,11 +11,14 @@ struct SignalWorkerCommand: AsyncParsableCommand {
 
               signal-worker serve --store sqlite:///path/to/db.sqlite3
 
+            Several workers: `signal-worker broker` in front, workers started with \
+            `serve --connect tcp://BROKER:5558` (see `signal-worker broker --help`).
+
             Every option can also come from an environment variable, shown as [env: NAME]; \
             a command-line option wins over the variable. Wire protocol: docs/PROTOCOL.md.
             """,
         version: SignalWorkerVersion.current,
-        subcommands: [ServeCommand.self, CheckCommand.self, PingCommand.self, KeygenCommand.self, VersionCommand.self],
+        subcommands: [ServeCommand.self, BrokerCommand.self, CheckCommand.self, PingCommand.self, KeygenCommand.self, VersionCommand.self],
         defaultSubcommand: nil)
 }
 

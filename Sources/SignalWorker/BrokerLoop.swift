@@ -1,0 +1,161 @@
+import Foundation
+import Logging
+import Synchronization
+import ZeroMQ
+
+/// The endpoints a broker listens on, with `*` ports resolved.
+public struct BrokerEndpoints: Sendable, Hashable {
+    /// Where clients connect.
+    public var frontend: String
+    /// Where workers connect.
+    public var backend: String
+}
+
+/// The thread that owns the broker's two ROUTER sockets (libzmq sockets are not thread-safe): it
+/// creates and binds them, runs one `zmq_poll` loop over both, and closes them when asked to stop.
+final class BrokerLoop: Sendable {
+    private enum Phase: Sendable {
+        case starting, running, stopRequested, finished
+    }
+
+    private struct State: Sendable {
+        var phase: Phase = .starting
+        var exitWaiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let configuration: BrokerConfiguration
+    private let logger: Logger
+    private let context: Context
+    private let state = Mutex(State())
+
+    /// The longest a poll waits, so a stop request is seen within it.
+    private static let pollTimeout: Duration = .milliseconds(100)
+
+    init(configuration: BrokerConfiguration, logger: Logger) throws(WorkerError) {
+        self.configuration = configuration
+        self.logger = logger
+        do {
+            context = try Context(ioThreads: 1, defaultLinger: configuration.linger)
+        } catch {
+            throw WorkerError(.socket, "cannot create a ZeroMQ context: \(error)")
+        }
+    }
+
+    /// Starts the thread; returns the bound endpoints once both sockets listen.
+    func start() async throws(WorkerError) -> BrokerEndpoints {
+        let result: Result<BrokerEndpoints, WorkerError> = await withCheckedContinuation { started in
+            let thread = Thread { [self] in self.threadMain(started: started) }
+            thread.name = "signal-worker-broker"
+            thread.start()
+        }
+        return try result.get()
+    }
+
+    /// Stops forwarding; the thread closes the sockets and ends within a poll timeout.
+    func requestStop() {
+        state.withLock { state in
+            if state.phase == .starting || state.phase == .running { state.phase = .stopRequested }
+        }
+    }
+
+    /// Waits until the thread closed the sockets.
+    func waitForExit() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let finished = state.withLock { state -> Bool in
+                if state.phase == .finished { return true }
+                state.exitWaiter = continuation
+                return false
+            }
+            if finished { continuation.resume() }
+        }
+    }
+
+    // MARK: - The thread
+
+    private func threadMain(started: CheckedContinuation<Result<BrokerEndpoints, WorkerError>, Never>) {
+        var sockets: [Socket] = []
+        let endpoints: BrokerEndpoints
+        do throws(WorkerError) {
+            let (frontend, frontendEndpoint) = try bind(configuration.frontend, role: "frontend")
+            sockets.append(frontend)
+            let (backend, backendEndpoint) = try bind(configuration.backend, role: "backend")
+            sockets.append(backend)
+            endpoints = BrokerEndpoints(frontend: frontendEndpoint, backend: backendEndpoint)
+        } catch {
+            for socket in sockets { socket.close() }
+            context.terminate()
+            finish()
+            started.resume(returning: .failure(error))
+            return
+        }
+        state.withLock { if $0.phase == .starting { $0.phase = .running } }
+        started.resume(returning: .success(endpoints))
+
+        run(
+            BrokerForwarder(frontend: sockets[0], backend: sockets[1], configuration: configuration, logger: logger),
+            frontend: sockets[0], backend: sockets[1])
+
+        for socket in sockets { socket.close() }  // LINGER bounds the flush of what is queued
+        context.terminate()
+        finish()
+    }
+
+    /// A ROUTER bound to `endpoint`, and the endpoint with a `*` port resolved; the backend also sends ZMTP heartbeats, so a worker whose host
+    /// vanished without closing its connection is noticed by libzmq too.
+    private func bind(_ endpoint: String, role: String) throws(WorkerError) -> (Socket, String) {
+        do {
+            let socket = try Socket(context: context, type: .router)
+            try socket.set(.routerMandatory, true)
+            try socket.set(.maxMessageSize, configuration.maxMessageBytes)
+            try socket.set(.receiveHighWaterMark, configuration.highWaterMark)
+            try socket.set(.sendHighWaterMark, configuration.highWaterMark)
+            try socket.set(.linger, configuration.linger)
+            if role == "backend" {
+                // A worker that reconnects keeps its routing id, and with it its users.
+                try socket.set(.routerHandover, true)
+                try socket.set(.heartbeatInterval, configuration.heartbeatInterval)
+                try socket.set(.heartbeatTimeout, configuration.workerExpiry)
+            }
+            try socket.bind(endpoint)
+            return (socket, try socket.lastEndpoint)
+        } catch {
+            throw WorkerError(.socket, "cannot listen on \(endpoint) (\(role)): \(error)")
+        }
+    }
+
+    private func run(_ forwarder: BrokerForwarder, frontend: Socket, backend: Socket) {
+        let poller = Poller()
+        let frontendIndex = poller.register(frontend, for: .readable)
+        let backendIndex = poller.register(backend, for: .readable)
+        let expiryCheck = min(configuration.heartbeatInterval / 4, .milliseconds(250))
+        var nextExpiryCheck = ContinuousClock.now + expiryCheck
+
+        while state.withLock({ $0.phase == .running }) {
+            let ready: [Poller.Ready]
+            do {
+                let untilCheck = ContinuousClock.now.duration(to: nextExpiryCheck)
+                ready = try poller.poll(timeout: max(.zero, min(Self.pollTimeout, untilCheck)))
+            } catch {
+                logger.error("poll failed, stopping the broker: \(error)")
+                return
+            }
+            // The backend first: a new worker's worker_ready counts before requests read in the same turn.
+            if ready.contains(where: { $0.index == backendIndex }) { forwarder.drainBackend() }
+            if ready.contains(where: { $0.index == frontendIndex }) { forwarder.drainFrontend() }
+            let now = ContinuousClock.now
+            if now >= nextExpiryCheck {
+                forwarder.expireWorkers(now: now)
+                nextExpiryCheck = now + expiryCheck
+            }
+        }
+    }
+
+    private func finish() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.phase = .finished
+            defer { state.exitWaiter = nil }
+            return state.exitWaiter
+        }
+        waiter?.resume()
+    }
+}
