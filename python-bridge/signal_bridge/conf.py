@@ -11,8 +11,10 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
 ``ENABLED`` (``True``)
     Master switch. ``False``: no receiver publishes anything.
 ``ENDPOINT`` (``"tcp://127.0.0.1:5557"``)
-    ZeroMQ endpoint of ``signal-worker serve --bind``, or a list of them
-    (the DEALER socket connects to all and spreads requests over them).
+    ZeroMQ endpoint of ``signal-worker serve --bind`` (or of ``signal-worker
+    broker``'s frontend), or a list of workers' endpoints: each message then
+    goes to the one its sender and pk hash to (``transport.endpoint_for``),
+    so one user's messages always reach the same worker, in order.
 ``MODE`` (``"sync"``)
     ``"sync"``: ``save()`` (or the ``atomic()`` exit) waits for the worker's
     reply; ``"async"``: a background thread sends, ``save()`` does not wait;

@@ -5,24 +5,37 @@ Rules this module keeps (``/work/shared/ZEROMQ.md``, pyzmq docs):
 - One ``zmq.Context`` per process, created lazily; after ``os.fork()`` the
   child forgets the parent's context and sockets (never closes them: they
   belong to the parent) and makes new ones on first use.
-- One DEALER socket per thread (``threading.local``): ZeroMQ sockets are not
-  thread-safe. DEALER rather than REQ: no send/receive lock-step, so a
-  timed-out request cannot leave the socket stuck (EFSM) and several
-  requests can be in flight; replies are matched by ``id``
-  (docs/PROTOCOL.md, "Transport").
+- One DEALER socket per endpoint per thread (``threading.local``), created
+  on first use: ZeroMQ sockets are not thread-safe. DEALER rather than REQ:
+  no send/receive lock-step, so a timed-out request cannot leave the socket
+  stuck (EFSM) and several requests can be in flight; replies are matched
+  by ``id`` (docs/PROTOCOL.md, "Transport").
 - ``LINGER 0`` on every socket: closing never waits for unsent messages,
   so neither a timeout nor interpreter exit can hang.
-- ``IMMEDIATE 1``: messages queue only to completed connections, so with
-  several endpoints nothing waits in the pipe of a dead one; with none
-  connected, ``send`` fails after ``SNDTIMEO`` (= the timeout).
-- Lazy Pirate: after a timeout the socket is closed and a fresh one is made
-  for the next attempt, which resends the same message (same ``id``: the
-  worker dedupes, so a retry never applies twice). Replies to earlier
-  attempts that arrive late are dropped by id.
+- ``IMMEDIATE 1``: messages queue only to a completed connection; with the
+  endpoint not connected, ``send`` fails after ``SNDTIMEO`` (= the timeout).
+- Lazy Pirate, per endpoint: after a timeout that endpoint's socket is
+  closed and a fresh one is made for the next attempt, which resends the
+  same message (same ``id``: the worker dedupes, so a retry never applies
+  twice). Replies to earlier attempts that arrive late are dropped by id.
+
+Several endpoints (``ENDPOINT`` is a list: workers started with ``serve
+--bind``, no broker in between): every message goes to the endpoint chosen
+by rendezvous hashing of its ordering key (sender label + instance pk, see
+:func:`ordering_key` and :func:`endpoint_for`). All messages of one user
+therefore travel through one socket to one worker, in the order they were
+sent, and every process that has the same endpoints (in any order) picks the
+same worker for a user. A message is never sent to another endpoint when its
+own is unreachable (that could overtake an older message still queued at
+the first worker): it fails like a message to a single dead worker and the
+outbox keeps it for the relay. For fail-over use ``signal-worker broker``
+(docs/DEPLOYMENT.md). With one endpoint there is no routing at all.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -69,7 +82,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shutdown() -> None:
-    """Close this thread's socket and terminate the context (tests, exit)."""
+    """Close this thread's sockets and terminate the context (tests, exit)."""
     global _context
     close_socket()
     with _lock:
@@ -97,18 +110,77 @@ def reset_cooldown() -> None:
     _unreachable_until = 0.0
 
 
+# --- routing over several endpoints -------------------------------------------
+
+
+def ordering_key(frame: bytes) -> str | None:
+    """The key that orders ``frame`` among other messages: ``"<sender>|<instance pk>"``.
+
+    Messages with the same key must reach the same worker in the order they
+    were sent (docs/PROTOCOL.md, "Exactly once and ordering"). ``None`` for a
+    frame without both (a ping, something malformed): any endpoint will do.
+    Only called with several endpoints; the frame is parsed once, which costs
+    microseconds next to the ``save()`` that produced it.
+    """
+    try:
+        message = json.loads(frame)
+        sender = message["sender"]
+        pk = message["instance"]["pk"]
+    except (ValueError, UnicodeDecodeError, TypeError, KeyError):
+        return None
+    if not isinstance(sender, str) or pk is None or isinstance(pk, (dict, list)):
+        return None
+    return f"{sender}|{pk}"
+
+
+def _score(endpoint: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{endpoint}\n{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def endpoint_for(key: str, endpoints: tuple[str, ...] | list[str]) -> str:
+    """The endpoint that serves ``key``: rendezvous (highest random weight) hashing.
+
+    Each endpoint scores ``blake2b(endpoint + "\\n" + key)`` and the highest
+    wins. Stable across processes and Python versions (no ``hash()``), and
+    independent of the order of ``endpoints``. Adding an endpoint to N moves
+    only the keys it now wins (about 1/(N+1) of them); removing one moves
+    only that endpoint's keys.
+    """
+    if len(endpoints) == 1:
+        return endpoints[0]
+    return max(endpoints, key=lambda endpoint: (_score(endpoint, key), endpoint))
+
+
+def route(frame: bytes, message_id: str, endpoints: tuple[str, ...]) -> str:
+    """The endpoint for ``frame``: by its ordering key, else by its id (pings)."""
+    if len(endpoints) == 1:
+        return endpoints[0]
+    key = ordering_key(frame)
+    return endpoint_for(key if key is not None else f"id|{message_id}", endpoints)
+
+
 # --- sockets -----------------------------------------------------------------
 
 
-def _socket(endpoints: tuple[str, ...], timeout_ms: int) -> zmq.Socket:
+def _socket(endpoint: str, endpoints: tuple[str, ...], timeout_ms: int) -> zmq.Socket:
+    """This thread's DEALER for ``endpoint`` (made on first use).
+
+    ``endpoints`` is the whole configured list: when it (or the CURVE keys)
+    changed since the sockets were made, they are all closed and made anew.
+    """
     from . import conf
 
     keys = conf.get().curve  # CURVE (or not) for every socket of the bridge
-    sock = getattr(_local, "socket", None)
-    if sock is not None and getattr(_local, "endpoints", None) == (endpoints, keys):
+    sockets = getattr(_local, "sockets", None)
+    if sockets is None or _local.config != (endpoints, keys):
+        close_socket()
+        sockets = _local.sockets = {}
+        _local.config = (endpoints, keys)
+    sock = sockets.get(endpoint)
+    if sock is not None:
         sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
         return sock
-    close_socket()
     sock = context().socket(zmq.DEALER)
     if keys is not None:
         keys.apply(sock)  # before connect: the handshake uses them
@@ -117,19 +189,27 @@ def _socket(endpoints: tuple[str, ...], timeout_ms: int) -> zmq.Socket:
     sock.setsockopt(zmq.SNDHWM, 100_000)
     sock.setsockopt(zmq.RCVHWM, 100_000)
     sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
-    for endpoint in endpoints:
-        sock.connect(endpoint)
-    _local.socket = sock
-    _local.endpoints = (endpoints, keys)
+    sock.connect(endpoint)
+    sockets[endpoint] = sock
     return sock
 
 
+def _close(endpoint: str) -> None:
+    """Close this thread's socket for ``endpoint`` (Lazy Pirate: the next use makes a new one)."""
+    sockets = getattr(_local, "sockets", None)
+    if sockets:
+        sock = sockets.pop(endpoint, None)
+        if sock is not None:
+            sock.close(linger=0)
+
+
 def close_socket() -> None:
-    """Close this thread's socket (LINGER 0: never blocks)."""
-    sock = getattr(_local, "socket", None)
-    if sock is not None:
-        _local.socket = None
-        sock.close(linger=0)
+    """Close this thread's sockets (LINGER 0: never blocks)."""
+    sockets = getattr(_local, "sockets", None)
+    if sockets:
+        _local.sockets = {}
+        for sock in sockets.values():
+            sock.close(linger=0)
 
 
 # --- requests ----------------------------------------------------------------
@@ -164,35 +244,44 @@ def request(
 ) -> dict:
     """Send one request and return its reply (Lazy Pirate).
 
-    Up to ``retries + 1`` attempts of ``timeout_ms`` each, each on a fresh
-    socket after the first timed out. Raises ``WorkerUnreachable`` when
-    every attempt timed out. Error replies are returned, not raised: the
-    caller decides (retry ``store_unavailable``, raise, dead-letter).
+    The request goes to :func:`route`'s endpoint (the only one, or the one
+    its ordering key hashes to). Up to ``retries + 1`` attempts of
+    ``timeout_ms`` each, each on a fresh socket after the first timed out.
+    Raises ``WorkerUnreachable`` when every attempt timed out. Error replies
+    are returned, not raised: the caller decides (retry
+    ``store_unavailable``, raise, dead-letter).
     """
+    return _request_to(route(frame, message_id, endpoints), frame, message_id, endpoints, timeout_ms, retries)
+
+
+def _request_to(
+    endpoint: str, frame: bytes, message_id: str, endpoints: tuple[str, ...], timeout_ms: int, retries: int
+) -> dict:
+    """``request`` to a given ``endpoint`` (one of ``endpoints``, the configured list)."""
     attempts = retries + 1
     for attempt in range(1, attempts + 1):
-        sock = _socket(endpoints, timeout_ms)
+        sock = _socket(endpoint, endpoints, timeout_ms)
         try:
             sock.send(frame)
         except zmq.Again:
             logger.info(
                 "signal_bridge: no connection to %s within %d ms (attempt %d/%d, message %s)",
-                ", ".join(endpoints), timeout_ms, attempt, attempts, message_id,
+                endpoint, timeout_ms, attempt, attempts, message_id,
             )
-            close_socket()
+            _close(endpoint)
             continue
         reply = _await_reply(sock, message_id, timeout_ms)
         if reply is not None:
             return reply
         logger.info(
             "signal_bridge: no reply from %s within %d ms (attempt %d/%d, message %s)",
-            ", ".join(endpoints), timeout_ms, attempt, attempts, message_id,
+            endpoint, timeout_ms, attempt, attempts, message_id,
         )
-        close_socket()  # Lazy Pirate: a fresh socket for the next attempt
+        _close(endpoint)  # Lazy Pirate: a fresh socket for the next attempt
     raise WorkerUnreachable(
         f"no reply after {attempts} attempt(s) of {timeout_ms} ms",
         message_id=message_id,
-        endpoints=endpoints,
+        endpoints=(endpoint,),
     )
 
 
@@ -204,15 +293,32 @@ def pipeline(
 ) -> dict[str, dict]:
     """Send every ``(id, frame)`` at once and collect replies by id.
 
-    Waits until every request is answered or no reply came for
-    ``timeout_ms``; then the socket is replaced (Lazy Pirate) and the
-    unanswered ids are simply missing from the result. One attempt only:
-    the caller (async sender, relay) decides when to try again.
+    With several endpoints the frames are grouped by :func:`route`'s
+    endpoint, each group keeping the order of ``frames``, and every group
+    goes over its own socket. An endpoint is given up when it sent no reply
+    for ``timeout_ms``: its socket is replaced (Lazy Pirate) and its
+    unanswered ids are simply missing from the result; the other endpoints'
+    replies still count. One attempt only: the caller (async sender, relay)
+    decides when to try again.
     """
-    replies: dict[str, dict] = {}
     if not frames:
-        return replies
-    sock = _socket(endpoints, timeout_ms)
+        return {}
+    if len(endpoints) == 1:
+        return _pipeline_one(endpoints[0], frames, endpoints, timeout_ms)
+    groups: dict[str, list[tuple[str, bytes]]] = {}
+    for message_id, frame in frames:
+        groups.setdefault(route(frame, message_id, endpoints), []).append((message_id, frame))
+    if len(groups) == 1:
+        ((endpoint, group),) = groups.items()
+        return _pipeline_one(endpoint, group, endpoints, timeout_ms)
+    return _pipeline_many(groups, endpoints, timeout_ms)
+
+
+def _pipeline_one(
+    endpoint: str, frames: list[tuple[str, bytes]], endpoints: tuple[str, ...], timeout_ms: int
+) -> dict[str, dict]:
+    replies: dict[str, dict] = {}
+    sock = _socket(endpoint, endpoints, timeout_ms)
     wanted = set()
     for message_id, frame in frames:
         try:
@@ -225,11 +331,65 @@ def pipeline(
             _take(sock, wanted, replies)
     while len(replies) < len(wanted):
         if not sock.poll(timeout_ms, zmq.POLLIN):
-            close_socket()
+            _close(endpoint)
             break
         _take(sock, wanted, replies)
     if len(wanted) < len(frames) and len(replies) == len(wanted):
-        close_socket()  # a send timed out: start over on a fresh socket
+        _close(endpoint)  # a send timed out: start over on a fresh socket
+    return replies
+
+
+def _pipeline_many(
+    groups: dict[str, list[tuple[str, bytes]]], endpoints: tuple[str, ...], timeout_ms: int
+) -> dict[str, dict]:
+    """``pipeline`` over several endpoints: send each group, then read all sockets at once."""
+    replies: dict[str, dict] = {}
+    wanted: dict[str, set] = {}  # endpoint -> ids sent there
+    gave_up: set[str] = set()  # endpoints whose socket must be replaced
+    sockets: dict[str, zmq.Socket] = {}
+    for endpoint, group in groups.items():
+        sock = sockets[endpoint] = _socket(endpoint, endpoints, timeout_ms)
+        ids = wanted[endpoint] = set()
+        for message_id, frame in group:
+            try:
+                sock.send(frame)
+            except zmq.Again:
+                gave_up.add(endpoint)  # not connected within timeout_ms: its rest stays unsent
+                break
+            ids.add(message_id)
+            while sock.poll(0, zmq.POLLIN):
+                _take(sock, ids, replies)
+    poller = zmq.Poller()
+    last_reply: dict[str, float] = {}
+    now = time.monotonic()
+    for endpoint, sock in sockets.items():
+        if wanted[endpoint] and not wanted[endpoint] <= replies.keys():
+            poller.register(sock, zmq.POLLIN)
+            last_reply[endpoint] = now
+    by_socket = {sock: endpoint for endpoint, sock in sockets.items()}
+    while last_reply:
+        deadline = min(last_reply.values()) + timeout_ms / 1000.0
+        ready = dict(poller.poll(max(1, int((deadline - time.monotonic()) * 1000))))
+        now = time.monotonic()
+        for sock in ready:
+            endpoint = by_socket[sock]
+            while sock.poll(0, zmq.POLLIN):
+                _take(sock, wanted[endpoint], replies)
+            last_reply[endpoint] = now
+            if wanted[endpoint] <= replies.keys():
+                poller.unregister(sock)
+                del last_reply[endpoint]
+        for endpoint, seen in list(last_reply.items()):
+            if now - seen >= timeout_ms / 1000.0:
+                logger.info(
+                    "signal_bridge: no reply from %s within %d ms (%d of %d messages unanswered)",
+                    endpoint, timeout_ms, len(wanted[endpoint] - replies.keys()), len(groups[endpoint]),
+                )
+                poller.unregister(sockets[endpoint])
+                del last_reply[endpoint]
+                gave_up.add(endpoint)
+    for endpoint in gave_up:
+        _close(endpoint)
     return replies
 
 
@@ -245,13 +405,21 @@ def _take(sock: zmq.Socket, wanted: set, replies: dict) -> None:
 
 
 def ping(*, endpoints: tuple[str, ...], timeout_ms: int) -> float:
-    """Round-trip time of a ping in seconds; raises ``WorkerUnreachable``."""
-    message_id = envelope.uuid7()
-    started = time.perf_counter()
-    reply = request(envelope.ping(message_id), message_id, endpoints=endpoints, timeout_ms=timeout_ms, retries=0)
-    elapsed = time.perf_counter() - started
-    if reply.get("status") != "ok":
-        raise WorkerError.from_reply(reply, message_id)
-    if (reply.get("result") or {}).get("action") != "pong":
-        raise WorkerError("bad_reply", f"unexpected answer to ping: {reply!r}", message_id=message_id)
-    return elapsed
+    """Round-trip time of a ping in seconds; raises ``WorkerUnreachable``.
+
+    With several endpoints every one is pinged (each serves its own users)
+    and the slowest round trip is returned; the first that does not answer
+    raises, naming it.
+    """
+    slowest = 0.0
+    for endpoint in endpoints:
+        message_id = envelope.uuid7()
+        started = time.perf_counter()
+        reply = _request_to(endpoint, envelope.ping(message_id), message_id, endpoints, timeout_ms, retries=0)
+        elapsed = time.perf_counter() - started
+        if reply.get("status") != "ok":
+            raise WorkerError.from_reply(reply, message_id)
+        if (reply.get("result") or {}).get("action") != "pong":
+            raise WorkerError("bad_reply", f"unexpected answer to ping from {endpoint}: {reply!r}", message_id=message_id)
+        slowest = max(slowest, elapsed)
+    return slowest
