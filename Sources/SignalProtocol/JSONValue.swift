@@ -33,4 +33,13 @@ extension JSONValue {
         guard let value = try? JSONParser.parse(bytes) else { return nil }
         self = value
     }
+
+    /// Parses one JSON text like ``init(parsing:)`` but does not build one member of a
+    /// top-level member: `skipping: ("instance", "fields")` checks the model fields as
+    /// strictly as the rest and returns them as `{}`, which saves building a dictionary
+    /// nobody reads (the broker needs only `id`, `sender` and `instance.pk`).
+    public init?(parsing bytes: [UInt8], skipping member: (parent: String, key: String)) {
+        guard let value = try? JSONParser.parse(bytes, skipping: member) else { return nil }
+        self = value
+    }
 }

@@ -3,8 +3,9 @@ import SignalProtocol
 /// What the broker reads from a request frame: the id (to answer it itself when no worker is
 /// there) and the ordering key (`sender`, `instance.pk`) that picks the worker.
 ///
-/// The frame is parsed with the protocol's own strict parser; nothing else is validated here
-/// (the worker does that and answers bad requests as it always does).
+/// The frame is parsed with the protocol's own strict parser, without building the model
+/// fields (`instance.fields`, most of a frame); nothing else is validated here (the worker
+/// does that and answers bad requests as it always does).
 struct BrokerRequestKey: Sendable, Hashable {
     /// The request's `id`, when it is a string.
     var id: String?
@@ -17,7 +18,9 @@ struct BrokerRequestKey: Sendable, Hashable {
 
     /// Reads `frame`.
     init(frame: [UInt8]) {
-        guard frame.count <= Self.maxParsedBytes, case .object(let object)? = JSONValue(parsing: frame) else {
+        guard frame.count <= Self.maxParsedBytes,
+            case .object(let object)? = JSONValue(parsing: frame, skipping: ("instance", "fields"))
+        else {
             self.init(id: nil, orderingKey: nil)
             return
         }

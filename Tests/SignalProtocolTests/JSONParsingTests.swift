@@ -91,4 +91,26 @@ struct JSONParsingTests {
         let notObject = prefix + #"[1]}}"#
         #expect(throws: RequestDecodingError.self) { try RequestDecoder().decode(Array(notObject.utf8)) }
     }
+
+    @Test("JSONValue(parsing:skipping:) leaves out one member, still checked strictly")
+    func publicSkipping() {
+        let prefix = #"{"id":"a","sender":"auth.user","instance":{"pk":7,"fields":"#
+        let frame = Array((prefix + #"{"username":"ann","last_login":null}},"attrs":{"fields":1}}"#).utf8)
+        let skipped = JSONValue(parsing: frame, skipping: ("instance", "fields"))
+        #expect(
+            skipped
+                == .object([
+                    "id": .string("a"), "sender": .string("auth.user"),
+                    "instance": .object(["pk": .integer(7), "fields": .object([:])]), "attrs": .object(["fields": .integer(1)]),
+                ]))
+        // Only that member: the same key elsewhere is built.
+        guard case .object(let whole)? = JSONValue(parsing: frame), case .object(let instance)? = whole["instance"] else {
+            Issue.record("the frame should parse")
+            return
+        }
+        #expect(instance["fields"] == .object(["username": .string("ann"), "last_login": .null]))
+        for malformed in [#"{"a" 1}"#, #"{"a":1,}"#, "{\"a\":\"\u{01}\"}"] {
+            #expect(JSONValue(parsing: Array((prefix + malformed + "}}").utf8), skipping: ("instance", "fields")) == nil)
+        }
+    }
 }
