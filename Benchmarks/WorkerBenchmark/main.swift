@@ -2,7 +2,8 @@
 // shim drives it, on SQLite and PostgreSQL: pipelined throughput (creates, then updates), one-at-a-time
 // latency, and the worker's peak RSS. Prints a table and writes it as Markdown.
 //
-//   swift build -c release --product signal-worker --product worker-benchmark
+//   swift build -c release --product signal-worker && swift build -c release --product worker-benchmark
+//   (one --product per command: SwiftPM builds only the last one given)
 //   .build/release/worker-benchmark [--worker PATH] [--requests N] [--postgres-url URL] [--output PATH]
 //
 // PostgreSQL runs when --postgres-url or SIGNAL_WORKER_TEST_POSTGRES_URL names a server (a fresh
