@@ -465,6 +465,18 @@ def django_side(pg_url, dj_n, dj_rounds, quick, tmp):
     return json.loads(rawp.read_text())["raw"], r.returncode
 
 
+def run_child(command, params, env, res):
+    """`django_child.py COMMAND PARAMS` in a fresh process: its result (the last stdout line, JSON),
+    or `res` with the child's failure added to its problems."""
+    r = subprocess.run([PY, str(HERE / "django_child.py"), command, json.dumps(params)],
+                       env=env, capture_output=True, text=True, timeout=600, cwd=HERE)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        res["problems"].append(f"child failed: {r.stderr[-800:]}")
+        return res
+
+
 def run_celery_save(db, n, atomic, tmp, redis_url):
     url, handle = db.fresh()
     res = {"problems": []}
@@ -473,12 +485,7 @@ def run_celery_save(db, n, atomic, tmp, redis_url):
         proc = start_celery(url, redis_url, tmp / f"celery-save-{db.name}-{time.monotonic_ns()}.log")
         env = sb.base_env(url)
         env.update(ACCOUNTS_RECEIVER="none", COMPARE_REDIS_URL=redis_url)
-        r = subprocess.run([PY, str(HERE / "django_child.py"), "celery-save", json.dumps({"n": n, "atomic": atomic})],
-                           env=env, capture_output=True, text=True, timeout=600, cwd=HERE)
-        try:
-            res = json.loads(r.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            res["problems"].append(f"child failed: {r.stderr[-800:]}")
+        res = run_child("celery-save", {"n": n, "atomic": atomic}, env, res)
     except Exception as error:  # noqa: BLE001
         res["problems"].append(f"{type(error).__name__}: {error}")
     finally:
@@ -503,12 +510,7 @@ def run_latency(db, receiver, n, tmp):
             port = free_port()
             proc = sb.start_worker(url, port, free_port(), tmp / f"lat-{db.name}.log")
             env.update(SIGNAL_BRIDGE_MODE="sync", SIGNAL_BRIDGE_ENDPOINT=f"tcp://127.0.0.1:{port}")
-        r = subprocess.run([PY, str(HERE / "django_child.py"), "latency", json.dumps({"n": n, "receiver": receiver})],
-                           env=env, capture_output=True, text=True, timeout=600, cwd=HERE)
-        try:
-            res = json.loads(r.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            res["problems"].append(f"child failed: {r.stderr[-800:]}")
+        res = run_child("latency", {"n": n, "receiver": receiver}, env, res)
     except Exception as error:  # noqa: BLE001
         res["problems"].append(f"{type(error).__name__}: {error}")
     finally:
