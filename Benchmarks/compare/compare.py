@@ -112,24 +112,8 @@ class Raw:
 class ComparePostgresDB(sb.PostgresDB):
     """save_benchmark's PostgresDB with a template of its own (its run drops `django_save_bench_template`)."""
 
-    def __init__(self, url):
-        from urllib.parse import urlsplit, urlunsplit
-
-        self.url = url
-        parts = urlsplit(url)
-        self._with_db = lambda db: urlunsplit(parts._replace(path="/" + db))
-        self.admin = self._connect()
-        self.template = "compare_bench_template"
-        self.execute(f"DROP DATABASE IF EXISTS {self.template}")
-        self.execute(f"CREATE DATABASE {self.template}")
-        sb.manage(self._with_db(self.template), "migrate", "--noinput")
-        self.counter = 0
-
-    def fresh(self):
-        self.counter += 1
-        name = f"compare_bench_{os.getpid()}_{self.counter}"
-        self.execute(f"CREATE DATABASE {name} TEMPLATE {self.template}")
-        return self._with_db(name), name
+    template_name = "compare_bench_template"
+    database_prefix = "compare_bench"
 
 
 # ------------------------------------------------------------------------------------------

@@ -504,6 +504,10 @@ class SQLiteDB:
 
 class PostgresDB:
     name = "PostgreSQL"
+    # A subclass for another benchmark names its own template and databases, so one run
+    # never drops the other's template.
+    template_name = "django_save_bench_template"
+    database_prefix = "django_save_bench"
 
     def __init__(self, url: str):
         from urllib.parse import urlsplit, urlunsplit
@@ -512,7 +516,7 @@ class PostgresDB:
         parts = urlsplit(url)
         self._with_db = lambda db: urlunsplit(parts._replace(path="/" + db))
         self.admin = self._connect()
-        self.template = "django_save_bench_template"
+        self.template = self.template_name
         self.execute(f"DROP DATABASE IF EXISTS {self.template}")
         self.execute(f"CREATE DATABASE {self.template}")
         manage(self._with_db(self.template), "migrate", "--noinput")
@@ -542,7 +546,7 @@ class PostgresDB:
 
     def fresh(self) -> tuple[str, object]:
         self.counter += 1
-        name = f"django_save_bench_{os.getpid()}_{self.counter}"
+        name = f"{self.database_prefix}_{os.getpid()}_{self.counter}"
         self.execute(f"CREATE DATABASE {name} TEMPLATE {self.template}")
         return self._with_db(name), name
 
