@@ -6,8 +6,14 @@ import Foundation
     import Darwin
 #endif
 
-/// A TCP forwarder on 127.0.0.1 that can be stopped (every connection reset, the port
+/// A TCP forwarder on 127.0.0.1 that can be stopped (every connection closed, the port
 /// closed) and started again on the same port: a database outage, on demand.
+///
+/// No thread here ever blocks without a bound: the accept loop and the pumps poll every
+/// 50 ms and look at a stop flag, instead of relying on `shutdown()` to wake a blocked
+/// `accept()` or `read()` (which not every kernel or sandbox does for a listening socket),
+/// and `stop()` waits at most 10 s for them. Two CI runs hung for good in a test that
+/// stopped this proxy; a stop that cannot return is now a thrown error.
 final class TCPProxy: @unchecked Sendable {
     struct SocketError: Error, CustomStringConvertible {
         var call: String
@@ -15,14 +21,23 @@ final class TCPProxy: @unchecked Sendable {
         var description: String { "\(call) failed: \(String(cString: strerror(code)))" }
     }
 
+    struct StopTimeout: Error, CustomStringConvertible {
+        var description: String { "the proxy's threads did not end within 10 s of stop()" }
+    }
+
     let targetPort: Int
     /// The listening port (fixed after the first start).
     private(set) var port = 0
 
+    private static let pollMilliseconds: Int32 = 50
+
     private let lock = NSLock()
-    private var listener: Int32 = -1
-    private var listenerClosed: DispatchSemaphore?
-    private var connections: Set<Int32> = []
+    /// Incremented by every `stop()`: a thread of an older generation ends.
+    private var generation = 0
+    private var running = false
+    /// Threads of the current generation still running (the accept loop and two per connection).
+    private var threads = 0
+    private let threadsEnded = NSCondition()
 
     init(targetPort: Int) {
         self.targetPort = targetPort
@@ -36,13 +51,17 @@ final class TCPProxy: @unchecked Sendable {
         return address
     }
 
+    private static func makeSocket() -> Int32 {
+        #if canImport(Glibc)
+            socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+            socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+    }
+
     /// Starts listening (again) and forwarding.
     func start() throws {
-        #if canImport(Glibc)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-            let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
+        let fd = Self.makeSocket()
         guard fd >= 0 else { throw SocketError(call: "socket", code: errno) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -53,7 +72,7 @@ final class TCPProxy: @unchecked Sendable {
         guard bound == 0, listen(fd, 64) == 0 else {
             let code = errno
             close(fd)
-            throw SocketError(call: "bind/listen", code: code)
+            throw SocketError(call: "bind/listen on port \(port)", code: code)
         }
         if port == 0 {
             var actual = sockaddr_in()
@@ -63,72 +82,78 @@ final class TCPProxy: @unchecked Sendable {
             }
             port = Int(UInt16(bigEndian: actual.sin_port))
         }
-        let closed = DispatchSemaphore(value: 0)
-        lock.withLock {
-            listener = fd
-            listenerClosed = closed
+        let current = lock.withLock { () -> Int in
+            running = true
+            return generation
         }
-        let thread = Thread { [self] in acceptLoop(fd, closed: closed) }
+        spawn("tcp-proxy-accept", generation: current) { [self] in acceptLoop(fd, generation: current) }
+    }
+
+    /// Closes the port and every forwarded connection; returns once all of this proxy's
+    /// threads ended (so the port is free), or throws after 10 s.
+    func stop() throws {
+        let wasRunning = lock.withLock { () -> Bool in
+            defer {
+                generation += 1
+                running = false
+            }
+            return running
+        }
+        guard wasRunning else { return }
+        threadsEnded.lock()
+        defer { threadsEnded.unlock() }
+        let deadline = Date().addingTimeInterval(10)
+        while lock.withLock({ threads }) > 0 {
+            guard threadsEnded.wait(until: deadline) else { throw StopTimeout() }
+        }
+    }
+
+    private func isCurrent(_ generation: Int) -> Bool {
+        lock.withLock { running && self.generation == generation }
+    }
+
+    /// Starts a counted thread; a thread of a generation that already ended does not start.
+    private func spawn(_ name: String, generation: Int, _ body: @escaping @Sendable () -> Void) {
+        lock.withLock { threads += 1 }
+        let thread = Thread { [self] in
+            body()
+            threadsEnded.lock()
+            lock.withLock { threads -= 1 }
+            threadsEnded.broadcast()
+            threadsEnded.unlock()
+        }
+        thread.name = name
         thread.start()
     }
 
-    /// Closes the port and resets every forwarded connection; returns once the port is free.
-    func stop() {
-        // Under the lock: a connection's sockets are closed under the same lock, so no
-        // descriptor here can have been closed and reused meanwhile.
-        let (fd, closed) = lock.withLock { () -> (Int32, DispatchSemaphore?) in
-            let result = (listener, listenerClosed)
-            listener = -1
-            listenerClosed = nil
-            for connection in connections { shutdown(connection, Int32(SHUT_RDWR)) }
-            return result
-        }
-        if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }  // wakes accept()
-        closed?.wait()
+    /// Waits up to one poll interval for `fd` to be readable; `false` on a timeout.
+    private static func readable(_ fd: Int32) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, pollMilliseconds) > 0
     }
 
-    private func acceptLoop(_ fd: Int32, closed: DispatchSemaphore) {
-        defer {
-            close(fd)
-            closed.signal()
-        }
-        while true {
+    private func acceptLoop(_ fd: Int32, generation: Int) {
+        defer { close(fd) }
+        while isCurrent(generation) {
+            guard Self.readable(fd) else { continue }
             let client = accept(fd, nil, nil)
-            if client < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            let stillListening = lock.withLock { listener == fd }
-            guard stillListening, let upstream = connectToTarget() else {
+            guard client >= 0 else { continue }  // EINTR, ECONNABORTED, ...: poll again
+            guard isCurrent(generation), let upstream = connectToTarget() else {
                 close(client)
-                if !stillListening { return }
                 continue
             }
-            // Registered only while still listening: a stop() that ran meanwhile has already
-            // reset the connections it knew, and this one must not outlive it.
-            let registered = lock.withLock { () -> Bool in
-                guard listener == fd else { return false }
-                connections.insert(client)
-                connections.insert(upstream)
-                return true
+            let pair = Pair(a: client, b: upstream)
+            spawn("tcp-proxy-pump", generation: generation) { [self] in
+                pair.pump(from: client, to: upstream) { isCurrent(generation) }
             }
-            guard registered else {
-                close(client)
-                close(upstream)
-                return
+            spawn("tcp-proxy-pump", generation: generation) { [self] in
+                pair.pump(from: upstream, to: client) { isCurrent(generation) }
             }
-            let pair = Pair(proxy: self, a: client, b: upstream)
-            Thread { pair.pump(from: client, to: upstream) }.start()
-            Thread { pair.pump(from: upstream, to: client) }.start()
         }
     }
 
     private func connectToTarget() -> Int32? {
-        #if canImport(Glibc)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-            let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
+        let fd = Self.makeSocket()
         guard fd >= 0 else { return nil }
         var address = Self.address(port: targetPort)
         let connected = withUnsafePointer(to: &address) {
@@ -141,32 +166,26 @@ final class TCPProxy: @unchecked Sendable {
         return fd
     }
 
-    fileprivate func finished(_ a: Int32, _ b: Int32) {
-        lock.withLock {
-            connections.remove(a)
-            connections.remove(b)
-            close(a)
-            close(b)
-        }
-    }
-
     /// One forwarded connection; the second pump to finish closes both sockets.
     private final class Pair: @unchecked Sendable {
-        let proxy: TCPProxy
         let a: Int32
         let b: Int32
         private let lock = NSLock()
         private var running = 2
 
-        init(proxy: TCPProxy, a: Int32, b: Int32) {
-            self.proxy = proxy
+        init(a: Int32, b: Int32) {
             self.a = a
             self.b = b
+            // A peer that stops reading fails a send after 5 s instead of blocking it for good.
+            var limit = timeval(tv_sec: 5, tv_usec: 0)
+            for fd in [a, b] { setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size)) }
         }
 
-        func pump(from source: Int32, to destination: Int32) {
+        /// Copies `source` to `destination` until either side closes or `keepGoing` says stop.
+        func pump(from source: Int32, to destination: Int32, while keepGoing: () -> Bool) {
             var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-            copying: while true {
+            copying: while keepGoing() {
+                guard TCPProxy.readable(source) else { continue }
                 let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
                 if count < 0, errno == EINTR { continue }
                 if count <= 0 { break }
@@ -180,13 +199,17 @@ final class TCPProxy: @unchecked Sendable {
                     offset += written
                 }
             }
+            // Wakes the other pump at once where the kernel does; its poll notices otherwise.
             shutdown(source, Int32(SHUT_RDWR))
             shutdown(destination, Int32(SHUT_RDWR))
             let last = lock.withLock {
                 running -= 1
                 return running == 0
             }
-            if last { proxy.finished(a, b) }
+            if last {
+                close(a)
+                close(b)
+            }
         }
     }
 }
@@ -196,6 +219,6 @@ func unusedTCPPort() throws -> Int {
     let proxy = TCPProxy(targetPort: 1)
     try proxy.start()
     let port = proxy.port
-    proxy.stop()
+    try proxy.stop()
     return port
 }
