@@ -46,26 +46,20 @@ final class BrokerForwarder {
     /// Routes up to ``BrokerConfiguration/drainBatch`` waiting requests; returns how many were read.
     @discardableResult
     func drainFrontend() -> Int {
-        var read = 0
-        while read < configuration.drainBatch {
-            do {
-                try frontend.receiveMultipart(into: &frames, flags: .dontWait)
-            } catch where error.code == .wouldBlock {
-                break
-            } catch {
-                logger.error("receive on the frontend failed: \(error)")
-                break
+        do {
+            return try frontend.receiveQueued(limit: configuration.drainBatch, into: &frames) { message in
+                route(message)
+                return true
             }
-            read += 1
-            route(frames)
+        } catch {
+            logger.error("receive on the frontend failed: \(error)")
+            return 0
         }
-        return read
     }
 
     private func route(_ frames: [[UInt8]]) {
         guard frames.count >= 2 else { return }  // a ROUTER always delivers the client's id and a body
-        // As the worker reads it: the client's routing id, and a REQ client's empty delimiter.
-        let envelopeCount = frames.count >= 3 && frames[1].isEmpty ? 2 : 1
+        let envelopeCount = RoutingEnvelope.count(in: frames)  // as the worker will read it
         let wellFormed = frames.count == envelopeCount + 1
         // One worker: nothing to choose, no need to parse.
         var request: BrokerRequestKey?
@@ -143,28 +137,23 @@ final class BrokerForwarder {
     /// returns how many were read.
     @discardableResult
     func drainBackend() -> Int {
-        var read = 0
         let now = ContinuousClock.now
-        while read < configuration.drainBatch {
-            do {
-                try backend.receiveMultipart(into: &frames, flags: .dontWait)
-            } catch where error.code == .wouldBlock {
-                break
-            } catch {
-                logger.error("receive on the backend failed: \(error)")
-                break
+        do {
+            return try backend.receiveQueued(limit: configuration.drainBatch, into: &frames) { message in
+                guard message.count >= 2 else { return true }
+                let worker = message[0]
+                if message.count == 2 {
+                    control(message[1], from: worker, at: now)
+                } else {
+                    workers.heard(worker, at: now)
+                    sendToClient(message[1..<(message.count - 1)], body: message[message.count - 1])
+                }
+                return true
             }
-            read += 1
-            guard frames.count >= 2 else { continue }
-            let worker = frames[0]
-            if frames.count == 2 {
-                control(frames[1], from: worker, at: now)
-            } else {
-                workers.heard(worker, at: now)
-                sendToClient(frames[1..<(frames.count - 1)], body: frames[frames.count - 1])
-            }
+        } catch {
+            logger.error("receive on the backend failed: \(error)")
+            return 0
         }
-        return read
     }
 
     private func control(_ frame: [UInt8], from worker: [UInt8], at now: ContinuousClock.Instant) {

@@ -15,18 +15,13 @@ public struct BrokerEndpoints: Sendable, Hashable {
 /// creates and binds them, runs one `zmq_poll` loop over both, and closes them when asked to stop.
 final class BrokerLoop: Sendable {
     private enum Phase: Sendable {
-        case starting, running, stopRequested, finished
-    }
-
-    private struct State: Sendable {
-        var phase: Phase = .starting
-        var exitWaiter: CheckedContinuation<Void, Never>?
+        case starting, running, stopRequested
     }
 
     private let configuration: BrokerConfiguration
     private let logger: Logger
-    private let context: Context
-    private let state = Mutex(State())
+    private let thread: SocketThread
+    private let phase = Mutex(Phase.starting)
 
     /// The longest a poll waits, so a stop request is seen within it.
     private static let pollTimeout: Duration = .milliseconds(100)
@@ -34,45 +29,29 @@ final class BrokerLoop: Sendable {
     init(configuration: BrokerConfiguration, logger: Logger) throws(WorkerError) {
         self.configuration = configuration
         self.logger = logger
-        do {
-            context = try Context(ioThreads: 1, defaultLinger: configuration.linger)
-        } catch {
-            throw WorkerError(.socket, "cannot create a ZeroMQ context: \(error)")
-        }
+        thread = try SocketThread(name: "signal-worker-broker", linger: configuration.linger)
     }
 
     /// Starts the thread; returns the bound endpoints once both sockets listen.
     func start() async throws(WorkerError) -> BrokerEndpoints {
-        let result: Result<BrokerEndpoints, WorkerError> = await withCheckedContinuation { started in
-            let thread = Thread { [self] in self.threadMain(started: started) }
-            thread.name = "signal-worker-broker"
-            thread.start()
-        }
-        return try result.get()
+        try await thread.start { [self] started in threadMain(started: started) }
     }
 
     /// Stops forwarding; the thread closes the sockets and ends within a poll timeout.
     func requestStop() {
-        state.withLock { state in
-            if state.phase == .starting || state.phase == .running { state.phase = .stopRequested }
+        phase.withLock { phase in
+            if phase == .starting || phase == .running { phase = .stopRequested }
         }
     }
 
     /// Waits until the thread closed the sockets.
     func waitForExit() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let finished = state.withLock { state -> Bool in
-                if state.phase == .finished { return true }
-                state.exitWaiter = continuation
-                return false
-            }
-            if finished { continuation.resume() }
-        }
+        await thread.waitForExit()
     }
 
     // MARK: - The thread
 
-    private func threadMain(started: CheckedContinuation<Result<BrokerEndpoints, WorkerError>, Never>) {
+    private func threadMain(started: (Result<BrokerEndpoints, WorkerError>) -> Void) {
         var sockets: [Socket] = []
         let endpoints: BrokerEndpoints
         do throws(WorkerError) {
@@ -83,28 +62,28 @@ final class BrokerLoop: Sendable {
             endpoints = BrokerEndpoints(frontend: frontendEndpoint, backend: backendEndpoint)
         } catch {
             for socket in sockets { socket.close() }
-            context.terminate()
-            finish()
-            started.resume(returning: .failure(error))
+            thread.context.terminate()
+            started(.failure(error))
+            thread.finished()
             return
         }
-        state.withLock { if $0.phase == .starting { $0.phase = .running } }
-        started.resume(returning: .success(endpoints))
+        phase.withLock { if $0 == .starting { $0 = .running } }
+        started(.success(endpoints))
 
         run(
             BrokerForwarder(frontend: sockets[0], backend: sockets[1], configuration: configuration, logger: logger),
             frontend: sockets[0], backend: sockets[1])
 
         for socket in sockets { socket.close() }  // LINGER bounds the flush of what is queued
-        context.terminate()
-        finish()
+        thread.context.terminate()
+        thread.finished()
     }
 
     /// A ROUTER bound to `endpoint`, and the endpoint with a `*` port resolved; the backend also sends ZMTP heartbeats, so a worker whose host
     /// vanished without closing its connection is noticed by libzmq too.
     private func bind(_ endpoint: String, role: String) throws(WorkerError) -> (Socket, String) {
         do {
-            let socket = try Socket(context: context, type: .router)
+            let socket = try Socket(context: thread.context, type: .router)
             try socket.set(.routerMandatory, true)
             try socket.set(.maxMessageSize, configuration.maxMessageBytes)
             try socket.set(.receiveHighWaterMark, configuration.highWaterMark)
@@ -130,7 +109,7 @@ final class BrokerLoop: Sendable {
         let expiryCheck = min(configuration.heartbeatInterval / 4, .milliseconds(250))
         var nextExpiryCheck = ContinuousClock.now + expiryCheck
 
-        while state.withLock({ $0.phase == .running }) {
+        while phase.withLock({ $0 == .running }) {
             let ready: [Poller.Ready]
             do {
                 let untilCheck = ContinuousClock.now.duration(to: nextExpiryCheck)
@@ -148,14 +127,5 @@ final class BrokerLoop: Sendable {
                 nextExpiryCheck = now + expiryCheck
             }
         }
-    }
-
-    private func finish() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.phase = .finished
-            defer { state.exitWaiter = nil }
-            return state.exitWaiter
-        }
-        waiter?.resume()
     }
 }

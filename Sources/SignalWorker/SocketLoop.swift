@@ -13,13 +13,12 @@ import ZeroMQ
 /// one thread; everything else reaches it through ``RequestQueue`` and ``ReplyMailbox``.
 final class SocketLoop: Sendable {
     private enum Phase: Sendable {
-        case starting, serving, stopRequested, draining, finished
+        case starting, serving, stopRequested, draining
     }
 
     private struct State: Sendable {
         var phase: Phase = .starting
         var applyFinished = false
-        var exitWaiter: CheckedContinuation<Void, Never>?
     }
 
     let configuration: WorkerConfiguration
@@ -28,7 +27,7 @@ final class SocketLoop: Sendable {
     let mailbox: ReplyMailbox
     let metrics: WorkerMetrics
     let logger: Logger
-    private let context: Context
+    private let thread: SocketThread
     private let state = Mutex(State())
 
     init(
@@ -41,21 +40,12 @@ final class SocketLoop: Sendable {
         self.mailbox = mailbox
         self.metrics = metrics
         self.logger = logger
-        do {
-            context = try Context(ioThreads: 1, defaultLinger: configuration.linger)
-        } catch {
-            throw WorkerError(.socket, "cannot create a ZeroMQ context: \(error)")
-        }
+        thread = try SocketThread(name: "signal-worker-socket", linger: configuration.linger)
     }
 
     /// Starts the thread; returns the endpoint actually bound (a `*` port resolved) once it listens.
     func start() async throws(WorkerError) -> String {
-        let result: Result<String, WorkerError> = await withCheckedContinuation { started in
-            let thread = Thread { [self] in self.threadMain(started: started) }
-            thread.name = "signal-worker-socket"
-            thread.start()
-        }
-        return try result.get()
+        try await thread.start { [self] started in threadMain(started: started) }
     }
 
     /// Stop reading requests; what was read is still applied and answered.
@@ -76,19 +66,12 @@ final class SocketLoop: Sendable {
 
     /// Waits until the thread closed the socket.
     func waitForExit() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let finished = state.withLock { state -> Bool in
-                if state.phase == .finished { return true }
-                state.exitWaiter = continuation
-                return false
-            }
-            if finished { continuation.resume() }
-        }
+        await thread.waitForExit()
     }
 
     // MARK: - The thread
 
-    private func threadMain(started: CheckedContinuation<Result<String, WorkerError>, Never>) {
+    private func threadMain(started: (Result<String, WorkerError>) -> Void) {
         let socket: Socket
         let endpoint: String
         do throws(WorkerError) {
@@ -98,30 +81,30 @@ final class SocketLoop: Sendable {
                 (socket, endpoint) = try bindRouter()
             }
         } catch {
-            finish()
-            started.resume(returning: .failure(error))
+            started(.failure(error))
+            thread.finished()
             return
         }
         state.withLock { if $0.phase == .starting { $0.phase = .serving } }
-        started.resume(returning: .success(endpoint))
+        started(.success(endpoint))
 
         serve(socket)
 
         for reply in mailbox.takeAll() { send(reply, on: socket) }
         socket.close()  // LINGER bounds how long queued replies may take to flush
-        context.terminate()
-        finish()
+        thread.context.terminate()
+        thread.finished()
     }
 
     /// The bound ROUTER clients connect to (the default mode).
     private func bindRouter() throws(WorkerError) -> (Socket, String) {
         do {
-            let socket = try Socket(context: context, type: .router)
+            let socket = try Socket(context: thread.context, type: .router)
             try socket.set(.routerMandatory, true)
             try setLimits(on: socket)
             if let curve = configuration.curve {
                 // The handler must listen before the first client can finish a handshake.
-                try ZAPAuthenticator(context: context, allowedClients: curve.allowedClients, logger: logger).start()
+                try ZAPAuthenticator(context: thread.context, allowedClients: curve.allowedClients, logger: logger).start()
                 try socket.set(.curveServer, true)
                 try socket.set(.curveSecretKey, curve.serverKeys.secretKey)
                 try socket.set(.zapDomain, "signal-worker")
@@ -145,7 +128,7 @@ final class SocketLoop: Sendable {
                 "CURVE is not available with --connect (the broker's sockets are plaintext); keep the broker's backend on a private network or loopback")
         }
         do {
-            let socket = try Socket(context: context, type: .dealer)
+            let socket = try Socket(context: thread.context, type: .dealer)
             try socket.set(.routingID, Self.processRoutingID())
             try setLimits(on: socket)
             // ZMTP heartbeats: a broker that vanished without closing the connection is noticed,
@@ -184,15 +167,6 @@ final class SocketLoop: Sendable {
         } catch {
             logger.debug("\(message.rawValue) not sent: \(error)")
         }
-    }
-
-    private func finish() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.phase = .finished
-            defer { state.exitWaiter = nil }
-            return state.exitWaiter
-        }
-        waiter?.resume()
     }
 
     private func serve(_ socket: Socket) {
@@ -249,26 +223,21 @@ final class SocketLoop: Sendable {
 
     /// Reads what is waiting (bounded, so replies are not starved), and dispatches each request.
     private func readAvailable(from socket: Socket, decoder: RequestDecoder, frames: inout [[UInt8]]) {
-        var read = 0
         defer { metrics.queued(queue.count) }
-        while read < 1_024, queue.count < configuration.maxQueuedRequests {
-            do {
-                try socket.receiveMultipart(into: &frames, flags: .dontWait)
-            } catch where error.code == .wouldBlock {
-                return
-            } catch {
-                logger.error("receive failed: \(error)")
-                return
+        guard queue.count < configuration.maxQueuedRequests else { return }
+        do {
+            try socket.receiveQueued(limit: 1_024, into: &frames) { message in
+                dispatch(message, decoder: decoder, socket: socket)
+                return queue.count < configuration.maxQueuedRequests
             }
-            read += 1
-            dispatch(frames, decoder: decoder, socket: socket)
+        } catch {
+            logger.error("receive failed: \(error)")
         }
     }
 
     private func dispatch(_ frames: [[UInt8]], decoder: RequestDecoder, socket: Socket) {
         let receivedAt = ContinuousClock.now
-        // ROUTER prepends the routing id; a REQ client adds an empty delimiter before the body.
-        let envelopeCount = frames.count >= 3 && frames[1].isEmpty ? 2 : 1
+        let envelopeCount = RoutingEnvelope.count(in: frames)
         let envelope = Array(frames.prefix(envelopeCount))
         let body = frames.dropFirst(envelopeCount)
         guard body.count == 1, let frame = body.first else {

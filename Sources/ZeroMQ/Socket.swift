@@ -254,6 +254,29 @@ public final class Socket {
     public func receiveMultipart(into frames: inout [[UInt8]], flags: MessageFlags = []) throws(ZeroMQError) {
         try CZMQ.receiveMultipart(self.liveHandle("zmq_msg_recv"), into: &frames, flags: flags.rawValue)
     }
+
+    /// Receives the messages already queued, without blocking: at most `limit`, fewer when the
+    /// queue runs dry or `handle` returns `false` (read no more). Each message's frames are in
+    /// `frames` (reused between messages) while `handle` runs. Returns how many were received.
+    ///
+    /// The loop of a poll-driven reader: after `poll` says readable, take what is there, but a
+    /// bounded amount, so the other sockets of the loop get their turn.
+    @discardableResult
+    public func receiveQueued(
+        limit: Int, into frames: inout [[UInt8]], _ handle: ([[UInt8]]) -> Bool
+    ) throws(ZeroMQError) -> Int {
+        var received = 0
+        while received < limit {
+            do {
+                try receiveMultipart(into: &frames, flags: .dontWait)
+            } catch where error.code == .wouldBlock {
+                break
+            }
+            received += 1
+            guard handle(frames) else { break }
+        }
+        return received
+    }
 }
 
 @available(*, unavailable, message: "libzmq sockets are not thread-safe; create and use a Socket on one thread")

@@ -82,4 +82,27 @@ struct PollerTests {
         #expect(poller.count == 0)
         #expect(try poller.poll(timeout: .milliseconds(1)).isEmpty)
     }
+
+    @Test("receiveQueued takes what is queued, at most the limit, and stops when the handler says so")
+    func receiveQueued() throws {
+        let context = try Context()
+        let receiver = try makeSocket(context, .pull)
+        let endpoint = uniqueInprocEndpoint("queued")
+        try receiver.bind(endpoint)
+        let sender = try makeSocket(context, .push)
+        try sender.connect(endpoint)
+        for index in 0..<6 { try sender.send(multipart: [bytes("m\(index)"), bytes("tail")]) }
+        let poller = Poller()
+        poller.register(receiver, for: .readable)
+        #expect(try poller.poll(timeout: .seconds(5)).count == 1)
+
+        var frames: [[UInt8]] = []
+        var seen: [[[UInt8]]] = []
+        #expect(try receiver.receiveQueued(limit: 3, into: &frames) { seen.append($0); return true } == 3)
+        #expect(try receiver.receiveQueued(limit: 10, into: &frames) { seen.append($0); return seen.count < 4 } == 1)
+        #expect(try receiver.receiveQueued(limit: 10, into: &frames) { seen.append($0); return true } == 2)
+        #expect(seen == (0..<6).map { [bytes("m\($0)"), bytes("tail")] })
+        // Nothing queued: returns at once instead of blocking.
+        #expect(try receiver.receiveQueued(limit: 10, into: &frames) { _ in true } == 0)
+    }
 }
