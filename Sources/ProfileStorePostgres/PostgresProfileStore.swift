@@ -145,21 +145,10 @@ public final class PostgresProfileStore: ProfileStore, Service {
     /// Creates the worker's dedupe and sequence tables if missing. Never touches Django's tables.
     public func prepareWorkerTables() async throws(StoreError) {
         let statements = self.statements
-        let logger = self.logger
-        do {
-            try await withConnection { connection in
-                try await Self.inTransaction(connection, logger: logger) {
-                    // Serializes concurrent CREATE TABLE IF NOT EXISTS from several workers.
-                    _ = try await connection.query(
-                        "SELECT pg_advisory_xact_lock(\(statements.namespace &+ 1), 0)", logger: logger
-                    ).collect()
-                    for ddl in statements.workerTablesDDL {
-                        _ = try await connection.query(PostgresQuery(unsafeSQL: ddl), logger: logger).collect()
-                    }
-                }
+        try await withSchemaLock(operation: "create the worker tables") { connection, logger in
+            for ddl in statements.workerTablesDDL {
+                _ = try await connection.query(PostgresQuery(unsafeSQL: ddl), logger: logger).collect()
             }
-        } catch {
-            throw PostgresErrors.storeError(error, operation: "create the worker tables")
         }
     }
 
@@ -188,30 +177,38 @@ public final class PostgresProfileStore: ProfileStore, Service {
     /// (`python manage.py migrate`) create these tables, and the worker never should.
     public func createDjangoCompatibleSchema() async throws(StoreError) {
         let statements = self.statements
+        try await withSchemaLock(operation: "create the Django-compatible schema") { connection, logger in
+            _ = try await connection.query(PostgresQuery(unsafeSQL: statements.createUserTable), logger: logger).collect()
+            var binds = PostgresBindings(capacity: 1)
+            binds.append(statements.profileTable)
+            let exists = try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT to_regclass($1::text) IS NOT NULL", binds: binds), logger: logger)
+            var profileExists = false
+            for try await value in exists.decode(Bool.self) { profileExists = value }
+            guard !profileExists else { return }
+            for ddl in statements.createProfileTable {
+                _ = try await connection.query(PostgresQuery(unsafeSQL: ddl), logger: logger).collect()
+            }
+        }
+    }
+
+    /// Runs `body` in a transaction that holds the schema advisory lock, which serializes the
+    /// `CREATE TABLE IF NOT EXISTS` of several workers starting at once.
+    private func withSchemaLock(
+        operation: String, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> Void
+    ) async throws(StoreError) {
+        let namespace = statements.namespace
         let logger = self.logger
         do {
             try await withConnection { connection in
                 try await Self.inTransaction(connection, logger: logger) {
-                    _ = try await connection.query(
-                        "SELECT pg_advisory_xact_lock(\(statements.namespace &+ 1), 0)", logger: logger
-                    ).collect()
-                    _ = try await connection.query(PostgresQuery(unsafeSQL: statements.createUserTable), logger: logger)
+                    _ = try await connection.query("SELECT pg_advisory_xact_lock(\(namespace &+ 1), 0)", logger: logger)
                         .collect()
-                    var binds = PostgresBindings(capacity: 1)
-                    binds.append(statements.profileTable)
-                    let exists = try await connection.query(
-                        PostgresQuery(unsafeSQL: "SELECT to_regclass($1::text) IS NOT NULL", binds: binds), logger: logger)
-                    var profileExists = false
-                    for try await value in exists.decode(Bool.self) { profileExists = value }
-                    if !profileExists {
-                        for ddl in statements.createProfileTable {
-                            _ = try await connection.query(PostgresQuery(unsafeSQL: ddl), logger: logger).collect()
-                        }
-                    }
+                    try await body(connection, logger)
                 }
             }
         } catch {
-            throw PostgresErrors.storeError(error, operation: "create the Django-compatible schema")
+            throw PostgresErrors.storeError(error, operation: operation)
         }
     }
 
