@@ -24,8 +24,8 @@ import Synchronization
 /// ```
 ///
 /// A batch is one transaction with a constant number of round trips (BEGIN, lock users,
-/// read dedupe ids, read user state, one write statement, COMMIT), using `= ANY($1)` and
-/// `unnest(...)` array parameters. Several workers may share one database: per-user
+/// read the user state and the dedupe ids in one statement, one write statement, COMMIT),
+/// using `unnest(...)` array parameters. Several workers may share one database: per-user
 /// advisory locks keep each user's messages in order (see `PostgresStatements`).
 ///
 /// When the server goes away, postgres-nio's pool reconnects by itself in the background,

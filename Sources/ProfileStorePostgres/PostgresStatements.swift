@@ -3,11 +3,11 @@ import PostgresNIO
 import ProfileReceiver
 
 /// The SQL of the store, built once from the configured table names, and the batch
-/// transaction that runs it: a constant number of round trips per batch, whatever its size.
+/// transaction that runs it: a constant number of round trips per batch, whatever its size
+/// (BEGIN, lock the users, read, write, COMMIT).
 struct PostgresStatements: Sendable {
     let lockUsers: String
-    let selectApplied: String
-    let selectUserState: String
+    let readSnapshot: String
     let writeBatch: String
     let pruneApplied: String
     let workerTablesDDL: [String]
@@ -39,23 +39,24 @@ struct PostgresStatements: Sendable {
             SELECT count(pg_advisory_xact_lock($1::int4, k.key)) \
             FROM (SELECT key FROM unnest($2::int4[]) AS u(key) ORDER BY key) AS k
             """
-        // Reads probe an index once per key: LATERAL ... LIMIT 1 fixes that plan shape. Left to
-        // itself the planner sees 1,000 constant keys and picks hash joins over full scans of
-        // the tables, several times slower once they hold ~100,000 rows, and linear in their size.
-        selectApplied = """
-            SELECT a."message_id" FROM unnest($1::text[]) AS m(id) \
-            CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a
-            """
-        // One row per user of the batch: exists?, profile (birthdate as days since 2000-01-01,
-        // independent of DateStyle), last sequence.
-        selectUserState = """
-            SELECT u.id, au.found IS NOT NULL, p."user_id" IS NOT NULL, p."profile_type"::text, p."sex"::text, \
-            (p."birthdate" - DATE '2000-01-01')::int4, s."last_seq"::int8 \
+        // Everything the plan needs, in one statement (one round trip): one row per user of the
+        // batch (exists?, profile with birthdate as days since 2000-01-01, independent of
+        // DateStyle, last sequence), then one row per message id already applied, told apart by
+        // the first column. Reads probe an index once per key: LATERAL ... LIMIT 1 fixes that plan
+        // shape. Left to itself the planner sees 1,000 constant keys and picks hash joins over
+        // full scans of the tables, several times slower once they hold ~100,000 rows, and linear
+        // in their size.
+        readSnapshot = """
+            SELECT false, u.id, au.found IS NOT NULL, p."user_id" IS NOT NULL, p."profile_type"::text, p."sex"::text, \
+            (p."birthdate" - DATE '2000-01-01')::int4, s."last_seq"::int8, NULL::text \
             FROM unnest($1::int8[]) AS u(id) \
             LEFT JOIN LATERAL (SELECT true AS found FROM \(user) WHERE "id" = u.id LIMIT 1) AS au ON true \
             LEFT JOIN LATERAL (SELECT "user_id", "profile_type", "sex", "birthdate" FROM \(profile) \
             WHERE "user_id" = u.id LIMIT 1) AS p ON true \
-            LEFT JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "user_id" = u.id LIMIT 1) AS s ON true
+            LEFT JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "user_id" = u.id LIMIT 1) AS s ON true \
+            UNION ALL \
+            SELECT true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, a."message_id" FROM unnest($2::text[]) AS m(id) \
+            CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a
             """
         // All writes of a batch in one statement; data-modifying CTEs run even when unreferenced.
         // The UPDATE's join is a nested loop over the user_id index because the store's
@@ -146,22 +147,21 @@ struct PostgresStatements: Sendable {
         _ = try await connection.query(PostgresQuery(unsafeSQL: lockUsers, binds: lock), logger: logger).collect()
 
         var snapshot = StoreSnapshot()
-        var appliedBinds = PostgresBindings(capacity: 1)
-        appliedBinds.append(Array(idSet))
-        let appliedRows = try await connection.query(PostgresQuery(unsafeSQL: selectApplied, binds: appliedBinds), logger: logger)
-        for try await id in appliedRows.decode(String.self) {
-            snapshot.appliedMessageIDs.insert(id)
-        }
-
-        var userBinds = PostgresBindings(capacity: 1)
-        userBinds.append(users)
-        let userRows = try await connection.query(PostgresQuery(unsafeSQL: selectUserState, binds: userBinds), logger: logger)
-        for try await (userID, exists, hasProfile, profileType, sex, birthdateDays, lastSequence) in userRows.decode(
-            (Int64, Bool, Bool, String?, String?, Int32?, Int64?).self)
+        var readBinds = PostgresBindings(capacity: 2)
+        readBinds.append(users)
+        readBinds.append(Array(idSet))
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: readSnapshot, binds: readBinds), logger: logger)
+        for try await (isAppliedID, userID, exists, hasProfile, profileType, sex, birthdateDays, lastSequence, appliedID)
+            in rows.decode((Bool, Int64?, Bool?, Bool?, String?, String?, Int32?, Int64?, String?).self)
         {
-            if exists { snapshot.existingUsers.insert(userID) }
+            if isAppliedID {
+                if let appliedID { snapshot.appliedMessageIDs.insert(appliedID) }
+                continue
+            }
+            guard let userID else { continue }
+            if exists == true { snapshot.existingUsers.insert(userID) }
             if let lastSequence { snapshot.lastSequences[userID] = lastSequence }
-            guard hasProfile, let profileType else { continue }
+            guard hasProfile == true, let profileType else { continue }
             var birthdate: DjangoDate?
             if let birthdateDays {
                 guard let date = PostgresDates.date(fromDays: Int(birthdateDays)) else {
