@@ -1,0 +1,69 @@
+"""The outbox row written by ``outbox.insert`` (raw SQL) is the row the ORM would write."""
+
+import datetime
+import json
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from signal_bridge import envelope, outbox
+from signal_bridge.models import OutboxMessage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_message(**overrides) -> outbox.Message:
+    message_id = envelope.uuid7()
+    fields = dict(
+        message_id=message_id,
+        using="default",
+        label="auth.user",
+        object_pk="42",
+        payload=json.dumps({"v": 1, "text": "été 😀", "quote": "' ; DROP TABLE x; --"}),
+    )
+    fields.update(overrides)
+    return outbox.Message(**fields)
+
+
+def test_raw_insert_reads_back_like_an_orm_row():
+    created_at = timezone.now().replace(microsecond=123456)
+    raw = make_message(created_at=created_at, attempts=2)
+    orm = make_message(created_at=created_at, attempts=2)
+    with transaction.atomic():
+        seq = outbox.insert(raw)
+        orm_row = orm.row()
+        orm_row.save(force_insert=True)
+    assert seq == raw.seq and seq is not None
+    stored = OutboxMessage.objects.get(seq=seq)
+    reference = OutboxMessage.objects.get(seq=orm_row.seq)
+    for field in ("sender", "object_pk", "payload", "created_at", "attempts", "last_error"):
+        assert getattr(stored, field) == getattr(reference, field), field
+    assert stored.message_id == raw.message_id
+    assert stored.created_at == created_at
+    assert stored.created_at.tzinfo is not None and stored.created_at.utcoffset() == datetime.timedelta(0)
+
+
+def test_seqs_are_increasing_and_the_row_rolls_back_with_the_transaction():
+    first, second = make_message(), make_message()
+    with transaction.atomic():
+        outbox.insert(first)
+        outbox.insert(second)
+    assert second.seq > first.seq
+    lost = make_message()
+    with transaction.atomic():
+        outbox.insert(lost)
+        transaction.set_rollback(True)
+    assert lost.seq is not None
+    assert not OutboxMessage.objects.filter(message_id=lost.message_id).exists()
+    assert list(OutboxMessage.objects.values_list("seq", flat=True)) == [first.seq, second.seq]
+
+
+def test_a_duplicate_message_id_is_refused_like_the_orm_refuses_it():
+    from django.db import IntegrityError
+
+    message = make_message()
+    outbox.insert(message)
+    with pytest.raises(IntegrityError):
+        with transaction.atomic():
+            outbox.insert(make_message(message_id=message.message_id))
