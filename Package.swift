@@ -92,15 +92,15 @@ let package = Package(
             ]
         ),
 
-        // MARK: Benchmarks (plain executables; each writes its results to a file)
+        // MARK: Benchmarks (executables; each writes its results to a file)
         .executableTarget(
             name: "zeromq-benchmark",
-            dependencies: ["ZeroMQ", "CZeroMQ"],
+            dependencies: ["ZeroMQ", "CZeroMQ", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/ZeroMQBenchmark"
         ),
         .executableTarget(
             name: "protocol-benchmark",
-            dependencies: ["SignalProtocol", "ProfileReceiver"],
+            dependencies: ["SignalProtocol", "ProfileReceiver", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/ProtocolBenchmark"
         ),
         .executableTarget(
@@ -110,12 +110,13 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/StoreBenchmark"
         ),
         .executableTarget(
             name: "worker-benchmark",
-            dependencies: ["SignalWorker", "ZeroMQ", "SignalProtocol"],
+            dependencies: ["SignalWorker", "ZeroMQ", "SignalProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/WorkerBenchmark"
         ),
 

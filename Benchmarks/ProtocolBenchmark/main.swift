@@ -4,25 +4,24 @@
 //
 //   swift build -c release --product protocol-benchmark
 //   .build/release/protocol-benchmark [--count N] [--output Benchmarks/results/protocol.md]
+import ArgumentParser
 import Foundation
 import ProfileReceiver
 import SignalProtocol
 
-struct Arguments {
+struct Arguments: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "protocol-benchmark",
+        abstract: "Request decoding and validation per core, beside a plain Foundation JSONDecoder of the same bytes.")
+
+    @Option(help: "Envelopes decoded per measurement.")
     var count = 200_000
+
+    @Option(help: "Markdown report.")
     var output = "Benchmarks/results/protocol.md"
 
-    init() {
-        var iterator = CommandLine.arguments.dropFirst().makeIterator()
-        while let argument = iterator.next() {
-            switch argument {
-            case "--count": count = iterator.next().flatMap(Int.init) ?? count
-            case "--output": output = iterator.next() ?? output
-            default:
-                FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
-                exit(2)
-            }
-        }
+    func validate() throws {
+        guard count > 0 else { throw ValidationError("--count must be positive") }
     }
 }
 
@@ -63,7 +62,7 @@ func measure(_ label: String, rounds: Int = 3, _ body: () -> Int) -> Double {
     return best
 }
 
-let arguments = Arguments()
+let arguments = Arguments.parseOrExit()
 let frames = (0..<1_000).map(envelope)
 let requestDecoder = RequestDecoder()
 let receiver = ProfileReceiver()

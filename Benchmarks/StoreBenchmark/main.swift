@@ -2,6 +2,7 @@
 //
 //   swift build -c release --product store-benchmark
 //   .build/release/store-benchmark [--count N] [--single-count N] [--runs N] [--postgres-url URL] [--output PATH]
+//   (--help lists every option)
 //
 // For SQLite (a temp file, WAL, the Django-compatible schema) and PostgreSQL (URL from
 // --postgres-url or SIGNAL_WORKER_TEST_POSTGRES_URL; a schema of its own, dropped at the end):
@@ -14,6 +15,7 @@
 // machine is shared, so the best is the least disturbed). Prints profiles/s and the ratio
 // to (a); writes Markdown to --output (default Benchmarks/results/store.md).
 
+import ArgumentParser
 import Foundation
 import GRDB
 import Logging
@@ -25,43 +27,42 @@ import SignalProtocol
 
 // MARK: - Arguments
 
-struct Options {
-    var count = 100_000
-    var singleCount = 2_000
-    var postgresURL = ProcessInfo.processInfo.environment["SIGNAL_WORKER_TEST_POSTGRES_URL"]
-    var output = "Benchmarks/results/store.md"
-    var runs = 3
-    let batchSize = 1_000
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store-benchmark",
+        abstract: "Profiles/s of the SQLite and PostgreSQL stores against a hand-written batched INSERT.")
 
-    init(arguments: [String]) {
-        var iterator = arguments.dropFirst().makeIterator()
-        while let argument = iterator.next() {
-            func value() -> String {
-                guard let value = iterator.next() else { fail("\(argument) needs a value") }
-                return value
-            }
-            switch argument {
-            case "--count":
-                guard let number = Int(value()), number > 0 else { fail("--count needs a positive number") }
-                count = number
-            case "--single-count":
-                guard let number = Int(value()), number > 1 else { fail("--single-count needs a number above 1") }
-                singleCount = number
-            case "--runs":
-                guard let number = Int(value()), number > 0 else { fail("--runs needs a positive number") }
-                runs = number
-            case "--postgres-url": postgresURL = value()
-            case "--output": output = value()
-            case "-h", "--help":
-                print("usage: store-benchmark [--count N] [--single-count N] [--runs N] [--postgres-url URL] [--output PATH]")
-                exit(0)
-            default: fail("unknown argument \(argument)")
-            }
-        }
-        count = max(batchSize, count / batchSize * batchSize)
+    @Option(name: .customLong("count"), help: "Profiles per batched run (rounded down to whole batches of 1,000).")
+    var requestedCount = 100_000
+
+    @Option(help: "Profiles of the one-message-per-transaction run.")
+    var singleCount = 2_000
+
+    @Option(help: "Runs per scenario, each on a fresh database; the best counts.")
+    var runs = 3
+
+    @Option(name: .customLong("postgres-url"), help: "A PostgreSQL server (default $SIGNAL_WORKER_TEST_POSTGRES_URL; none: SQLite only).")
+    var postgresURLOption: String?
+
+    @Option(help: "Markdown report.")
+    var output = "Benchmarks/results/store.md"
+
+    var batchSize: Int { 1_000 }
+
+    /// The profiles of a batched run: `--count` in whole batches, at least one.
+    var count: Int { max(batchSize, requestedCount / batchSize * batchSize) }
+
+    var postgresURL: String? {
+        postgresURLOption ?? ProcessInfo.processInfo.environment["SIGNAL_WORKER_TEST_POSTGRES_URL"]
+    }
+
+    func validate() throws {
+        guard requestedCount > 0, runs > 0 else { throw ValidationError("--count and --runs must be positive") }
+        guard singleCount > 1 else { throw ValidationError("--single-count must be above 1") }
     }
 }
 
+/// Ends the benchmark with `message` (a failed check: no number is printed).
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("store-benchmark: \(message)\n".utf8))
     exit(2)
@@ -379,7 +380,7 @@ func postgresBenchmarks(options: Options, url: String) async throws -> (results:
 
 // MARK: - Main
 
-let options = Options(arguments: CommandLine.arguments)
+let options = Options.parseOrExit()
 let directory = FileManager.default.temporaryDirectory.appendingPathComponent("store-benchmark-\(UUID().uuidString.prefix(8))")
 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(at: directory) }

@@ -5,10 +5,12 @@
 //   swift build -c release --product signal-worker && swift build -c release --product worker-benchmark
 //   (one --product per command: SwiftPM builds only the last one given)
 //   .build/release/worker-benchmark [--worker PATH] [--requests N] [--postgres-url URL] [--output PATH]
+//   (--help lists every option)
 //
 // PostgreSQL runs when --postgres-url or SIGNAL_WORKER_TEST_POSTGRES_URL names a server (a fresh
 // database is created on it and dropped afterwards). Needs the `sqlite3` and `psql` command-line tools.
 
+import ArgumentParser
 import Foundation
 import SignalProtocol
 import SignalWorker
@@ -20,85 +22,76 @@ import Glibc
 import Darwin
 #endif
 
-// MARK: - Arguments (parsed by hand)
+// MARK: - Arguments
 
-struct Arguments {
+/// A store the benchmark can run on.
+enum Store: String, CaseIterable, ExpressibleByArgument {
+    case sqlite, postgres
+}
+
+struct Arguments: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker-benchmark",
+        abstract: "The release signal-worker as a child process, driven over ZeroMQ: pipelined throughput, one-at-a-time latency, peak RSS, on SQLite and PostgreSQL.")
+
+    @Option(help: "The signal-worker to measure.")
     var worker = ".build/release/signal-worker"
+
+    @Option(help: "Creates, then as many updates, per store.")
     var requests = 100_000
+
+    @Option(help: "One-at-a-time requests for the latency percentiles.")
     var latencyRequests = 2_000
+
+    @Option(help: "Requests in flight during the throughput runs (at least 1000).")
     var window = 2_000
-    var postgresURL: String? = ProcessInfo.processInfo.environment["SIGNAL_WORKER_TEST_POSTGRES_URL"].flatMap {
-        $0.isEmpty ? nil : $0
-    }
-    var output = "Benchmarks/results/worker.md"
-    var stores: Set<String> = ["sqlite", "postgres"]
-    var workerArguments: [String] = []
-    var keep = false
+
+    @Option(help: "Rounds per store, each on a fresh database and worker.")
     var rounds = 3
-    /// `--soak-seconds`: instead of the throughput/latency rounds, a sustained load on SQLite.
+
+    @Option(
+        name: .customLong("postgres-url"),
+        help: "A PostgreSQL server (default $SIGNAL_WORKER_TEST_POSTGRES_URL; none: SQLite only).")
+    var postgresURLOption: String?
+
+    @Option(name: .customLong("only"), help: "Run one store only.")
+    var onlyStore: Store?
+
+    @Option(
+        name: .customLong("worker-arg"), parsing: .unconditionalSingleValue,
+        help: "Pass ARG to `signal-worker serve` (repeat; e.g. --worker-arg --max-batch --worker-arg 1).")
+    var workerArguments: [String] = []
+
+    @Flag(help: "Keep the SQLite directory and the PostgreSQL database.")
+    var keep = false
+
+    @Option(name: .customLong("output"), help: "Markdown report (default Benchmarks/results/worker.md; soak.md with --soak-seconds).")
+    var outputOption: String?
+
+    @Option(help: "Instead: pipelined updates on SQLite for this many seconds, worker RSS sampled every second.")
     var soakSeconds: Int?
 
-    static let usage = """
-        usage: worker-benchmark [--worker PATH] [--requests N] [--latency-requests N] [--window N] [--rounds N]
-                                [--postgres-url URL] [--only sqlite|postgres] [--worker-arg ARG]... [--output PATH]
-          --worker PATH          the signal-worker to measure (default .build/release/signal-worker)
-          --requests N           creates, then as many updates, per store (default 100000)
-          --latency-requests N   one-at-a-time requests for the latency percentiles (default 2000)
-          --window N             requests in flight during the throughput runs (default 2000, at least 1000)
-          --postgres-url URL     a PostgreSQL server (default $SIGNAL_WORKER_TEST_POSTGRES_URL; none: SQLite only)
-          --only STORE           run one store only
-          --worker-arg ARG       pass ARG to `signal-worker serve` (repeat; e.g. --worker-arg --max-batch --worker-arg 1)
-          --rounds N             rounds per store, each on a fresh database and worker (default 3)
-          --keep                 keep the SQLite directory and the PostgreSQL database
-          --output PATH          Markdown report (default Benchmarks/results/worker.md)
-          --soak-seconds S       instead: pipelined updates on SQLite for S seconds, worker RSS sampled every
-                                 second (report: Benchmarks/results/soak.md)
-        """
-
-    static func parse(_ argv: [String]) -> Arguments {
-        var arguments = Arguments()
-        var iterator = argv.dropFirst().makeIterator()
-        func value(for flag: String) -> String {
-            guard let value = iterator.next() else { fail("\(flag) needs a value") }
-            return value
+    var postgresURL: String? {
+        postgresURLOption ?? ProcessInfo.processInfo.environment["SIGNAL_WORKER_TEST_POSTGRES_URL"].flatMap {
+            $0.isEmpty ? nil : $0
         }
-        func positive(_ flag: String) -> Int {
-            let text = value(for: flag)
-            guard let number = Int(text), number > 0 else { fail("\(flag) needs a positive integer, got \(text)") }
-            return number
-        }
-        while let argument = iterator.next() {
-            switch argument {
-            case "--worker": arguments.worker = value(for: argument)
-            case "--requests": arguments.requests = positive(argument)
-            case "--latency-requests": arguments.latencyRequests = positive(argument)
-            case "--window":
-                arguments.window = positive(argument)
-                if arguments.window < 1_000 { fail("--window must be at least 1000") }
-            case "--postgres-url": arguments.postgresURL = value(for: argument)
-            case "--only":
-                let store = value(for: argument)
-                guard ["sqlite", "postgres"].contains(store) else { fail("--only takes sqlite or postgres") }
-                arguments.stores = [store]
-            case "--worker-arg": arguments.workerArguments.append(value(for: argument))
-            case "--rounds": arguments.rounds = positive(argument)
-            case "--soak-seconds":
-                arguments.soakSeconds = positive(argument)
-                if arguments.output == "Benchmarks/results/worker.md" { arguments.output = "Benchmarks/results/soak.md" }
-            case "--keep": arguments.keep = true
-            case "--output": arguments.output = value(for: argument)
-            case "-h", "--help":
-                print(usage)
-                exit(0)
-            default: fail("unknown argument \(argument)")
-            }
-        }
-        return arguments
     }
 
-    static func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("worker-benchmark: \(message)\n\(usage)\n".utf8))
-        exit(2)
+    var stores: Set<String> { Set((onlyStore.map { [$0] } ?? Store.allCases).map(\.rawValue)) }
+
+    var output: String {
+        outputOption ?? (soakSeconds == nil ? "Benchmarks/results/worker.md" : "Benchmarks/results/soak.md")
+    }
+
+    func validate() throws {
+        guard requests > 0, latencyRequests > 0, rounds > 0 else {
+            throw ValidationError("--requests, --latency-requests and --rounds must be positive")
+        }
+        guard window >= 1_000 else { throw ValidationError("--window must be at least 1000") }
+        if let soakSeconds, soakSeconds <= 0 { throw ValidationError("--soak-seconds must be positive") }
+        guard FileManager.default.isExecutableFile(atPath: worker) else {
+            throw ValidationError("no worker at \(worker); build it: swift build -c release --product signal-worker")
+        }
     }
 }
 
@@ -741,10 +734,7 @@ func soak(seconds soakSeconds: Int, arguments: Arguments) throws -> String {
 
 // MARK: - Main
 
-let arguments = Arguments.parse(CommandLine.arguments)
-guard FileManager.default.isExecutableFile(atPath: arguments.worker) else {
-    Arguments.fail("no worker at \(arguments.worker); build it: swift build -c release --product signal-worker")
-}
+let arguments = Arguments.parseOrExit()
 signal(SIGPIPE, SIG_IGN)
 
 if let soakSeconds = arguments.soakSeconds {

@@ -3,68 +3,64 @@
 //
 //   swift build -c release --product zeromq-benchmark   (--target compiles without linking)
 //   .build/release/zeromq-benchmark [--messages N] [--rounds N] [--size BYTES] [--output PATH]
+//   (--help lists every option)
 
+import ArgumentParser
 import CZeroMQ
 import Foundation
 import ZeroMQ
 
-// MARK: - Arguments (parsed by hand: no dependencies)
+// MARK: - Arguments
 
-struct Arguments {
-    var messages = 1_000_000
-    var rounds = 7
-    var size = 32
-    var highWaterMark = 100_000
-    var output = "Benchmarks/results/zeromq.md"
-    var variants: Set<String> = ["raw", "receive", "into"]
+/// The variants a round can time: raw is libzmq's C API, receive and into the wrapper.
+enum Variant: String, CaseIterable {
+    case raw, receive, into
 
-    static let usage = """
-        usage: zeromq-benchmark [--messages N] [--rounds N] [--size BYTES] [--hwm N] [--output PATH] [--only LIST]
-          --messages N   messages per round (default 1000000)
-          --rounds N     timed rounds per variant, alternating (default 7)
-          --size BYTES   payload size (default 32)
-          --hwm N        send and receive high-water marks (default 100000)
-          --output PATH  Markdown report (default Benchmarks/results/zeromq.md)
-          --only LIST    comma-separated subset of raw,receive,into (default all; for profiling)
-        """
-
-    static func parse(_ argv: [String]) -> Arguments {
-        var arguments = Arguments()
-        var iterator = argv.dropFirst().makeIterator()
-        func value(for flag: String) -> String {
-            guard let value = iterator.next() else { fail("\(flag) needs a value") }
-            return value
-        }
-        func positive(_ flag: String) -> Int {
-            let text = value(for: flag)
-            guard let number = Int(text), number > 0 else { fail("\(flag) needs a positive integer, got \(text)") }
-            return number
-        }
-        while let argument = iterator.next() {
-            switch argument {
-            case "--messages": arguments.messages = positive(argument)
-            case "--rounds": arguments.rounds = positive(argument)
-            case "--size": arguments.size = positive(argument)
-            case "--hwm": arguments.highWaterMark = positive(argument)
-            case "--output": arguments.output = value(for: argument)
-            case "--only":
-                let list = Set(value(for: argument).split(separator: ",").map(String.init))
-                guard !list.isEmpty, list.isSubset(of: ["raw", "receive", "into"]) else {
-                    fail("--only takes a comma-separated subset of raw,receive,into")
-                }
-                arguments.variants = list
-            case "-h", "--help":
-                print(usage)
-                exit(0)
-            default: fail("unknown argument \(argument)")
+    /// A comma-separated list of variants (`--only raw,into`).
+    static func list(_ text: String) throws -> Set<Variant> {
+        let variants = try text.split(separator: ",").map { name in
+            guard let variant = Variant(rawValue: String(name)) else {
+                throw ValidationError("--only takes a comma-separated subset of raw,receive,into; not \(name)")
             }
+            return variant
         }
-        return arguments
+        guard !variants.isEmpty else { throw ValidationError("--only needs at least one variant") }
+        return Set(variants)
     }
+}
 
-    static func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("zeromq-benchmark: \(message)\n\(usage)\n".utf8))
-        exit(2)
+struct Arguments: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zeromq-benchmark",
+        abstract: "inproc PUSH/PULL throughput of the ZeroMQ wrapper against the same loop on the C API, in alternating rounds.")
+
+    @Option(help: "Messages per round.")
+    var messages = 1_000_000
+
+    @Option(help: "Timed rounds per variant, alternating.")
+    var rounds = 7
+
+    @Option(help: "Payload size in bytes.")
+    var size = 32
+
+    @Option(name: .customLong("hwm"), help: "Send and receive high-water marks.")
+    var highWaterMark = 100_000
+
+    @Option(help: "Markdown report.")
+    var output = "Benchmarks/results/zeromq.md"
+
+    @Option(
+        name: .customLong("only"), help: "A comma-separated subset of raw,receive,into (default all; for profiling).",
+        transform: Variant.list)
+    var only: Set<Variant>?
+
+    /// The variants to run: `--only`, or all.
+    var variants: Set<String> { Set((only ?? Set(Variant.allCases)).map(\.rawValue)) }
+
+    func validate() throws {
+        guard messages > 0, rounds > 0, size > 0, highWaterMark > 0 else {
+            throw ValidationError("--messages, --rounds, --size and --hwm must be positive")
+        }
     }
 }
 
@@ -363,7 +359,7 @@ func overhead(_ series: Double, _ baseline: Double) -> Double {
 
 // MARK: - Main
 
-let arguments = Arguments.parse(CommandLine.arguments)
+let arguments = Arguments.parseOrExit()
 let version = ZeroMQ.version
 let loadAtStart = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))
     .map { $0.split(separator: " ").prefix(3).joined(separator: " ") } ?? "unknown"
@@ -496,5 +492,6 @@ do {
     try Data(report.utf8).write(to: outputURL)
     print("wrote \(arguments.output)")
 } catch {
-    Arguments.fail("cannot write \(arguments.output): \(error)")
+    FileHandle.standardError.write(Data("zeromq-benchmark: cannot write \(arguments.output): \(error)\n".utf8))
+    exit(1)
 }
