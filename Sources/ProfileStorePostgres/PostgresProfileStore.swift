@@ -214,7 +214,10 @@ public final class PostgresProfileStore: ProfileStore, Service {
 
     // MARK: - Connections and transactions
 
-    /// Runs `body` in BEGIN ... COMMIT; rolls back when it throws.
+    /// Runs `body` in BEGIN ... COMMIT. When it throws, the connection is closed (which rolls
+    /// the transaction back) rather than given back to the pool: postgres-nio remembers a named
+    /// statement whose preparation failed (a table missing or locked at that moment) for the
+    /// connection's lifetime and would fail every later batch on it; the pool opens a fresh one.
     private static func inTransaction<Result: Sendable>(
         _ connection: PostgresConnection, logger: Logger, _ body: () async throws -> Result
     ) async throws -> Result {
@@ -223,12 +226,7 @@ public final class PostgresProfileStore: ProfileStore, Service {
         do {
             result = try await body()
         } catch {
-            do {
-                _ = try await connection.query("ROLLBACK", logger: logger).collect()
-            } catch {
-                // The connection is in an unknown state: do not give it back to the pool.
-                let _: EventLoopFuture<Void> = connection.close()
-            }
+            try? await connection.close()
             throw error
         }
         // A failing COMMIT (e.g. the deferred foreign key) ends the transaction by itself.

@@ -2,13 +2,14 @@ import Logging
 import PostgresNIO
 import ProfileReceiver
 
-/// The SQL of the store, built once from the configured table names, and the batch
-/// transaction that runs it: a constant number of round trips per batch, whatever its size
+/// The SQL of the store, built once from the configured table names (the batch's statements
+/// as named prepared statements, see ``PostgresNamedStatement``), and the batch transaction
+/// that runs it: a constant number of round trips per batch, whatever its size
 /// (BEGIN, lock the users, read, write, COMMIT).
 struct PostgresStatements: Sendable {
-    let lockUsers: String
-    let readSnapshot: String
-    let writeBatch: String
+    let lockUsers: PostgresNamedStatement
+    let readSnapshot: PostgresNamedStatement
+    let writeBatch: PostgresNamedStatement
     let pruneApplied: String
     let workerTablesDDL: [String]
     let createUserTable: String
@@ -35,10 +36,11 @@ struct PostgresStatements: Sendable {
         // cost no table writes, and they go away at COMMIT/ROLLBACK. Keys are locked in
         // ascending order (the array is sorted and deduplicated in Swift, and the aggregate
         // consumes the sorted subquery row by row), so overlapping batches cannot deadlock.
-        lockUsers = """
-            SELECT count(pg_advisory_xact_lock($1::int4, k.key)) \
-            FROM (SELECT key FROM unnest($2::int4[]) AS u(key) ORDER BY key) AS k
-            """
+        lockUsers = PostgresNamedStatement(
+            sql: """
+                SELECT count(pg_advisory_xact_lock($1::int4, k.key)) \
+                FROM (SELECT key FROM unnest($2::int4[]) AS u(key) ORDER BY key) AS k
+                """)
         // Everything the plan needs, in one statement (one round trip): one row per user of the
         // batch (exists?, profile with birthdate as days since 2000-01-01, independent of
         // DateStyle, last sequence), then one row per message id already applied, told apart by
@@ -46,38 +48,40 @@ struct PostgresStatements: Sendable {
         // shape. Left to itself the planner sees 1,000 constant keys and picks hash joins over
         // full scans of the tables, several times slower once they hold ~100,000 rows, and linear
         // in their size.
-        readSnapshot = """
-            SELECT false, u.id, au.found IS NOT NULL, p."user_id" IS NOT NULL, p."profile_type"::text, p."sex"::text, \
-            (p."birthdate" - DATE '2000-01-01')::int4, s."last_seq"::int8, NULL::text \
-            FROM unnest($1::int8[]) AS u(id) \
-            LEFT JOIN LATERAL (SELECT true AS found FROM \(user) WHERE "id" = u.id LIMIT 1) AS au ON true \
-            LEFT JOIN LATERAL (SELECT "user_id", "profile_type", "sex", "birthdate" FROM \(profile) \
-            WHERE "user_id" = u.id LIMIT 1) AS p ON true \
-            LEFT JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "user_id" = u.id LIMIT 1) AS s ON true \
-            UNION ALL \
-            SELECT true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, a."message_id" FROM unnest($2::text[]) AS m(id) \
-            CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a
-            """
+        readSnapshot = PostgresNamedStatement(
+            sql: """
+                SELECT false, u.id, au.found IS NOT NULL, p."user_id" IS NOT NULL, p."profile_type"::text, p."sex"::text, \
+                (p."birthdate" - DATE '2000-01-01')::int4, s."last_seq"::int8, NULL::text \
+                FROM unnest($1::int8[]) AS u(id) \
+                LEFT JOIN LATERAL (SELECT true AS found FROM \(user) WHERE "id" = u.id LIMIT 1) AS au ON true \
+                LEFT JOIN LATERAL (SELECT "user_id", "profile_type", "sex", "birthdate" FROM \(profile) \
+                WHERE "user_id" = u.id LIMIT 1) AS p ON true \
+                LEFT JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "user_id" = u.id LIMIT 1) AS s ON true \
+                UNION ALL \
+                SELECT true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, a."message_id" FROM unnest($2::text[]) AS m(id) \
+                CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a
+                """)
         // All writes of a batch in one statement; data-modifying CTEs run even when unreferenced.
         // The UPDATE's join is a nested loop over the user_id index because the store's
         // sessions disable hash and merge joins (see PostgresProfileStore.init).
-        writeBatch = """
-            WITH inserted AS (
-                INSERT INTO \(profile) ("profile_type", "sex", "birthdate", "user_id")
-                SELECT x.t, x.s, x.b, x.u FROM unnest($1::int8[], $2::text[], $3::text[], $4::date[]) AS x(u, t, s, b)
-            ), updated AS (
-                UPDATE \(profile) AS p SET "profile_type" = x.t, "sex" = x.s, "birthdate" = x.b
-                FROM unnest($5::int8[], $6::text[], $7::text[], $8::date[]) AS x(u, t, s, b)
-                WHERE p."user_id" = x.u
-                RETURNING 1
-            ), applied AS (
-                INSERT INTO \(applied) ("message_id", "applied_at") SELECT m, now() FROM unnest($9::text[]) AS m
-            ), sequences AS (
-                INSERT INTO \(sequence) ("user_id", "last_seq") SELECT * FROM unnest($10::int8[], $11::int8[])
-                ON CONFLICT ("user_id") DO UPDATE SET "last_seq" = EXCLUDED."last_seq"
-            )
-            SELECT count(*)::int8 FROM updated
-            """
+        writeBatch = PostgresNamedStatement(
+            sql: """
+                WITH inserted AS (
+                    INSERT INTO \(profile) ("profile_type", "sex", "birthdate", "user_id")
+                    SELECT x.t, x.s, x.b, x.u FROM unnest($1::int8[], $2::text[], $3::text[], $4::date[]) AS x(u, t, s, b)
+                ), updated AS (
+                    UPDATE \(profile) AS p SET "profile_type" = x.t, "sex" = x.s, "birthdate" = x.b
+                    FROM unnest($5::int8[], $6::text[], $7::text[], $8::date[]) AS x(u, t, s, b)
+                    WHERE p."user_id" = x.u
+                    RETURNING 1
+                ), applied AS (
+                    INSERT INTO \(applied) ("message_id", "applied_at") SELECT m, now() FROM unnest($9::text[]) AS m
+                ), sequences AS (
+                    INSERT INTO \(sequence) ("user_id", "last_seq") SELECT * FROM unnest($10::int8[], $11::int8[])
+                    ON CONFLICT ("user_id") DO UPDATE SET "last_seq" = EXCLUDED."last_seq"
+                )
+                SELECT count(*)::int8 FROM updated
+                """)
         pruneApplied = """
             WITH deleted AS (
                 DELETE FROM \(applied) WHERE "applied_at" < now() - make_interval(secs => $1::float8) RETURNING 1
@@ -144,16 +148,16 @@ struct PostgresStatements: Sendable {
         var lock = PostgresBindings(capacity: 2)
         lock.append(namespace)
         lock.append(lockKeys)
-        _ = try await connection.query(PostgresQuery(unsafeSQL: lockUsers, binds: lock), logger: logger).collect()
+        _ = try await lockUsers.run(lock, on: connection, logger: logger) { try $0.decode(Int64.self) }
 
         var snapshot = StoreSnapshot()
         var readBinds = PostgresBindings(capacity: 2)
         readBinds.append(users)
         readBinds.append(Array(idSet))
-        let rows = try await connection.query(PostgresQuery(unsafeSQL: readSnapshot, binds: readBinds), logger: logger)
-        for try await (isAppliedID, userID, exists, hasProfile, profileType, sex, birthdateDays, lastSequence, appliedID)
-            in rows.decode((Bool, Int64?, Bool?, Bool?, String?, String?, Int32?, Int64?, String?).self)
-        {
+        let rows = try await readSnapshot.run(readBinds, on: connection, logger: logger) { row in
+            try row.decode((Bool, Int64?, Bool?, Bool?, String?, String?, Int32?, Int64?, String?).self)
+        }
+        for (isAppliedID, userID, exists, hasProfile, profileType, sex, birthdateDays, lastSequence, appliedID) in rows {
             if isAppliedID {
                 if let appliedID { snapshot.appliedMessageIDs.insert(appliedID) }
                 continue
@@ -187,9 +191,8 @@ struct PostgresStatements: Sendable {
         writes.append(planned.applied)
         writes.append(planned.sequences.map(\.userID))
         writes.append(planned.sequences.map(\.sequence))
-        let result = try await connection.query(PostgresQuery(unsafeSQL: writeBatch, binds: writes), logger: logger)
-        var updatedCount: Int64 = 0
-        for try await count in result.decode(Int64.self) { updatedCount = count }
+        let updatedCount = try await writeBatch.run(writes, on: connection, logger: logger) { try $0.decode(Int64.self) }
+            .last ?? 0
         guard updatedCount == Int64(planned.updates.count) else {
             // A profile read under our user lock vanished before the update (deleted by Django
             // meanwhile): refuse rather than acknowledge writes that did not happen.

@@ -42,6 +42,23 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test("a statement that failed to prepare (its table missing for a moment) does not stick to the connection")
+    func failedPreparationIsForgotten() async throws {
+        try await FixtureLimiter.postgres.withSlot {
+            // One connection, so the second apply would get the same one back from the pool.
+            try await PostgresFixture.with(configure: { $0.maximumConnections = 1 }) { fixture in
+                try await fixture.addUsers([1, 2])
+                try await fixture.execute("ALTER TABLE \"accounts_userprofile\" RENAME TO \"accounts_userprofile_away\"")
+                let whileAway = await applyOne(Messages.created(1), to: fixture.store)
+                #expect(whileAway.errorCode != nil, "\(whileAway)")
+                try await fixture.execute("ALTER TABLE \"accounts_userprofile_away\" RENAME TO \"accounts_userprofile\"")
+                #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
+                #expect(await applyOne(Messages.created(2), to: fixture.store) == .ok(.created))
+                #expect(try await fixture.profiles().map(\.userID) == [1, 2])
+            }
+        }
+    }
+
     // The time limit cancels a hang (it takes about 5 s) and names it, instead of the step's bound.
     @Test(
         "the server going away gives store_unavailable quickly, and the store works again when it is back",
