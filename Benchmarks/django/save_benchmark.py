@@ -217,17 +217,33 @@ def child_main(spec: dict) -> None:
             handler = profiled(handler)
         post_save.connect(timed(handler, receiver_time), sender=User, dispatch_uid=uid, weak=False)
 
+    per_save: list[float] = []  # the last save_all()'s durations, one per save
+
     def save_all(users):
+        per_save.clear()
+        clock = time.perf_counter
         if spec["atomic"]:
-            start = time.perf_counter()
+            start = before = clock()
             for user in users:
                 with transaction.atomic():
                     user.save()
+                after = clock()
+                per_save.append(after - before)
+                before = after
         else:
-            start = time.perf_counter()
+            start = before = clock()
             for user in users:
                 user.save()
-        return start, time.perf_counter()
+                after = clock()
+                per_save.append(after - before)
+                before = after
+        return start, clock()
+
+    def spread(phase):
+        """Per-save percentiles (µs) of the last loop: where a slowdown is spread or spiky."""
+        ranked = sorted(per_save)
+        pick = lambda q: round(ranked[min(len(ranked) - 1, int(q * len(ranked)))] * 1e6)
+        phase.update(p50_us=pick(0.5), p90_us=pick(0.9), p99_us=pick(0.99), max_us=pick(1.0))
 
     bench = User.objects.filter(username__startswith="bench")
     bench_profiles = UserProfile.objects.filter(user__username__startswith="bench")
@@ -322,6 +338,7 @@ def child_main(spec: dict) -> None:
     receiver_time[0] = commit_time[0] = 0.0
     start, end = save_all(users)
     phase = {"save_s": end - start, "receiver_s": receiver_time[0], "on_commit_s": commit_time[0]}
+    spread(phase)
     phase.update(deliver("create", start, n))
     phase.update(sender_rounds=rounds["rounds"], sender_messages=rounds["messages"])
     rounds.update(rounds=0, messages=0)
@@ -335,6 +352,7 @@ def child_main(spec: dict) -> None:
     receiver_time[0] = commit_time[0] = 0.0
     start, end = save_all(users)
     phase = {"save_s": end - start, "receiver_s": receiver_time[0], "on_commit_s": commit_time[0]}
+    spread(phase)
     phase.update(deliver("update", start, n))
     phase.update(sender_rounds=rounds["rounds"], sender_messages=rounds["messages"])
     check("update", "M")
@@ -560,6 +578,7 @@ class PostgresDB:
 
 # Extra `signal-worker serve` options (--worker-arg), the same for every configuration.
 WORKER_EXTRA_ARGS: list[str] = []
+BRIDGE_EXTRA_SETTINGS: dict = {}  # --bridge-setting KEY=JSON, for every bridge configuration
 
 
 def start_worker(store_url: str, port: int, metrics_port: int, logfile: Path) -> subprocess.Popen:
@@ -637,7 +656,7 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False) -> 
             env["SIGNAL_BRIDGE_MODE"] = config.mode
             env["SIGNAL_BRIDGE_ENDPOINT"] = f"tcp://127.0.0.1:{port}"
         spec = {"n": n, "receiver": config.receiver, "mode": config.mode, "atomic": config.atomic,
-                "bridge": dict(config.bridge), "keep_acked": config.keep_acked, "profile": profile}
+                "bridge": {**BRIDGE_EXTRA_SETTINGS, **dict(config.bridge)}, "keep_acked": config.keep_acked, "profile": profile}
         proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
                               capture_output=True, text=True, cwd=EXAMPLE, timeout=300)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -1165,8 +1184,19 @@ def main() -> int:
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (worker logs, SQLite files)")
     parser.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
                         help="pass ARG to every `signal-worker serve` (repeat; e.g. --worker-arg=--max-batch-wait-ms=5)")
+    parser.add_argument("--bridge-setting", action="append", default=[], metavar="KEY=JSON",
+                        help="set a SIGNAL_BRIDGE key in every bridge configuration (repeat; "
+                             "e.g. --bridge-setting ASYNC_BATCH_WAIT_MS=20); a configuration's own keys win")
     args = parser.parse_args()
     WORKER_EXTRA_ARGS.extend(args.worker_arg)
+    for item in args.bridge_setting:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--bridge-setting {item!r}: expected KEY=JSON")
+        try:
+            BRIDGE_EXTRA_SETTINGS[key] = json.loads(value)
+        except ValueError:
+            BRIDGE_EXTRA_SETTINGS[key] = value  # a bare string
     skip = {"--postgres-url", "--output", "--raw"}
     forwarded, argv = [], sys.argv[1:]
     i = 0

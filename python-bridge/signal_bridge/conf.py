@@ -49,10 +49,14 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
 ``ASYNC_BATCH`` (``500``)
     Async only: most messages the sender writes, sends (pipelined) and
     deletes per round.
-``ASYNC_BATCH_WAIT_MS`` (``5``)
-    Async only: how long the sender waits for more messages once it has
-    one, so that a busy process pays the sender's commits per batch rather
-    than per message. Adds at most this much delivery latency.
+``ASYNC_INTERVAL_MS`` (``100``)
+    Async only: the sender starts a round at most this often. A message
+    that arrives after a quiet spell goes at once; under load, the messages
+    of an interval go together, so a busy process pays the sender's and the
+    worker's commits per interval rather than per message (each of them can
+    make a ``save()`` wait for SQLite's write lock). The most it adds to a
+    message's delivery latency; ``0`` sends whatever is queued as soon as
+    the previous round ends.
 ``ASYNC_FLUSH_TIMEOUT_MS`` (``5000``)
     Async only: how long interpreter exit waits for the queue to drain; what
     is left is written to the outbox.
@@ -103,7 +107,7 @@ DEFAULTS: dict[str, Any] = {
     "UNREACHABLE_COOLDOWN_MS": 5000,
     "ASYNC_QUEUE_SIZE": 10000,
     "ASYNC_BATCH": 500,
-    "ASYNC_BATCH_WAIT_MS": 5,
+    "ASYNC_INTERVAL_MS": 100,
     "ASYNC_FLUSH_TIMEOUT_MS": 5000,
     "DELETE_ACKED": "batch",
     "RELAY_BATCH": 500,
@@ -120,7 +124,7 @@ _INTEGERS = {
     "UNREACHABLE_COOLDOWN_MS": 0,
     "ASYNC_QUEUE_SIZE": 1,
     "ASYNC_BATCH": 1,
-    "ASYNC_BATCH_WAIT_MS": 0,
+    "ASYNC_INTERVAL_MS": 0,
     "ASYNC_FLUSH_TIMEOUT_MS": 0,
     "RELAY_BATCH": 1,
     "RELAY_BACKOFF_MS": 1,
@@ -165,7 +169,7 @@ class BridgeConfig:
     unreachable_cooldown_ms: int
     async_queue_size: int
     async_batch: int
-    async_batch_wait_ms: int
+    async_interval_ms: int
     async_flush_timeout_ms: int
     delete_acked: str
     relay_batch: int
@@ -305,7 +309,7 @@ def validate(raw: Any) -> tuple[BridgeConfig | None, list[Problem]]:
             unreachable_cooldown_ms=values["UNREACHABLE_COOLDOWN_MS"],
             async_queue_size=values["ASYNC_QUEUE_SIZE"],
             async_batch=values["ASYNC_BATCH"],
-            async_batch_wait_ms=values["ASYNC_BATCH_WAIT_MS"],
+            async_interval_ms=values["ASYNC_INTERVAL_MS"],
             async_flush_timeout_ms=values["ASYNC_FLUSH_TIMEOUT_MS"],
             delete_acked=values["DELETE_ACKED"],
             relay_batch=values["RELAY_BATCH"],

@@ -1,15 +1,20 @@
 """Messages of wire protocol v1 (``docs/PROTOCOL.md``): ids, requests, replies.
 
-A message is built once, in the ``post_save`` receiver, while the instance
-still holds the values it was saved with. It is stored as JSON text without
-``seq`` (the outbox row's primary key, unknown until the row is inserted) and
+A message is captured in the ``post_save`` receiver, while the instance
+still holds the values it was saved with (:func:`capture`), and rendered to
+JSON text once (:meth:`Draft.render`): at once when it goes into an outbox
+row, on the sender thread when an async message has no row. The text has no
+``seq`` (the outbox row's primary key, unknown until the row is inserted);
 :func:`wire` splices ``seq`` in when it is sent, so the outbox row is written
 once and never updated.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime
+import decimal
 import json
 import os
 import threading
@@ -55,7 +60,8 @@ def uuid7() -> str:
         counter = _counter
     rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
-    return str(uuid.UUID(int=value))
+    text = "%032x" % value
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _now_iso() -> str:
@@ -128,7 +134,65 @@ def serialize_instance(instance, fields: tuple[str, ...] | None) -> dict:
     }
 
 
-def build(
+# Compact JSON of dates, decimals and UUIDs as docs/PROTOCOL.md says; encode() keeps no state between calls.
+_encoder = DjangoJSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+# Values that cannot change after post_save returns: a detached copy of the
+# instance shares them; anything else (a JSONField's dict, a list) is copied.
+_IMMUTABLE = frozenset({
+    str, int, float, bool, type(None), bytes, datetime.datetime, datetime.date, datetime.time,
+    datetime.timedelta, decimal.Decimal, uuid.UUID,
+})
+
+
+def _detached(instance, plan: tuple) -> Any | None:
+    """A copy of ``instance`` holding only the values ``plan`` serializes, or None.
+
+    The copy does not change when the caller changes ``instance`` after
+    ``save()``, so the message can be rendered later on another thread with
+    exactly the values saved. None when a value is not loaded (a deferred
+    field would cost a query, on whichever thread reads it).
+    """
+    values = instance.__dict__
+    snapshot = {}
+    for field in (instance._meta.pk, *plan):
+        value = values.get(field.attname, _absent)
+        if value is _absent:
+            return None
+        snapshot[field.attname] = value if type(value) in _IMMUTABLE else copy.deepcopy(value)
+    model = type(instance)
+    clone = model.__new__(model)
+    clone.__dict__ = snapshot
+    return clone
+
+
+@dataclasses.dataclass(slots=True)
+class Draft:
+    """A request captured in ``post_save``, rendered to JSON text later.
+
+    :func:`capture` takes what can change after ``save()`` returns (the
+    instance's values, the extra attributes, encoded at once so that an
+    attribute JSON cannot encode fails in ``save()``, as before);
+    :meth:`render` does the rest, on whichever thread sends the message.
+    The async sender thus spends the serializer's CPU while ``save()``'s
+    thread waits for its database, not inside ``save()``.
+    """
+
+    head: dict
+    instance: Any  # a detached model instance, or its already serialized dict
+    fields: tuple[str, ...] | None
+    attrs_json: str
+
+    def render(self) -> str:
+        instance = self.instance
+        if not isinstance(instance, dict):
+            instance = serialize_instance(instance, self.fields)
+        message = {**self.head, "sent_at": _now_iso(), "instance": instance}
+        text = _encoder.encode(message)
+        return text[:-1] + ',"attrs":' + self.attrs_json + "}"
+
+
+def capture(
     *,
     message_id: str,
     signal: str,
@@ -140,8 +204,8 @@ def build(
     instance,
     attrs: tuple[str, ...],
     fields: tuple[str, ...] | None,
-) -> str:
-    """The request (``docs/PROTOCOL.md``, "Request") as JSON text, without ``seq``.
+) -> Draft:
+    """Capture a request (``docs/PROTOCOL.md``, "Request"); ``.render()`` gives its text.
 
     ``attrs`` lists instance attributes to copy: an attribute the instance
     does not have stays absent, one that is ``None`` travels as ``null``
@@ -153,7 +217,10 @@ def build(
         value = getattr(instance, name, _absent)
         if value is not _absent:
             attr_values[name] = value
-    message = {
+    attrs_json = _encoder.encode(attr_values)
+    plan = _serialization_plan(type(instance), fields)
+    detached = _detached(instance, plan) if plan is not None else None
+    head = {
         "v": PROTOCOL_VERSION,
         "id": message_id,
         "signal": signal,
@@ -162,11 +229,13 @@ def build(
         "created": bool(created),
         "raw": bool(raw),
         "update_fields": sorted(update_fields) if update_fields is not None else None,
-        "sent_at": _now_iso(),
-        "instance": serialize_instance(instance, fields),
-        "attrs": attr_values,
     }
-    return json.dumps(message, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+    return Draft(head, detached if detached is not None else serialize_instance(instance, fields), fields, attrs_json)
+
+
+def build(**options) -> str:
+    """The request as JSON text, without ``seq``: ``capture(**options).render()``."""
+    return capture(**options).render()
 
 
 def wire(payload: str, seq: int | None) -> bytes:

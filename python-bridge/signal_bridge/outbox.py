@@ -17,7 +17,7 @@ from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import state
+from . import envelope, state
 from .exceptions import WorkerError
 
 logger = logging.getLogger("signal_bridge")
@@ -25,16 +25,27 @@ logger = logging.getLogger("signal_bridge")
 
 @dataclasses.dataclass
 class Message:
-    """A message on its way; ``seq`` is None until it has an outbox row."""
+    """A message on its way; ``seq`` is None until it has an outbox row.
+
+    ``body`` is the request's JSON text, or an :class:`envelope.Draft`
+    rendered (once) when :attr:`payload` is first read.
+    """
 
     message_id: str
     using: str
     label: str
     object_pk: str
-    payload: str
+    body: str | envelope.Draft
     seq: int | None = None
     created_at: datetime.datetime = dataclasses.field(default_factory=timezone.now)
     attempts: int = 0
+
+    @property
+    def payload(self) -> str:
+        body = self.body
+        if not isinstance(body, str):
+            body = self.body = body.render()
+        return body
 
     def row(self):
         from .models import OutboxMessage
@@ -56,7 +67,7 @@ def _from_row(row, using: str) -> Message:
         using=using,
         label=row.sender,
         object_pk=row.object_pk,
-        payload=row.payload,
+        body=row.payload,
         seq=row.seq,
         created_at=row.created_at,
         attempts=row.attempts,

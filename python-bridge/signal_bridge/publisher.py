@@ -88,12 +88,14 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
     if sender_config is None or "post_save" not in sender_config.signals:
         return
     message_id = envelope.uuid7()
+    # Captured now, rendered when first needed: at once for an outbox row or
+    # a sync send, on the sender thread for an async message without a row.
     message = outbox.Message(
         message_id=message_id,
         using=using,
         label=label,
         object_pk=str(instance.pk),
-        payload=envelope.build(
+        body=envelope.capture(
             message_id=message_id,
             signal="post_save",
             label=label,
@@ -112,10 +114,10 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
     if config.mode == "outbox":
         outbox.insert(message)
         return
-    local = functools.partial(_run_local, config, sender, instance, created, raw, using, update_fields)
     if connection.in_atomic_block:
         outbox.insert(message)  # same transaction as the save: gets its seq, cannot be lost
         if config.mode == "sync":
+            local = _local_receiver(config, sender, instance, created, raw, using, update_fields)
             transaction.on_commit(lambda: deliver_sync(config, message, local), using=using)
         else:
             transaction.on_commit(lambda: _enqueue(config, message), using=using)
@@ -126,9 +128,14 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
         outbox.insert(message)
         return
     if config.mode == "sync":
-        deliver_sync(config, message, local)
+        deliver_sync(config, message, _local_receiver(config, sender, instance, created, raw, using, update_fields))
     else:
         _enqueue(config, message)
+
+
+def _local_receiver(config, model, instance, created, raw, using, update_fields):
+    """``_run_local`` bound to this save, for ``ON_UNREACHABLE = "local"``."""
+    return functools.partial(_run_local, config, model, instance, created, raw, using, update_fields)
 
 
 def _enqueue(config, message: outbox.Message) -> None:

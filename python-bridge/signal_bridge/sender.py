@@ -2,8 +2,9 @@
 
 One daemon thread per process, started on first use and made anew in a
 forked child (the parent's thread does not exist there, and its queue's
-locks may be held). Each round it takes up to ``ASYNC_BATCH`` messages
-(waiting up to ``ASYNC_BATCH_WAIT_MS`` for more once it has one):
+locks may be held). Each round it takes up to ``ASYNC_BATCH`` messages; rounds
+start at most every ``ASYNC_INTERVAL_MS`` (a message after a quiet spell goes
+at once, under load an interval's messages go together; see ``_gather``):
 
 1. older rows of the same objects still in the outbox go first (no
    overtaking; one raw indexed ``SELECT`` per round tells whether any exist);
@@ -68,6 +69,7 @@ class Sender:
         # and when the next drain may run (after one that left rows: a cooldown later).
         self.deferred_to: set[str] = set()
         self.next_drain = 0.0
+        self.last_round = 0.0  # when the previous round started (ASYNC_INTERVAL_MS)
 
     # --- producer side (Django threads) ---
 
@@ -138,30 +140,14 @@ class Sender:
                 except queue.Empty:
                     self._drain_deferred()
                     continue
-                batch = [first] if first is not None else []
+                batch = [first] if first is not None and self._render(first) else []
                 try:
                     config = conf.get()
-                    limit, wait_s = config.async_batch, config.async_batch_wait_ms / 1000.0
+                    limit, interval_s = config.async_batch, config.async_interval_ms / 1000.0
                 except Exception:
-                    limit, wait_s = 500, 0.0
-                # Gather a batch: every round costs commits that hold SQLite's
-                # write lock, so fewer, larger rounds slow save() down less.
-                # A round of deletes only (sync mode) is in no hurry at all.
-                started = time.monotonic()
-                while len(batch) < limit:
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        window = wait_s if batch else DELETE_WAIT_S
-                        remaining = started + window - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        try:
-                            item = self.queue.get(timeout=remaining)
-                        except queue.Empty:
-                            break
-                    if item is not None:
-                        batch.append(item)
+                    limit, interval_s = 500, 0.1
+                self._gather(batch, limit, interval_s)
+                self.last_round = time.monotonic()
                 deletes = []
                 while self.deletes:
                     deletes.append(self.deletes.popleft())
@@ -186,6 +172,61 @@ class Sender:
         finally:
             _close_db()
             transport.close_socket()
+
+    def _gather(self, batch: list, limit: int, interval_s: float) -> None:
+        """Add queued messages to ``batch`` until the round may start.
+
+        A round starts at most every ``interval_s`` (``ASYNC_INTERVAL_MS``):
+        every round costs commits (the worker's, and Django's deletes) that
+        hold SQLite's write lock, and a ``save()`` that meets the lock held
+        sleeps in SQLite's busy handler (1 ms, then 2, 5, ...). So a message
+        after a quiet spell goes at once, and under load the messages of one
+        interval go together. A round with only acked rows to delete is in
+        no hurry: it waits ``DELETE_WAIT_S`` at least.
+        """
+        def deadline() -> float:
+            earliest = self.last_round + interval_s
+            return max(earliest, time.monotonic() if batch else started + DELETE_WAIT_S)
+
+        started = time.monotonic()
+        until = deadline()
+        while len(batch) < limit:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self.queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if item is None or not self._render(item):
+                continue
+            batch.append(item)
+            if len(batch) == 1:
+                until = deadline()  # a message ends a deletes-only wait
+
+    def _render(self, message: outbox.Message) -> bool:
+        """Render ``message`` now, one at a time as it is taken from the queue.
+
+        Rendering (Django's field serialization, JSON) holds the GIL; done
+        message by message while the thread waits for the next one, it never
+        holds the GIL long enough to keep ``save()``'s thread waiting, as a
+        whole round rendered at once would (up to the 5 ms switch interval).
+        A message that cannot be rendered is logged and dropped.
+        """
+        try:
+            message.payload
+        except Exception:
+            logger.exception(
+                "signal_bridge: message %s (%s pk %s) could not be rendered; dropped",
+                message.message_id, message.label, message.object_pk,
+            )
+            state.count("errors.render")
+            self._done(1)
+            return False
+        return True
 
     def _round(self, batch: list[outbox.Message], deletes: list[tuple[str, int]]) -> None:
         by_db: dict[str, list[int]] = {}

@@ -85,3 +85,17 @@ def test_async_sender_drains_what_it_deferred_once_the_worker_is_back(bridge, wo
     assert applied_count(message_ids) == 3
     assert UserProfile.objects.filter(user_id__in=[u.pk for u in users], sex="F").count() == 3
     assert signal_bridge.stats()["drained"] == 3
+
+
+def test_async_sends_the_values_saved_not_later_changes(bridge):
+    # The message is rendered on the sender thread, after save() returned: it must still carry
+    # what was saved, whatever the caller does to the instance next.
+    bridge(MODE="async")
+    user = make_user("changed-after-save", sex="F", profile_type="business")
+    user._profile_data["sex"] = "M"
+    user._profile_data = {"sex": "M"}
+    user.username = "renamed-in-memory"
+    wait_for(lambda: UserProfile.objects.filter(user_id=user.pk).exists())
+    assert signal_bridge.flush(5)
+    profile = UserProfile.objects.get(user_id=user.pk)
+    assert (profile.sex, profile.profile_type) == ("F", "business")

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.serializers.json import DjangoJSONEncoder
 
 from signal_bridge import envelope
 
@@ -142,3 +143,65 @@ def test_a_selected_many_to_many_field_is_left_to_djangos_serializer():
     serialized = envelope.serialize_instance(user, ("username", "groups"))
     assert serialized == _django_serializer(user, ("username", "groups"))
     assert serialized["fields"]["groups"] == [group.pk]
+
+
+def test_capture_detaches_from_later_changes_to_the_instance():
+    # Async messages without an outbox row are rendered later, on the sender thread: what the
+    # caller does to the instance after save() must not reach the message.
+    user = User(id=11, username="before", last_login=datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc))
+    user.first_name = ["a", "list"]  # a mutable value: copied, not shared
+    user._profile_data = {"sex": "F"}
+    draft = envelope.capture(
+        message_id="m", signal="post_save", label="auth.user", using="default", created=True, raw=False,
+        update_fields=None, instance=user, attrs=("_profile_data",), fields=None,
+    )
+    expected = json.loads(json.dumps(_django_serializer(user, _concrete_names(user)), cls=DjangoJSONEncoder))
+    user.username = "after"
+    user.first_name.append("changed")
+    user.last_login = None
+    user._profile_data["sex"] = "M"
+    user.id = 12
+    message = json.loads(draft.render())
+    assert message["instance"] == expected
+    assert message["instance"]["fields"]["username"] == "before"
+    assert message["instance"]["pk"] == 11
+    assert message["attrs"] == {"_profile_data": {"sex": "F"}}
+
+
+def test_capture_and_render_equal_build():
+    user = User(id=13, username="same", email="s@example.com")
+    user._profile_data = {"birthdate": datetime.date(1990, 1, 2)}
+    options = dict(
+        message_id="m", signal="post_save", label="auth.user", using="default", created=False, raw=False,
+        update_fields={"email"}, instance=user, attrs=("_profile_data", "_absent"), fields=None,
+    )
+    built, rendered = json.loads(envelope.build(**options)), json.loads(envelope.capture(**options).render())
+    built.pop("sent_at"), rendered.pop("sent_at")
+    assert built == rendered
+    assert list(rendered) == ["v", "id", "signal", "sender", "db", "created", "raw", "update_fields", "instance",
+                              "attrs"]
+
+
+def test_an_unencodable_attribute_fails_in_capture_not_later():
+    user = User(id=14, username="bad")
+    user._profile_data = {"when": object()}
+    with pytest.raises(TypeError):
+        envelope.capture(
+            message_id="m", signal="post_save", label="auth.user", using="default", created=True, raw=False,
+            update_fields=None, instance=user, attrs=("_profile_data",), fields=None,
+        )
+
+
+@pytest.mark.django_db
+def test_a_deferred_field_is_serialized_at_capture():
+    from signal_bridge import state
+
+    with state.suspended():
+        User.objects.create(username="deferred", email="d@example.com")
+    user = User.objects.only("username").get(username="deferred")
+    draft = envelope.capture(
+        message_id="m", signal="post_save", label="auth.user", using="default", created=False, raw=False,
+        update_fields=None, instance=user, attrs=(), fields=None,
+    )
+    assert isinstance(draft.instance, dict), "loading the deferred field must not be left to the sender thread"
+    assert draft.instance["fields"]["email"] == "d@example.com"

@@ -20,7 +20,7 @@ def make_message(**overrides) -> outbox.Message:
         using="default",
         label="auth.user",
         object_pk="42",
-        payload=json.dumps({"v": 1, "text": "été 😀", "quote": "' ; DROP TABLE x; --"}),
+        body=json.dumps({"v": 1, "text": "été 😀", "quote": "' ; DROP TABLE x; --"}),
     )
     fields.update(overrides)
     return outbox.Message(**fields)

@@ -1,0 +1,71 @@
+"""The async sender's rounds (no worker: its gathering and rendering only)."""
+
+import logging
+import time
+
+from signal_bridge import outbox, state
+from signal_bridge.sender import Sender
+
+
+class _Draft:
+    def __init__(self, text=None):
+        self.text = text
+
+    def render(self):
+        if self.text is None:
+            raise ValueError("cannot render")
+        return self.text
+
+
+def message(text='{"v":1}'):
+    return outbox.Message(message_id="m", using="default", label="auth.user", object_pk="1", body=_Draft(text))
+
+
+def test_a_message_after_a_quiet_spell_goes_at_once():
+    sender = Sender(100)
+    sender.last_round = time.monotonic() - 10
+    sender.queue.put(message())
+    batch, started = [], time.monotonic()
+    sender._gather(batch, limit=500, interval_s=5.0)
+    assert len(batch) == 1
+    assert time.monotonic() - started < 2.0, "the interval since the last round is long over: no wait"
+
+
+def test_under_load_messages_wait_for_the_interval_and_go_together():
+    sender = Sender(100)
+    sender.last_round = time.monotonic()
+    for _ in range(3):
+        sender.queue.put(message())
+    batch, started = [], time.monotonic()
+    sender._gather(batch, limit=500, interval_s=0.3)
+    waited = time.monotonic() - started
+    assert len(batch) == 3
+    assert waited >= 0.25, f"a round started {waited:.3f} s after the previous one (interval 0.3 s)"
+
+
+def test_a_full_batch_does_not_wait():
+    sender = Sender(100)
+    sender.last_round = time.monotonic()
+    for _ in range(5):
+        sender.queue.put(message())
+    batch, started = [], time.monotonic()
+    sender._gather(batch, limit=5, interval_s=5.0)
+    assert len(batch) == 5 and time.monotonic() - started < 2.0
+
+
+def test_messages_are_rendered_as_they_are_taken_and_a_broken_one_is_dropped(caplog):
+    state.reset_stats()
+    sender = Sender(100)
+    sender.last_round = time.monotonic() - 10
+    good, broken = message('{"v":1,"ok":true}'), message(None)
+    sender.unfinished = 2
+    sender.queue.put(broken)
+    sender.queue.put(good)
+    batch = []
+    with caplog.at_level(logging.ERROR, logger="signal_bridge"):
+        sender._gather(batch, limit=500, interval_s=0.0)
+    assert batch == [good]
+    assert isinstance(good.body, str), "rendered on the sender thread, before the round"
+    assert sender.unfinished == 1, "the dropped message no longer counts as pending (flush() would wait)"
+    assert state.stats()["errors.render"] == 1
+    assert "could not be rendered" in caplog.text
