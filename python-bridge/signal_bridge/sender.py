@@ -53,6 +53,8 @@ logger = logging.getLogger("signal_bridge")
 
 # How long a round that has only acked rows to delete waits for more.
 DELETE_WAIT_S = 0.05
+# How often a round that waits for its interval takes (and renders) what has been queued.
+GATHER_POLL_S = 0.005
 
 
 class Sender:
@@ -197,10 +199,11 @@ class Sender:
                 remaining = until - time.monotonic()
                 if remaining <= 0:
                     break
-                try:
-                    item = self.queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
+                # Poll rather than block on the queue: a thread blocked in get() is
+                # woken by every put() and then takes the GIL from save()'s thread,
+                # message by message.
+                time.sleep(min(GATHER_POLL_S, remaining))
+                continue
             if item is None or not self._render(item):
                 continue
             batch.append(item)
