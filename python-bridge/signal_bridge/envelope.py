@@ -65,7 +65,8 @@ def uuid7() -> str:
 
 
 def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now in UTC as ``2026-01-02T03:04:05.678901Z`` (``isoformat`` is several times faster than ``strftime``)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _absent():  # sentinel for getattr

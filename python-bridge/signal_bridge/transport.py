@@ -327,13 +327,13 @@ def _pipeline_one(
             break
         wanted.add(message_id)
         # Read replies that are already here so neither side's queue grows.
-        while sock.poll(0, zmq.POLLIN):
-            _take(sock, wanted, replies)
+        _take_ready(sock, wanted, replies)
     while len(replies) < len(wanted):
+        if _take_ready(sock, wanted, replies):
+            continue
         if not sock.poll(timeout_ms, zmq.POLLIN):
             _close(endpoint)
             break
-        _take(sock, wanted, replies)
     if len(wanted) < len(frames) and len(replies) == len(wanted):
         _close(endpoint)  # a send timed out: start over on a fresh socket
     return replies
@@ -357,8 +357,7 @@ def _pipeline_many(
                 gave_up.add(endpoint)  # not connected within timeout_ms: its rest stays unsent
                 break
             ids.add(message_id)
-            while sock.poll(0, zmq.POLLIN):
-                _take(sock, ids, replies)
+            _take_ready(sock, ids, replies)
     poller = zmq.Poller()
     last_reply: dict[str, float] = {}
     now = time.monotonic()
@@ -373,8 +372,7 @@ def _pipeline_many(
         now = time.monotonic()
         for sock in ready:
             endpoint = by_socket[sock]
-            while sock.poll(0, zmq.POLLIN):
-                _take(sock, wanted[endpoint], replies)
+            _take_ready(sock, wanted[endpoint], replies)
             last_reply[endpoint] = now
             if wanted[endpoint] <= replies.keys():
                 poller.unregister(sock)
@@ -391,6 +389,20 @@ def _pipeline_many(
     for endpoint in gave_up:
         _close(endpoint)
     return replies
+
+
+def _take_ready(sock: zmq.Socket, wanted: set, replies: dict) -> int:
+    """Take every reply already queued on ``sock`` without waiting; how many.
+
+    Asks ``ZMQ_EVENTS`` rather than ``poll(0)``: pyzmq builds a poller for
+    every ``Socket.poll`` call, which cost more than the reply itself when
+    done after each of a pipeline's sends.
+    """
+    taken = 0
+    while sock.get(zmq.EVENTS) & zmq.POLLIN:
+        _take(sock, wanted, replies)
+        taken += 1
+    return taken
 
 
 def _take(sock: zmq.Socket, wanted: set, replies: dict) -> None:
