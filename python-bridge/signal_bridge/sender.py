@@ -211,13 +211,14 @@ class Sender:
                 until = deadline()  # a message ends a deletes-only wait
 
     def _render(self, message: outbox.Message) -> bool:
-        """Render ``message`` now, one at a time as it is taken from the queue.
+        """Render ``message`` now, as it is taken from the queue.
 
-        Rendering (Django's field serialization, JSON) holds the GIL; done
-        message by message while the thread waits for the next one, it never
-        holds the GIL long enough to keep ``save()``'s thread waiting, as a
-        whole round rendered at once would (up to the 5 ms switch interval).
-        A message that cannot be rendered is logged and dropped.
+        Rendering (Django's field serialization, JSON) holds the GIL. Done
+        for the few messages of each ``GATHER_POLL_S`` while the round waits
+        for its interval, it never holds the GIL long enough to keep
+        ``save()``'s thread waiting, as a whole round rendered at once would
+        (up to the 5 ms switch interval). A message that cannot be rendered
+        is logged and dropped.
         """
         try:
             message.payload
