@@ -117,6 +117,15 @@ DEFAULTS: dict[str, Any] = {
     "CURVE": None,
 }
 
+# Keys of earlier versions: (the key now, what changed), for the E002 hint.
+RENAMED = {
+    "ASYNC_BATCH_WAIT_MS": (
+        "ASYNC_INTERVAL_MS",
+        "the sender no longer waits for more messages after the first one; it starts a round at most every "
+        "ASYNC_INTERVAL_MS",
+    ),
+}
+
 # (key, minimum) of the integer settings.
 _INTEGERS = {
     "TIMEOUT_MS": 1,
@@ -204,11 +213,12 @@ def validate(raw: Any) -> tuple[BridgeConfig | None, list[Problem]]:
         ]
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
+        renamed = [f"{old!r} is now {RENAMED[old][0]!r} ({RENAMED[old][1]})" for old in unknown if old in RENAMED]
         problems.append(
             Problem(
                 "signal_bridge.E002",
                 f"SIGNAL_BRIDGE has unknown keys: {', '.join(map(repr, unknown))}.",
-                "Known keys: " + ", ".join(sorted(DEFAULTS)) + ".",
+                ("; ".join(renamed) + ". " if renamed else "") + "Known keys: " + ", ".join(sorted(DEFAULTS)) + ".",
             )
         )
     values = {**DEFAULTS, **raw}

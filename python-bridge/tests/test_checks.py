@@ -35,6 +35,12 @@ def test_bad_setting_reports_documented_id(bridge, overrides, expected_id):
     assert expected_id in ids(checks.check_settings())
 
 
+def test_a_renamed_key_says_what_it_is_called_now(bridge):
+    bridge(ASYNC_BATCH_WAIT_MS=5)
+    (problem,) = [m for m in checks.check_settings() if m.id == "signal_bridge.E002"]
+    assert "'ASYNC_BATCH_WAIT_MS' is now 'ASYNC_INTERVAL_MS'" in problem.hint
+
+
 def test_invalid_settings_raise_improperly_configured_when_used(bridge):
     bridge(MODE="fast")
     with pytest.raises(ImproperlyConfigured, match="signal_bridge.E003"):
