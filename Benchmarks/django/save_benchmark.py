@@ -714,6 +714,9 @@ def round_metrics(r: dict, n: int) -> dict:
         m[f"{phase}.e2e"] = rate(n, p.get("e2e_s"))
         m[f"{phase}.relay"] = rate(n, p.get("relay_s"))
         m[f"{phase}.handler_us"] = 1e6 * p.get("receiver_s", 0) / n
+        for q in ("p50", "p90", "p99", "max"):
+            if f"{q}_us" in p:
+                m[f"{phase}.{q}_us"] = p[f"{q}_us"]
         m[f"{phase}.deliver_us"] = 1e6 * p.get("on_commit_s", 0) / n if p.get("on_commit_s") else None
         if p.get("sender_rounds"):
             m[f"{phase}.rounds"] = p["sender_rounds"]
@@ -874,6 +877,7 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw
     lines.append("")
 
     lines += where_time_goes(dbs, configs, results, rows, profiles, n)
+    lines += per_save_section(dbs, configs, results)
     lines += deletion_section(dbs, results)
     lines += every_round_table(dbs, configs, raw, n)
     return "\n".join(lines)
@@ -997,6 +1001,26 @@ def profile_text(prof: dict) -> str:
         return ""
     parts = ", ".join(f"{label} {100 * us / total:.0f} %" for label, us in picks)
     return f"cProfile of one extra run, cumulative share of the handler's time, nested calls overlap: {parts}"
+
+
+def per_save_section(dbs, configs, results) -> list[str]:
+    """Percentiles of single saves: a cost spread over every save, or stalls of a few."""
+    lines = ["## Single saves", "",
+             "µs per `save()` (creates / updates), median over the rounds of each round's percentile. A slowdown "
+             "spread over every save moves p50; a few saves stalled (a busy wait for SQLite's write lock, a WAL "
+             "checkpoint, the GIL held by another thread) move p99 and max.", "",
+             "| database | configuration | pattern | p50 | p90 | p99 | max |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for db in dbs:
+        for c in configs:
+            s = results[db][c.key]
+            if s["failed"] or med(s, "create.p50_us") is None:
+                continue
+            cells = [f"{fmt(med(s, f'create.{q}_us'))} / {fmt(med(s, f'update.{q}_us'))}"
+                     for q in ("p50", "p90", "p99", "max")]
+            lines.append(f"| {db} | {c.name} | {c.pattern} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def deletion_section(dbs, results) -> list[str]:
