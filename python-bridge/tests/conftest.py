@@ -118,6 +118,18 @@ class Worker:
             return "(no log)"
 
 
+def pytest_collection_modifyitems(items):
+    """Tests that start the worker need the test database on disk.
+
+    pytest-django creates it only when a collected test is marked
+    ``django_db``; a module run alone whose tests only ping the worker
+    (tests/test_checks.py) would otherwise start it against a missing file.
+    """
+    for item in items:
+        if "worker" in getattr(item, "fixturenames", ()) and item.get_closest_marker("django_db") is None:
+            item.add_marker(pytest.mark.django_db)
+
+
 @pytest.fixture(scope="session")
 def worker(django_db_setup, django_db_blocker, tmp_path_factory):
     from django.db import connection
