@@ -59,13 +59,46 @@ final class TCPProxy: @unchecked Sendable {
         #endif
     }
 
-    /// Starts listening (again) and forwarding.
+    /// Ports the first `start()` picks from: below Linux's ephemeral range (32768-60999).
+    /// A port from that range, released by `stop()`, can be handed to another socket as its
+    /// local port, and the next `start()` then fails to bind it (EADDRINUSE); a CI run hung in
+    /// the test's clean-up after such a failure. A port below it is only ever bound on purpose.
+    private static let candidatePorts = 20_000..<32_000
+
+    /// Starts listening (again, on the same port) and forwarding.
     func start() throws {
-        let fd = Self.makeSocket()
+        let fd: Int32
+        if port == 0 {
+            var lastError = SocketError(call: "bind", code: 0)
+            var found: (fd: Int32, port: Int)?
+            for _ in 0..<100 {
+                let candidate = Int.random(in: Self.candidatePorts)
+                do {
+                    found = (try Self.listeningSocket(port: candidate), candidate)
+                    break
+                } catch let error as SocketError {
+                    lastError = error
+                }
+            }
+            guard let found else { throw lastError }
+            (fd, port) = found
+        } else {
+            fd = try Self.listeningSocket(port: port)
+        }
+        let current = lock.withLock { () -> Int in
+            running = true
+            return generation
+        }
+        spawn("tcp-proxy-accept", generation: current) { [self] in acceptLoop(fd, generation: current) }
+    }
+
+    /// A socket listening on 127.0.0.1:`port`.
+    private static func listeningSocket(port: Int) throws -> Int32 {
+        let fd = makeSocket()
         guard fd >= 0 else { throw SocketError(call: "socket", code: errno) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = Self.address(port: port)
+        var address = address(port: port)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -74,19 +107,7 @@ final class TCPProxy: @unchecked Sendable {
             close(fd)
             throw SocketError(call: "bind/listen on port \(port)", code: code)
         }
-        if port == 0 {
-            var actual = sockaddr_in()
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &actual) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            port = Int(UInt16(bigEndian: actual.sin_port))
-        }
-        let current = lock.withLock { () -> Int in
-            running = true
-            return generation
-        }
-        spawn("tcp-proxy-accept", generation: current) { [self] in acceptLoop(fd, generation: current) }
+        return fd
     }
 
     /// Closes the port and every forwarded connection; returns once all of this proxy's
