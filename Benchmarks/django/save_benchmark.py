@@ -1230,7 +1230,7 @@ def main() -> int:
                         help="pass ARG to every `signal-worker serve` (repeat; e.g. --worker-arg=--max-batch-wait-ms=5)")
     parser.add_argument("--bridge-setting", action="append", default=[], metavar="KEY=JSON",
                         help="set a SIGNAL_BRIDGE key in every bridge configuration (repeat; "
-                             "e.g. --bridge-setting ASYNC_BATCH_WAIT_MS=20); a configuration's own keys win")
+                             "e.g. --bridge-setting ASYNC_INTERVAL_MS=250); a configuration's own keys win")
     args = parser.parse_args()
     WORKER_EXTRA_ARGS.extend(args.worker_arg)
     for item in args.bridge_setting:

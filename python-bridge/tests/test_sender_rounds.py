@@ -21,36 +21,32 @@ def message(text='{"v":1}'):
     return outbox.Message(message_id="m", using="default", label="auth.user", object_pk="1", body=_Draft(text))
 
 
-def test_a_message_after_a_quiet_spell_goes_at_once():
+def gather(queued: int, *, last_round_ago: float, limit: int, interval_s: float) -> tuple[list, float]:
+    """One ``_gather`` on a fresh sender with ``queued`` messages; the batch and the seconds it took."""
     sender = Sender(100)
-    sender.last_round = time.monotonic() - 10
-    sender.queue.put(message())
+    sender.last_round = time.monotonic() - last_round_ago
+    for _ in range(queued):
+        sender.queue.put(message())
     batch, started = [], time.monotonic()
-    sender._gather(batch, limit=500, interval_s=5.0)
+    sender._gather(batch, limit=limit, interval_s=interval_s)
+    return batch, time.monotonic() - started
+
+
+def test_a_message_after_a_quiet_spell_goes_at_once():
+    batch, waited = gather(1, last_round_ago=10, limit=500, interval_s=5.0)
     assert len(batch) == 1
-    assert time.monotonic() - started < 2.0, "the interval since the last round is long over: no wait"
+    assert waited < 2.0, "the interval since the last round is long over: no wait"
 
 
 def test_under_load_messages_wait_for_the_interval_and_go_together():
-    sender = Sender(100)
-    sender.last_round = time.monotonic()
-    for _ in range(3):
-        sender.queue.put(message())
-    batch, started = [], time.monotonic()
-    sender._gather(batch, limit=500, interval_s=0.3)
-    waited = time.monotonic() - started
+    batch, waited = gather(3, last_round_ago=0, limit=500, interval_s=0.3)
     assert len(batch) == 3
     assert waited >= 0.25, f"a round started {waited:.3f} s after the previous one (interval 0.3 s)"
 
 
 def test_a_full_batch_does_not_wait():
-    sender = Sender(100)
-    sender.last_round = time.monotonic()
-    for _ in range(5):
-        sender.queue.put(message())
-    batch, started = [], time.monotonic()
-    sender._gather(batch, limit=5, interval_s=5.0)
-    assert len(batch) == 5 and time.monotonic() - started < 2.0
+    batch, waited = gather(5, last_round_ago=0, limit=5, interval_s=5.0)
+    assert len(batch) == 5 and waited < 2.0
 
 
 def test_messages_are_rendered_as_they_are_taken_and_a_broken_one_is_dropped(caplog):
