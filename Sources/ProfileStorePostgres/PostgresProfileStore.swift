@@ -86,9 +86,20 @@ public final class PostgresProfileStore: ProfileStore, Service {
 
     /// Runs the connection pool until the task is cancelled or a graceful shutdown is triggered.
     ///
-    /// Must be running for any other method to work. Call it once.
+    /// Must be running for any other method to work. Call it once. Returns at most
+    /// ``PostgresStoreConfiguration/stopTimeout`` after the stop request, even when the pool
+    /// has not ended by then (see ``BoundedStop``); that is logged as a warning.
     public func run() async throws {
-        await client.run()
+        let client = self.client
+        let stopTimeout = configuration.stopTimeout
+        let outcome = await BoundedStop.run({ await client.run() }, stopTimeout: stopTimeout)
+        if outcome == .abandoned {
+            logger.warning(
+                """
+                the PostgreSQL connection pool did not stop within \(stopTimeout) of the stop request \
+                (a connection attempt still pending?); stopping without it
+                """)
+        }
     }
 
     /// The limits PostgreSQL enforces: `varchar(n)` lengths of `profile_type` and `sex`
@@ -236,85 +247,48 @@ public final class PostgresProfileStore: ProfileStore, Service {
 
     /// Leases a pooled connection for `body`, waiting at most `acquireTimeout` for it, and
     /// closes it if `body` runs longer than `operationTimeout`.
+    ///
+    /// The lease runs in a task of its own (see ``ConnectionHandoff``): this returns at the
+    /// acquire timeout or on cancellation even when the pool's lease request does not end then.
     private func withConnection<Result: Sendable>(
-        _ body: @Sendable (PostgresConnection) async throws -> Result
+        _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let client = self.client
         let acquireTimeout = configuration.acquireTimeout
-        let operationTimeout = configuration.operationTimeout
-        // The task group ends before this function returns, so `body` does not really escape.
-        return try await withoutActuallyEscaping(body) { body in
-            try await withThrowingTaskGroup(of: Result?.self) { group in
-                let lease = LeaseState()
-                group.addTask {
-                    try await client.withConnection { connection in
-                        guard lease.leased(connection) else { throw ConnectionAcquireTimeout(timeout: acquireTimeout) }
-                        defer { lease.finished() }
-                        return try await body(connection)
-                    }
+        let handoff = ConnectionHandoff()
+        let lease = Task {
+            do {
+                try await client.withConnection { connection in
+                    guard handoff.offer(connection) else { return }  // nobody waits: straight back
+                    await handoff.untilGivenBack()
                 }
-                group.addTask {
-                    try await Task.sleep(for: acquireTimeout)
-                    if lease.timedOut() { throw ConnectionAcquireTimeout(timeout: acquireTimeout) }
-                    guard let operationTimeout else { return nil }
-                    try await Task.sleep(for: operationTimeout)
-                    // Closing the connection fails the running query, which ends the transaction.
-                    if let connection = lease.overrun() {
-                        let _: EventLoopFuture<Void> = connection.close()
-                    }
-                    return nil
-                }
-                while let result = try await group.next() {
-                    if let result {
-                        group.cancelAll()
-                        return result
-                    }
-                }
-                throw CancellationError()
+            } catch {
+                handoff.fail(error)
             }
         }
-    }
-}
-
-/// Who got there first: the lease, or the acquire timeout.
-private final class LeaseState: Sendable {
-    private enum State {
-        case waiting
-        case leased(PostgresConnection)
-        case done
-    }
-
-    private let state = Mutex<State>(.waiting)
-
-    /// The connection arrived; `false` when the timeout already fired (do not use it).
-    func leased(_ connection: PostgresConnection) -> Bool {
-        state.withLock { state in
-            guard case .waiting = state else { return false }
-            state = .leased(connection)
-            return true
+        let acquireTimer = Task {
+            try await Task.sleep(for: acquireTimeout)
+            handoff.fail(ConnectionAcquireTimeout(timeout: acquireTimeout))
+            lease.cancel()
         }
-    }
-
-    /// The operation ended.
-    func finished() {
-        state.withLock { $0 = .done }
-    }
-
-    /// The acquire timeout fired; `true` when no connection had been leased yet.
-    func timedOut() -> Bool {
-        state.withLock { state in
-            guard case .waiting = state else { return false }
-            state = .done
-            return true
+        defer { acquireTimer.cancel() }
+        let connection = try await withTaskCancellationHandler {
+            try await handoff.connection()
+        } onCancel: {
+            handoff.fail(CancellationError())
+            lease.cancel()
         }
-    }
-
-    /// The operation timeout fired; the connection to close, if the operation still runs.
-    func overrun() -> PostgresConnection? {
-        state.withLock { state in
-            guard case .leased(let connection) = state else { return nil }
-            state = .done
-            return connection
+        defer { handoff.giveBack() }
+        acquireTimer.cancel()
+        guard let operationTimeout = configuration.operationTimeout else { return try await body(connection) }
+        let watchdog = Task {
+            try await Task.sleep(for: operationTimeout)
+            // Closing the connection fails the running query, which ends the transaction.
+            if let overrun = handoff.connectionInUse {
+                let _: EventLoopFuture<Void> = overrun.close()
+            }
         }
+        defer { watchdog.cancel() }
+        return try await body(connection)
     }
 }

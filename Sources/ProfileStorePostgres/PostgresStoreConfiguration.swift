@@ -56,6 +56,9 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     /// connection; when exceeded the connection is closed, which rolls the transaction back.
     /// `nil`: no limit.
     public var operationTimeout: Duration?
+    /// Longest wait for the connection pool to end once the store is asked to stop
+    /// (cancellation or graceful shutdown); then ``PostgresProfileStore/run()`` returns anyway.
+    public var stopTimeout: Duration
     /// Largest number of connections the store opens.
     public var maximumConnections: Int
     /// First key of the two-key advisory locks the store takes on user ids
@@ -72,7 +75,7 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
         userTable: String = "auth_user", appliedTable: String = "signal_worker_applied",
         sequenceTable: String = "signal_worker_user_sequence", connectTimeout: Duration = .seconds(5),
         acquireTimeout: Duration = .seconds(5), operationTimeout: Duration? = .seconds(60),
-        maximumConnections: Int = 4, advisoryLockNamespace: Int32 = 0x5357_0001,
+        stopTimeout: Duration = .seconds(5), maximumConnections: Int = 4, advisoryLockNamespace: Int32 = 0x5357_0001,
         applicationName: String = "signal-worker"
     ) {
         self.host = host
@@ -89,6 +92,7 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
         self.connectTimeout = connectTimeout
         self.acquireTimeout = acquireTimeout
         self.operationTimeout = operationTimeout
+        self.stopTimeout = stopTimeout
         self.maximumConnections = maximumConnections
         self.advisoryLockNamespace = advisoryLockNamespace
         self.applicationName = applicationName

@@ -59,14 +59,21 @@ struct PostgresStoreTests {
         }
     }
 
-    // The time limit cancels a hang (it takes about 5 s) and names it, instead of the step's bound.
+    // The time limit cancels a hang and names it, instead of the step's bound. It counts the
+    // wait for a fixture slot too (20-30 s on 2 cores while the store suite runs); the test
+    // itself takes about a second.
     @Test(
         "the server going away gives store_unavailable quickly, and the store works again when it is back",
-        .timeLimit(.minutes(2)))
+        .timeLimit(.minutes(4)))
     func outageAndRecovery() async throws {
+        // Each step is printed, so a hang in CI names the step it hung in.
+        let clock = ContinuousClock()
+        let began = clock.now
+        func step(_ text: String) { print("outage test [\(began.duration(to: clock.now))]: \(text)") }
         let base = try PostgresFixture.baseConfiguration()
         let proxy = TCPProxy(targetPort: base.port)
         try proxy.start()
+        step("proxy listening on \(proxy.port)")
         defer { try? proxy.stop() }
         try await FixtureLimiter.postgres.withSlot {
             try await PostgresFixture.with(configure: { configuration in
@@ -77,18 +84,24 @@ struct PostgresStoreTests {
                 // through the proxy is made on a loaded machine (1 s was not, once).
                 configuration.acquireTimeout = .seconds(3)
                 configuration.connectTimeout = .seconds(2)
+                // A connection the outage left half-open fails its batch soon, not after 60 s.
+                configuration.operationTimeout = .seconds(10)
             }) { fixture in
+                step("fixture ready")
                 try await fixture.addUsers([1, 2])
                 #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
 
                 try proxy.stop()
+                step("proxy stopped")
                 let start = ContinuousClock.now
                 let down = await ProfileReceiver().apply([Messages.created(2), Messages.updated(1)], to: fixture.store)
                 let elapsed = start.duration(to: .now)
                 #expect(down.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
                 #expect(elapsed < .seconds(10), "took \(elapsed)")  // no hang; CI shares 2 cores with parallel tests
+                step("outage outcomes in \(elapsed)")
 
                 try proxy.start()
+                step("proxy restarted")
                 var outcome = Reply.Outcome.error(ReplyError(.storeUnavailable, "not tried"))
                 let deadline = ContinuousClock.now + .seconds(30)
                 let retry = Messages.created(2)
@@ -98,8 +111,12 @@ struct PostgresStoreTests {
                     try await Task.sleep(for: .milliseconds(200))
                 }
                 #expect(outcome == .ok(.created), "the pool did not reconnect within 30 s")
+                step("after the outage: \(outcome)")
                 #expect(try await fixture.profiles().map(\.userID) == [1, 2])
             }
+            step("fixture closed")
+            try proxy.stop()
+            step("proxy stopped at the end")
         }
     }
 
@@ -197,6 +214,29 @@ struct PostgresUnreachableTests {
             #expect(prepare?.code == .unavailable)
             #expect(await store.columnLimits == ColumnLimits(rejectsNUL: true))
         }
+    }
+
+    @Test(
+        "a server that never answers, or closes at once: store_unavailable within the acquire timeout, and run() ends",
+        .timeLimit(.minutes(1)), arguments: [StubTCPServer.Behaviour.silent, .acceptAndClose])
+    func halfThereServer(behaviour: StubTCPServer.Behaviour) async throws {
+        let server = try StubTCPServer(behaviour)
+        defer { server.stop() }
+        var configuration = PostgresStoreConfiguration(
+            host: "127.0.0.1", port: server.port, username: "postgres", database: "nothing", tls: .disable)
+        configuration.acquireTimeout = .milliseconds(500)
+        configuration.connectTimeout = .milliseconds(500)
+        let store = PostgresProfileStore(configuration: configuration, logger: testLogger)
+        let running = Task { try? await store.run() }
+        let start = ContinuousClock.now
+        let outcomes = await ProfileReceiver().apply([Messages.created(1), Messages.updated(2)], to: store)
+        #expect(outcomes.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
+        #expect(start.duration(to: .now) < .seconds(10), "took \(start.duration(to: .now))")
+
+        running.cancel()
+        let stopping = ContinuousClock.now
+        #expect(await ends(running, within: .seconds(20)), "run() did not end within 20 s of its cancellation")
+        print("half-there server (\(behaviour)): run() ended \(stopping.duration(to: .now)) after its cancellation")
     }
 
     @Test("without run() the store answers unavailable instead of hanging")

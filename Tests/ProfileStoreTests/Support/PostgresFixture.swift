@@ -2,7 +2,8 @@ import Foundation
 import Logging
 import PostgresNIO
 import ProfileReceiver
-import ProfileStorePostgres
+
+@testable import ProfileStorePostgres
 
 /// Logs of the stores under test: errors only (connection retries log at info).
 let testLogger: Logger = {
@@ -60,7 +61,9 @@ struct PostgresFixture: StoreFixture {
         let fixture = PostgresFixture(schema: schema, postgresStore: store, admin: admin)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await store.run() }
-            group.addTask { await admin.run() }
+            // Bounded like the store's own pool: a clean-up must not wait for good on a pool
+            // that does not end (see BoundedStop).
+            group.addTask { _ = await BoundedStop.run({ await admin.run() }, stopTimeout: .seconds(5)) }
             defer { group.cancelAll() }
             var failure: (any Error)?
             do {

@@ -69,19 +69,7 @@ final class TCPProxy: @unchecked Sendable {
     func start() throws {
         let fd: Int32
         if port == 0 {
-            var lastError = SocketError(call: "bind", code: 0)
-            var found: (fd: Int32, port: Int)?
-            for _ in 0..<100 {
-                let candidate = Int.random(in: Self.candidatePorts)
-                do {
-                    found = (try Self.listeningSocket(port: candidate), candidate)
-                    break
-                } catch let error as SocketError {
-                    lastError = error
-                }
-            }
-            guard let found else { throw lastError }
-            (fd, port) = found
+            (fd, port) = try Self.listeningSocketOnFreePort()
         } else {
             fd = try Self.listeningSocket(port: port)
         }
@@ -92,8 +80,22 @@ final class TCPProxy: @unchecked Sendable {
         spawn("tcp-proxy-accept", generation: current) { [self] in acceptLoop(fd, generation: current) }
     }
 
+    /// A socket listening on 127.0.0.1 on a free port from ``candidatePorts``.
+    static func listeningSocketOnFreePort() throws -> (fd: Int32, port: Int) {
+        var lastError = SocketError(call: "bind", code: 0)
+        for _ in 0..<100 {
+            let candidate = Int.random(in: candidatePorts)
+            do {
+                return (try listeningSocket(port: candidate), candidate)
+            } catch let error as SocketError {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
     /// A socket listening on 127.0.0.1:`port`.
-    private static func listeningSocket(port: Int) throws -> Int32 {
+    static func listeningSocket(port: Int) throws -> Int32 {
         let fd = makeSocket()
         guard fd >= 0 else { throw SocketError(call: "socket", code: errno) }
         var one: Int32 = 1
@@ -148,7 +150,7 @@ final class TCPProxy: @unchecked Sendable {
     }
 
     /// Waits up to one poll interval for `fd` to be readable; `false` on a timeout.
-    private static func readable(_ fd: Int32) -> Bool {
+    static func readable(_ fd: Int32) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&entry, 1, pollMilliseconds) > 0
     }
