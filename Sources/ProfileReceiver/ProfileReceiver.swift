@@ -43,7 +43,9 @@ public struct ProfileReceiver: Sendable {
                 .badRequest, "field instance.pk must be an integer, got \(envelope.instance.pk.typeName)",
                 field: "instance.pk")
         }
-        var message = ProfileMessage(id: envelope.id, sequence: envelope.sequence, userID: userID, created: envelope.created)
+        var message = ProfileMessage(
+            id: envelope.id, sequence: envelope.sequence, durable: envelope.durable, userID: userID,
+            created: envelope.created)
         do {
             message.data = try profileData(envelope.attrs[Self.profileDataAttribute])
         } catch {

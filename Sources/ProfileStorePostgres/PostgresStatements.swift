@@ -36,9 +36,13 @@ struct PostgresStatements: Sendable {
         // cost no table writes, and they go away at COMMIT/ROLLBACK. Keys are locked in
         // ascending order (the array is sorted and deduplicated in Swift, and the aggregate
         // consumes the sorted subquery row by row), so overlapping batches cannot deadlock.
+        // The same round trip turns `synchronous_commit` off for this transaction when $3 says
+        // no message of the batch needs a durable commit (`durable: false`, docs/PROTOCOL.md);
+        // otherwise the server's setting stays as configured.
         lockUsers = PostgresNamedStatement(
             sql: """
-                SELECT count(pg_advisory_xact_lock($1::int4, k.key)) \
+                SELECT count(pg_advisory_xact_lock($1::int4, k.key)), \
+                CASE WHEN $3::bool THEN set_config('synchronous_commit', 'off', true) END \
                 FROM (SELECT key FROM unnest($2::int4[]) AS u(key) ORDER BY key) AS k
                 """)
         // Everything the plan needs, in one statement (one round trip): one row per user of the
@@ -145,10 +149,11 @@ struct PostgresStatements: Sendable {
         let users = userSet.sorted()
         let lockKeys = Set(users.map(Self.lockKey)).sorted()
 
-        var lock = PostgresBindings(capacity: 2)
+        var lock = PostgresBindings(capacity: 3)
         lock.append(namespace)
         lock.append(lockKeys)
-        _ = try await lockUsers.run(lock, on: connection, logger: logger) { try $0.decode(Int64.self) }
+        lock.append(messages.mayCommitWithoutSync)
+        _ = try await lockUsers.run(lock, on: connection, logger: logger) { try $0.decode((Int64, String?).self) }
 
         var snapshot = StoreSnapshot()
         var readBinds = PostgresBindings(capacity: 2)

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ProfileReceiver
+import Synchronization
 
 /// A ``ProfileStore`` over Django's SQLite database file, shared with the running Django process.
 ///
@@ -16,7 +17,9 @@ import ProfileReceiver
 ///   DEFERRED`, so SQLite checks it at commit).
 /// - `PRAGMA synchronous` is ``SQLiteStoreConfiguration/synchronous``: `FULL` unless
 ///   configured otherwise (acknowledged commits survive a power loss); see
-///   ``SQLiteStoreConfiguration/Synchronous`` for when `NORMAL` is safe too.
+///   ``SQLiteStoreConfiguration/Synchronous`` for when `NORMAL` is safe too. A batch whose
+///   messages all say `durable: false` (their producer keeps them in an outbox row of this
+///   file, or does not need them to survive a power loss) commits with `NORMAL`.
 ///
 /// ```swift
 /// let store = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: "db.sqlite3"))
@@ -28,6 +31,8 @@ public final class SQLiteProfileStore: ProfileStore {
     /// The configuration the store was opened with.
     public let configuration: SQLiteStoreConfiguration
     private let pool: DatabasePool
+    /// `PRAGMA synchronous` of the writer connection now (set before a batch when it must change).
+    private let writerSynchronous: Mutex<SQLiteStoreConfiguration.Synchronous>
     private let statements: SQLiteStatements
 
     /// Opens (and, with ``SQLiteStoreConfiguration/createIfMissing``, creates) the database.
@@ -54,6 +59,7 @@ public final class SQLiteProfileStore: ProfileStore {
         grdb.foreignKeysEnabled = true
         grdb.maximumReaderCount = max(1, configuration.maximumReaderCount)
         self.configuration = configuration
+        writerSynchronous = Mutex(configuration.synchronous)
         do {
             pool = try DatabasePool(path: configuration.path, configuration: grdb)
             // GRDB sets `synchronous = NORMAL` when it enables WAL: set ours afterwards
@@ -80,8 +86,10 @@ public final class SQLiteProfileStore: ProfileStore {
         async throws(StoreError) -> BatchPlan
     {
         let statements = self.statements
+        let synchronous = Self.synchronous(for: messages, configured: configuration.synchronous)
         do {
             return try await pool.writeWithoutTransaction { db in
+                try self.setWriterSynchronous(synchronous, db)
                 var committed = BatchPlan()
                 try db.inTransaction(.immediate) {
                     let snapshot = try statements.readSnapshot(for: messages, in: db)
@@ -94,6 +102,21 @@ public final class SQLiteProfileStore: ProfileStore {
         } catch {
             throw SQLiteErrors.storeError(error, operation: "apply a batch of \(messages.count)")
         }
+    }
+
+    /// The durability a batch's commit needs: `NORMAL` when every message says it may do without
+    /// `FULL` (``ProfileMessage/durable`` false), else the configured level.
+    static func synchronous(
+        for messages: [ProfileMessage], configured: SQLiteStoreConfiguration.Synchronous
+    ) -> SQLiteStoreConfiguration.Synchronous {
+        messages.mayCommitWithoutSync ? .normal : configured
+    }
+
+    /// Sets the writer connection's `PRAGMA synchronous` (outside a transaction) if it differs.
+    private func setWriterSynchronous(_ level: SQLiteStoreConfiguration.Synchronous, _ db: Database) throws {
+        guard writerSynchronous.withLock({ $0 }) != level else { return }
+        try db.execute(sql: "PRAGMA synchronous = \(level.rawValue)")
+        writerSynchronous.withLock { $0 = level }
     }
 
     /// Reports what is missing or wrong in Django's tables; an empty list means usable.

@@ -46,7 +46,8 @@ public struct SQLiteStoreConfiguration: Sendable, Hashable {
     /// How long a write waits for a lock held by another connection (Django) before failing
     /// with `StoreError.Code.unavailable`.
     public var busyTimeout: Duration
-    /// Durability of commits; see ``Synchronous``. Default ``Synchronous/full``.
+    /// Durability of commits; see ``Synchronous``. Default ``Synchronous/full``. A batch of
+    /// messages that all say `durable: false` commits with ``Synchronous/normal`` anyway.
     public var synchronous: Synchronous
     /// Whether opening a path where no file exists creates an empty database. Off by default,
     /// so that a mistyped path is an error instead of a new, empty database.

@@ -20,6 +20,9 @@ public struct SignalEnvelope: Sendable, Hashable {
     public var id: String
     /// The outbox sequence number; orders messages per instance. `nil` when the producer has none.
     public var sequence: Int64?
+    /// `false` when the producer does not need the acknowledged effects to survive an OS crash or
+    /// power loss (docs/PROTOCOL.md, `durable`): the store may then commit without waiting for the disk.
+    public var durable: Bool
     /// The signal name, e.g. `post_save`.
     public var signal: String
     /// The sender's model label, lower case, e.g. `auth.user`.
@@ -41,12 +44,13 @@ public struct SignalEnvelope: Sendable, Hashable {
 
     /// Creates an envelope; defaults match an absent optional field on the wire.
     public init(
-        id: String, sequence: Int64? = nil, signal: String = "post_save", sender: String = "auth.user",
-        database: String = "default", created: Bool, raw: Bool = false, updateFields: [String]? = nil,
-        sentAt: String? = nil, instance: InstanceReference, attrs: [String: JSONValue] = [:]
+        id: String, sequence: Int64? = nil, durable: Bool = true, signal: String = "post_save",
+        sender: String = "auth.user", database: String = "default", created: Bool, raw: Bool = false,
+        updateFields: [String]? = nil, sentAt: String? = nil, instance: InstanceReference, attrs: [String: JSONValue] = [:]
     ) {
         self.id = id
         self.sequence = sequence
+        self.durable = durable
         self.signal = signal
         self.sender = sender
         self.database = database

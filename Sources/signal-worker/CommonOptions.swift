@@ -25,7 +25,7 @@ struct StoreOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "SQLite only: FULL syncs every commit (an acknowledged message survives power loss); NORMAL syncs at checkpoints (faster; the last commits may roll back on power loss, never corrupt). [env: SIGNAL_WORKER_SQLITE_SYNCHRONOUS]",
+            "SQLite only: FULL syncs every commit (an acknowledged message survives power loss); NORMAL syncs at checkpoints (faster; the last commits may roll back on power loss, never corrupt). Batches of messages sent with \"durable\": false (the shim's async and outbox messages) commit with NORMAL either way. [env: SIGNAL_WORKER_SQLITE_SYNCHRONOUS]",
             valueName: "full|normal"))
     var sqliteSynchronous: String = EnvironmentDefault.string("SIGNAL_WORKER_SQLITE_SYNCHRONOUS", "full")
 

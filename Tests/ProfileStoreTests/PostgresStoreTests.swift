@@ -1,9 +1,11 @@
 import Foundation
 import Logging
+import PostgresNIO
 import ProfileReceiver
-import ProfileStorePostgres
 import SignalProtocol
 import Testing
+
+@testable import ProfileStorePostgres
 
 /// Runs `body` with `store.run()` running, and stops it afterwards.
 func withRunning<Result: Sendable>(_ store: PostgresProfileStore, _ body: () async throws -> Result) async throws -> Result {
@@ -118,6 +120,45 @@ struct PostgresStoreTests {
             try proxy.stop()
             step("proxy stopped at the end")
         }
+    }
+
+    @Test("the lock statement turns synchronous_commit off for its transaction only when asked")
+    func relaxedCommitSetting() async throws {
+        try await withFixture(.postgres) { fixture in
+            guard let fixture = fixture as? PostgresFixture else { throw PostgresFixture.NotConfigured() }
+            let statements = PostgresStatements(fixture.postgresStore.configuration)
+            for relaxed in [true, false] {
+                let (inside, after) = try await fixture.admin.withConnection { connection in
+                    // The test server may run with it off: start from on, as a durable server does.
+                    _ = try await connection.query("SET synchronous_commit = on", logger: testLogger).collect()
+                    _ = try await connection.query("BEGIN", logger: testLogger).collect()
+                    var binds = PostgresBindings(capacity: 3)
+                    binds.append(statements.namespace)
+                    binds.append([Int32(1), 2])
+                    binds.append(relaxed)
+                    _ = try await statements.lockUsers.run(binds, on: connection, logger: testLogger) {
+                        try $0.decode((Int64, String?).self)
+                    }
+                    let inside = try await Self.synchronousCommit(connection)
+                    _ = try await connection.query("COMMIT", logger: testLogger).collect()
+                    let after = try await Self.synchronousCommit(connection)
+                    _ = try await connection.query("RESET synchronous_commit", logger: testLogger).collect()
+                    return (inside, after)
+                }
+                #expect(inside == (relaxed ? "off" : "on"), "relaxed: \(relaxed)")
+                #expect(after == "on", "the setting must not outlive the transaction")
+            }
+        }
+    }
+
+    static func synchronousCommit(_ connection: PostgresConnection) async throws -> String? {
+        var value: String?
+        for try await text in try await connection.query("SELECT current_setting('synchronous_commit')", logger: testLogger)
+            .decode(String.self)
+        {
+            value = text
+        }
+        return value
     }
 
     @Test("four workers on one database keep each user's messages in sequence order")

@@ -185,6 +185,30 @@ struct SQLiteStoreTests {
         }
     }
 
+    @Test("a batch of only durable: false messages commits with NORMAL; one durable message makes it FULL")
+    func relaxedCommits() async throws {
+        try await SQLiteFixture.with { fixture in
+            try await fixture.addUsers([1, 2, 3])
+            func relaxed(_ message: ProfileMessage) -> ProfileMessage {
+                var message = message
+                message.durable = false
+                return message
+            }
+            let receiver = ProfileReceiver()
+            let first = await receiver.apply([relaxed(Messages.created(1)), relaxed(Messages.created(2))], to: fixture.store)
+            #expect(first == [.ok(.created), .ok(.created)])
+            #expect(try await fixture.sqliteStore.writerPragma("synchronous") == "1")  // NORMAL
+
+            let mixed = await receiver.apply([relaxed(Messages.updated(1)), Messages.created(3)], to: fixture.store)
+            #expect(mixed == [.ok(.updated), .ok(.created)])
+            #expect(try await fixture.sqliteStore.writerPragma("synchronous") == "2")  // FULL again
+            #expect(try await fixture.profiles().map(\.userID) == [1, 2, 3])
+        }
+        // Configured NORMAL stays NORMAL for durable messages too.
+        #expect(SQLiteProfileStore.synchronous(for: [Messages.created(1)], configured: .normal) == .normal)
+        #expect(SQLiteProfileStore.synchronous(for: [], configured: .full) == .full)
+    }
+
     @Test("text with a NUL character is stored whole, as Python's sqlite3 stores it")
     func nulCharacters() async throws {
         try await SQLiteFixture.with { fixture in

@@ -24,7 +24,7 @@ struct RequestDecoderTests {
     }
 
     private let full = """
-        {"v": 1, "id": "0193-a", "seq": 1041, "signal": "post_save", "sender": "auth.user",
+        {"v": 1, "id": "0193-a", "seq": 1041, "durable": false, "signal": "post_save", "sender": "auth.user",
          "db": "default", "created": true, "raw": false, "update_fields": ["email"],
          "sent_at": "2026-11-25T13:00:00.123456Z",
          "instance": {"model": "auth.user", "pk": 42, "fields": {"username": "ann"}},
@@ -39,6 +39,7 @@ struct RequestDecoderTests {
         }
         #expect(envelope.id == "0193-a")
         #expect(envelope.sequence == 1041)
+        #expect(!envelope.durable)
         #expect(envelope.signal == "post_save")
         #expect(envelope.sender == "auth.user")
         #expect(envelope.created)
@@ -71,6 +72,7 @@ struct RequestDecoderTests {
             return
         }
         #expect(envelope.sequence == nil)
+        #expect(envelope.durable)
         #expect(envelope.database == "default")
         #expect(!envelope.raw)
         #expect(envelope.updateFields == nil)
@@ -89,6 +91,7 @@ struct RequestDecoderTests {
             (#"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","instance":{"model":"m","pk":1}}"#, "created"),
             (#"{"v":1,"id":"a","seq":"7","signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1}}"#, "seq"),
             (#"{"v":1,"id":"a","seq":-3,"signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1}}"#, "seq"),
+            (#"{"v":1,"id":"a","durable":0,"signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1}}"#, "durable"),
             (#"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","created":true,"instance":[1]}"#, "instance"),
             (#"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","created":true}"#, "instance"),
             (#"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m"}}"#, "instance.pk"),

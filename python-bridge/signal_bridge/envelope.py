@@ -239,16 +239,24 @@ def build(**options) -> str:
     return capture(**options).render()
 
 
-def wire(payload: str, seq: int | None) -> bytes:
+def wire(payload: str, seq: int | None, *, durable: bool = True) -> bytes:
     """The frame to send: ``payload`` with ``"seq":N`` first (absent when None).
 
+    ``"durable":false`` follows (docs/PROTOCOL.md) when the message has an
+    outbox row (``seq``): the row outlives the acknowledgement in the same
+    database, so the worker's commit need not wait for the disk. Also when
+    the caller passes ``durable=False`` (async sends: the message was only
+    in memory until now anyway). A sync message without a row stays durable.
+
     ``payload`` always starts with ``{`` (it is a JSON object built by
-    :func:`build`), so prefixing the member keeps the object valid without
+    :func:`build`), so prefixing the members keeps the object valid without
     parsing it again.
     """
     if seq is None:
-        return payload.encode("utf-8")
-    return ('{"seq":%d,' % seq + payload[1:]).encode("utf-8")
+        if durable:
+            return payload.encode("utf-8")
+        return ('{"durable":false,' + payload[1:]).encode("utf-8")
+    return ('{"seq":%d,"durable":false,' % seq + payload[1:]).encode("utf-8")
 
 
 def ping(message_id: str) -> bytes:

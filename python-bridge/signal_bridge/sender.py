@@ -254,7 +254,7 @@ class Sender:
             to_send = sorted(older, key=lambda m: m.seq) + _seq_ordered(messages)
             state.count("sent", len(to_send))
             replies = transport.pipeline(
-                [(m.message_id, envelope.wire(m.payload, m.seq)) for m in to_send],
+                [(m.message_id, envelope.wire(m.payload, m.seq, durable=False)) for m in to_send],
                 endpoints=config.endpoints,
                 timeout_ms=config.timeout_ms,
             )

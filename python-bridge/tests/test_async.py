@@ -99,3 +99,39 @@ def test_async_sends_the_values_saved_not_later_changes(bridge):
     assert signal_bridge.flush(5)
     profile = UserProfile.objects.get(user_id=user.pk)
     assert (profile.sex, profile.profile_type) == ("F", "business")
+
+
+def test_frames_say_which_commits_need_not_wait_for_the_disk(bridge, monkeypatch):
+    """Async messages and messages with an outbox row carry ``"durable": false``
+    (docs/PROTOCOL.md); a sync autocommit message without a row does not."""
+    import json
+
+    from signal_bridge import transport
+
+    sent = []
+    real_pipeline, real_request = transport.pipeline, transport.request
+
+    def recording_pipeline(frames, **kwargs):
+        sent.extend(("async", json.loads(frame)) for _, frame in frames)
+        return real_pipeline(frames, **kwargs)
+
+    def recording_request(frame, *args, **kwargs):
+        sent.append(("sync", json.loads(frame)))
+        return real_request(frame, *args, **kwargs)
+
+    monkeypatch.setattr(transport, "pipeline", recording_pipeline)
+    monkeypatch.setattr(transport, "request", recording_request)
+
+    bridge(MODE="async")
+    make_user("async-autocommit", sex="F")
+    with transaction.atomic():
+        make_user("async-atomic", sex="F")
+    assert signal_bridge.flush(5)
+    bridge(MODE="sync")
+    make_user("sync-autocommit", sex="M")
+    with transaction.atomic():
+        make_user("sync-atomic", sex="M")
+
+    seen = {(mode, "seq" in frame): frame.get("durable", True) for mode, frame in sent}
+    assert seen == {("async", False): False, ("async", True): False, ("sync", False): True, ("sync", True): False}
+    assert UserProfile.objects.count() == 4

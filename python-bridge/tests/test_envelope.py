@@ -85,6 +85,24 @@ def test_wire_adds_seq_without_reparsing(seq):
     assert decoded["id"] == "m"
 
 
+@pytest.mark.parametrize(
+    "seq, durable, expected",
+    [(None, True, None), (None, False, False), (7, True, False), (7, False, False)],
+)
+def test_wire_marks_messages_the_disk_need_not_wait_for(seq, durable, expected):
+    """``durable: false`` (docs/PROTOCOL.md) for an outbox row's message or when asked (async);
+    a sync message without a row leaves it out (the worker's default: durable)."""
+    payload = envelope.build(
+        message_id="m", signal="post_save", label="auth.user", using="default", created=True,
+        raw=False, update_fields=None, instance=User(id=5, username="q"), attrs=(), fields=None,
+    )
+    decoded = json.loads(envelope.wire(payload, seq, durable=durable))
+    assert decoded.get("durable") is expected
+    assert ("durable" in decoded) == (expected is not None)
+    assert decoded.get("seq") == seq
+    assert {k: v for k, v in decoded.items() if k not in ("seq", "durable")} == json.loads(payload)
+
+
 def _django_serializer(instance, fields):
     from django.core import serializers
 
