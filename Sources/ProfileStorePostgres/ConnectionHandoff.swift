@@ -6,12 +6,12 @@ import Synchronization
 /// lease to end.
 ///
 /// `PostgresClient.withConnection` only lends a connection inside its closure, and its lease
-/// request does not always end when cancelled: a cancellation that reaches postgres-nio's pool
-/// before the request is queued is lost, and the request then waits for the pool's own timeout
-/// (seen: 10 s on a loaded machine, against a 0.5 s acquire timeout). So the lease runs in a
-/// task of its own; the operation waits here for the first of: the connection, a failure, the
-/// timeout, its own cancellation. A connection offered after the operation gave up goes straight
-/// back to the pool.
+/// request does not always end promptly when cancelled: against a server that accepts and never
+/// answers, on a loaded machine, a batch with a 0.5 s acquire timeout took 10 s while the store
+/// waited for the cancelled lease (postgres-nio 1.33.2; where exactly the cancellation is held up
+/// was not pinned down). So the lease runs in a task of its own; the operation waits here for the
+/// first of: the connection, a failure, the timeout, its own cancellation. A connection offered
+/// after the operation gave up goes straight back to the pool.
 final class ConnectionHandoff: Sendable {
     private enum State {
         /// The operation waits (its continuation, once it is suspended).
