@@ -15,7 +15,7 @@ public protocol ProfileStore: Sendable {
     /// Throws ``StoreError`` with code `.rejected` when the database refused a write
     /// (the transaction rolled back, nothing was written), `.unavailable` when it could
     /// not be reached.
-    func apply(_ messages: [ProfileMessage], plan: @Sendable (StoreSnapshot) -> BatchPlan) async throws(StoreError)
+    func apply(_ messages: [ProfileMessage], plan: @escaping @Sendable (StoreSnapshot) -> BatchPlan) async throws(StoreError)
         -> BatchPlan
 
     /// Verifies the Django schema; an empty list means it is usable.

@@ -24,7 +24,7 @@ enum BoundedStop {
     static func run(
         _ work: @escaping @Sendable () async -> Void, stopTimeout: Duration
     ) async -> Outcome {
-        let outcome = FirstOutcome()
+        let outcome = FirstOutcome<Outcome>()
         let task = Task {
             await work()
             outcome.settle(.ended)
@@ -44,44 +44,6 @@ enum BoundedStop {
             }
         } onGracefulShutdown: {
             startStopClock()
-        }
-    }
-}
-
-/// The first of several possible outcomes; later ones are ignored.
-private final class FirstOutcome: Sendable {
-    private enum State {
-        case pending([CheckedContinuation<BoundedStop.Outcome, Never>])
-        case settled(BoundedStop.Outcome)
-    }
-
-    private let state = Mutex<State>(.pending([]))
-
-    /// Records `outcome` unless one was recorded already, and wakes every waiter.
-    func settle(_ outcome: BoundedStop.Outcome) {
-        let waiters = state.withLock { state -> [CheckedContinuation<BoundedStop.Outcome, Never>] in
-            guard case .pending(let waiters) = state else { return [] }
-            state = .settled(outcome)
-            return waiters
-        }
-        for waiter in waiters { waiter.resume(returning: outcome) }
-    }
-
-    /// The outcome, once there is one (waiting is not ended by cancellation).
-    var value: BoundedStop.Outcome {
-        get async {
-            await withCheckedContinuation { continuation in
-                let settled = state.withLock { state -> BoundedStop.Outcome? in
-                    switch state {
-                    case .settled(let outcome):
-                        return outcome
-                    case .pending(let waiters):
-                        state = .pending(waiters + [continuation])
-                        return nil
-                    }
-                }
-                if let settled { continuation.resume(returning: settled) }
-            }
         }
     }
 }

@@ -6,6 +6,11 @@ struct ConnectionAcquireTimeout: Error {
     var timeout: Duration
 }
 
+/// An operation held its connection longer than `operationTimeout`; the connection was closed.
+struct OperationTimeout: Error {
+    var timeout: Duration
+}
+
 /// Turns postgres-nio errors into ``StoreError``s whose messages hold no row data and no password.
 enum PostgresErrors {
     /// Maps an error thrown while using the database.
@@ -22,6 +27,13 @@ enum PostgresErrors {
                 .unavailable,
                 "no PostgreSQL connection within \(timeout.timeout) (server unreachable, pool exhausted, "
                     + "or the store's run() is not running)",
+                operation: operation)
+        }
+        if let timeout = error as? OperationTimeout {
+            return StoreError(
+                .unavailable,
+                "the operation did not finish within \(timeout.timeout); its connection was closed "
+                    + "(server or network gone mid-transaction, or a lock held that long)",
                 operation: operation)
         }
         if error is CancellationError {

@@ -121,7 +121,7 @@ public final class PostgresProfileStore: ProfileStore, Service {
     }
 
     /// Applies one batch in one transaction; see the type's documentation for the steps.
-    public func apply(_ messages: [ProfileMessage], plan: @Sendable (StoreSnapshot) -> BatchPlan)
+    public func apply(_ messages: [ProfileMessage], plan: @escaping @Sendable (StoreSnapshot) -> BatchPlan)
         async throws(StoreError) -> BatchPlan
     {
         let statements = self.statements
@@ -246,13 +246,40 @@ public final class PostgresProfileStore: ProfileStore, Service {
     }
 
     /// Leases a pooled connection for `body`, waiting at most `acquireTimeout` for it, and
-    /// closes it if `body` runs longer than `operationTimeout`.
+    /// gives up on `body` after `operationTimeout`, closing the connection.
     ///
-    /// The lease runs in a task of its own (see ``ConnectionHandoff``): this returns at the
-    /// acquire timeout or on cancellation even when the pool's lease request does not end then.
+    /// Neither wait depends on postgres-nio ending what it was asked to end: the lease runs in a
+    /// task of its own (see ``ConnectionHandoff``), and so does `body`, because a query sent on a
+    /// connection that the server (or a proxy) has just closed can stay pending for good
+    /// (vapor/postgres-nio#487, reverted in #501) and closing the connection does not end it.
+    /// After a timeout such a task is left behind; its connection is closed and only goes back
+    /// to the pool (which discards it) if the task ever ends.
     private func withConnection<Result: Sendable>(
-        _ body: (PostgresConnection) async throws -> Result
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
+        let (connection, handoff) = try await leaseConnection()
+        let operation = Task {
+            defer { handoff.giveBack() }
+            return try await body(connection)
+        }
+        guard let operationTimeout = configuration.operationTimeout else {
+            return try await withTaskCancellationHandler { try await operation.value } onCancel: { operation.cancel() }
+        }
+        let outcome = FirstOutcome<Swift.Result<Result, any Error>>()
+        Task { outcome.settle(await operation.result) }
+        let watchdog = Task {
+            try await Task.sleep(for: operationTimeout)
+            if outcome.settle(.failure(OperationTimeout(timeout: operationTimeout))) {
+                // Fails the running query where postgres-nio notices, which ends the transaction.
+                let _: EventLoopFuture<Void> = connection.close()
+            }
+        }
+        defer { watchdog.cancel() }
+        return try await withTaskCancellationHandler { try await outcome.value.get() } onCancel: { operation.cancel() }
+    }
+
+    /// A pooled connection within `acquireTimeout`, and the handoff to give it back through.
+    private func leaseConnection() async throws -> (PostgresConnection, ConnectionHandoff) {
         let client = self.client
         let acquireTimeout = configuration.acquireTimeout
         let handoff = ConnectionHandoff()
@@ -278,17 +305,6 @@ public final class PostgresProfileStore: ProfileStore, Service {
             handoff.fail(CancellationError())
             lease.cancel()
         }
-        defer { handoff.giveBack() }
-        acquireTimer.cancel()
-        guard let operationTimeout = configuration.operationTimeout else { return try await body(connection) }
-        let watchdog = Task {
-            try await Task.sleep(for: operationTimeout)
-            // Closing the connection fails the running query, which ends the transaction.
-            if let overrun = handoff.connectionInUse {
-                let _: EventLoopFuture<Void> = overrun.close()
-            }
-        }
-        defer { watchdog.cancel() }
-        return try await body(connection)
+        return (connection, handoff)
     }
 }

@@ -53,8 +53,9 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     /// worker answer `store_unavailable` quickly instead.
     public var acquireTimeout: Duration
     /// Longest time one operation (one batch transaction) may take once it holds a
-    /// connection; when exceeded the connection is closed, which rolls the transaction back.
-    /// `nil`: no limit.
+    /// connection; when exceeded the operation fails with `.unavailable` and the connection is
+    /// closed, which rolls the transaction back (a query left pending on a dead connection
+    /// cannot hold the batch longer). `nil`: no limit.
     public var operationTimeout: Duration?
     /// Longest wait for the connection pool to end once the store is asked to stop
     /// (cancellation or graceful shutdown); then ``PostgresProfileStore/run()`` returns anyway.

@@ -82,7 +82,7 @@ public final class SQLiteProfileStore: ProfileStore {
 
     /// Applies one batch in one `BEGIN IMMEDIATE` transaction: reads the snapshot, asks
     /// `plan`, writes profiles, dedupe ids and sequences, commits.
-    public func apply(_ messages: [ProfileMessage], plan: @Sendable (StoreSnapshot) -> BatchPlan)
+    public func apply(_ messages: [ProfileMessage], plan: @escaping @Sendable (StoreSnapshot) -> BatchPlan)
         async throws(StoreError) -> BatchPlan
     {
         let statements = self.statements

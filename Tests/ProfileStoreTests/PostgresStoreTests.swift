@@ -61,64 +61,108 @@ struct PostgresStoreTests {
         }
     }
 
-    // The time limit cancels a hang and names it, instead of the step's bound. It counts the
-    // wait for a fixture slot too (20-30 s on 2 cores while the store suite runs); the test
-    // itself takes about a second.
-    @Test(
-        "the server going away gives store_unavailable quickly, and the store works again when it is back",
-        .timeLimit(.minutes(4)))
-    func outageAndRecovery() async throws {
-        // Each step is printed, so a hang in CI names the step it hung in.
-        let clock = ContinuousClock()
-        let began = clock.now
-        func step(_ text: String) { print("outage test [\(began.duration(to: clock.now))]: \(text)") }
-        let base = try PostgresFixture.baseConfiguration()
-        let proxy = TCPProxy(targetPort: base.port)
+    /// A test's progress lines ("<name> [elapsed]: text"), so that a hang in CI names its step.
+    struct Steps {
+        let name: String
+        let began = ContinuousClock.now
+        func callAsFunction(_ text: String) { print("\(name) [\(began.duration(to: .now))]: \(text)") }
+    }
+
+    /// Runs `body` with a fixture whose store reaches PostgreSQL through a fresh `TCPProxy`:
+    /// acquire timeout 3 s (short enough that "down" is quick, long enough for the first
+    /// connection through the proxy on a loaded machine; 1 s was not, once), operation timeout 3 s.
+    static func withProxiedFixture(
+        _ steps: Steps, _ body: (TCPProxy, PostgresFixture) async throws -> Void
+    ) async throws {
+        let proxy = TCPProxy(targetPort: try PostgresFixture.baseConfiguration().port)
         try proxy.start()
-        step("proxy listening on \(proxy.port)")
+        steps("proxy listening on \(proxy.port)")
         defer { try? proxy.stop() }
         try await FixtureLimiter.postgres.withSlot {
             try await PostgresFixture.with(configure: { configuration in
                 configuration.host = "127.0.0.1"
                 configuration.port = proxy.port
                 configuration.tls = .disable
-                // Short enough that "down" is quick, long enough that the first connection
-                // through the proxy is made on a loaded machine (1 s was not, once).
                 configuration.acquireTimeout = .seconds(3)
                 configuration.connectTimeout = .seconds(2)
-                // A connection the outage left half-open fails its batch soon, not after 60 s.
-                configuration.operationTimeout = .seconds(10)
+                configuration.operationTimeout = .seconds(3)
             }) { fixture in
-                step("fixture ready")
-                try await fixture.addUsers([1, 2])
-                #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
-
-                try proxy.stop()
-                step("proxy stopped")
-                let start = ContinuousClock.now
-                let down = await ProfileReceiver().apply([Messages.created(2), Messages.updated(1)], to: fixture.store)
-                let elapsed = start.duration(to: .now)
-                #expect(down.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
-                #expect(elapsed < .seconds(10), "took \(elapsed)")  // no hang; CI shares 2 cores with parallel tests
-                step("outage outcomes in \(elapsed)")
-
-                try proxy.start()
-                step("proxy restarted")
-                var outcome = Reply.Outcome.error(ReplyError(.storeUnavailable, "not tried"))
-                let deadline = ContinuousClock.now + .seconds(30)
-                let retry = Messages.created(2)
-                while ContinuousClock.now < deadline {
-                    outcome = await applyOne(retry, to: fixture.store)
-                    if outcome.errorCode != .storeUnavailable { break }
-                    try await Task.sleep(for: .milliseconds(200))
-                }
-                #expect(outcome == .ok(.created), "the pool did not reconnect within 30 s")
-                step("after the outage: \(outcome)")
-                #expect(try await fixture.profiles().map(\.userID) == [1, 2])
+                steps("fixture ready")
+                try await body(proxy, fixture)
             }
-            step("fixture closed")
+            steps("fixture closed")
             try proxy.stop()
-            step("proxy stopped at the end")
+            steps("proxy stopped at the end")
+        }
+    }
+
+    /// Applies `message` every 200 ms until the answer is not `store_unavailable` or `limit` passed.
+    static func applyUntilAvailable(_ message: ProfileMessage, to store: any ProfileStore, within limit: Duration)
+        async throws -> Reply.Outcome
+    {
+        var outcome = Reply.Outcome.error(ReplyError(.storeUnavailable, "not tried"))
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            outcome = await applyOne(message, to: store)
+            if outcome.errorCode != .storeUnavailable { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return outcome
+    }
+
+    // The time limits cancel a hang and name it, instead of the step's bound. They count the
+    // wait for a fixture slot too (20-30 s on 2 cores while the store suite runs); the tests
+    // themselves take a few seconds.
+    @Test(
+        "the server going away gives store_unavailable quickly, and the store works again when it is back",
+        .timeLimit(.minutes(4)))
+    func outageAndRecovery() async throws {
+        let steps = Steps(name: "outage test")
+        try await Self.withProxiedFixture(steps) { proxy, fixture in
+            try await fixture.addUsers([1, 2])
+            #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
+
+            try proxy.stop()
+            steps("proxy stopped")
+            let start = ContinuousClock.now
+            let down = await ProfileReceiver().apply([Messages.created(2), Messages.updated(1)], to: fixture.store)
+            let elapsed = start.duration(to: .now)
+            #expect(down.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
+            #expect(elapsed < .seconds(10), "took \(elapsed)")  // no hang; CI shares 2 cores with parallel tests
+            steps("outage outcomes in \(elapsed)")
+
+            try proxy.start()
+            steps("proxy restarted")
+            let outcome = try await Self.applyUntilAvailable(Messages.created(2), to: fixture.store, within: .seconds(30))
+            #expect(outcome == .ok(.created), "the pool did not reconnect within 30 s")
+            steps("after the outage: \(outcome)")
+            #expect(try await fixture.profiles().map(\.userID) == [1, 2])
+        }
+    }
+
+    @Test(
+        "a connection that goes silent mid-transaction fails its batch within the operation timeout",
+        .timeLimit(.minutes(4)))
+    func silentConnection() async throws {
+        let steps = Steps(name: "silent test")
+        try await Self.withProxiedFixture(steps) { proxy, fixture in
+            try await fixture.addUsers([1, 2])
+            #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
+
+            proxy.freeze()
+            steps("proxy frozen")
+            let start = ContinuousClock.now
+            let silent = await applyOne(Messages.created(2), to: fixture.store)
+            let elapsed = start.duration(to: .now)
+            #expect(silent.errorCode == .storeUnavailable, "\(silent)")
+            #expect(elapsed < .seconds(10), "took \(elapsed)")  // operation timeout 3 s
+            steps("outcome while silent in \(elapsed): \(silent)")
+
+            proxy.thaw()
+            let outcome = try await Self.applyUntilAvailable(Messages.created(2), to: fixture.store, within: .seconds(30))
+            #expect(outcome == .ok(.created), "no working connection within 30 s of the thaw")
+            steps("after the thaw: \(outcome)")
+            #expect(try await fixture.profiles().map(\.userID) == [1, 2])
         }
     }
 

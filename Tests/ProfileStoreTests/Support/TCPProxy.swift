@@ -38,6 +38,8 @@ final class TCPProxy: @unchecked Sendable {
     /// Threads of the current generation still running (the accept loop and two per connection).
     private var threads = 0
     private let threadsEnded = NSCondition()
+    /// While set, the pumps forward nothing and close nothing: every connection goes silent.
+    private var frozen = false
 
     init(targetPort: Int) {
         self.targetPort = targetPort
@@ -131,6 +133,15 @@ final class TCPProxy: @unchecked Sendable {
         }
     }
 
+    /// Every forwarded connection goes silent (bytes are held, nothing is closed) until ``thaw()``:
+    /// a server or network that stops answering in the middle of a transaction.
+    func freeze() { lock.withLock { frozen = true } }
+
+    /// Forwarding resumes.
+    func thaw() { lock.withLock { frozen = false } }
+
+    private var isFrozen: Bool { lock.withLock { frozen } }
+
     private func isCurrent(_ generation: Int) -> Bool {
         lock.withLock { running && self.generation == generation }
     }
@@ -167,10 +178,10 @@ final class TCPProxy: @unchecked Sendable {
             }
             let pair = Pair(a: client, b: upstream)
             spawn("tcp-proxy-pump", generation: generation) { [self] in
-                pair.pump(from: client, to: upstream) { isCurrent(generation) }
+                pair.pump(from: client, to: upstream, paused: { isFrozen }) { isCurrent(generation) }
             }
             spawn("tcp-proxy-pump", generation: generation) { [self] in
-                pair.pump(from: upstream, to: client) { isCurrent(generation) }
+                pair.pump(from: upstream, to: client, paused: { isFrozen }) { isCurrent(generation) }
             }
         }
     }
@@ -204,10 +215,15 @@ final class TCPProxy: @unchecked Sendable {
             for fd in [a, b] { setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size)) }
         }
 
-        /// Copies `source` to `destination` until either side closes or `keepGoing` says stop.
-        func pump(from source: Int32, to destination: Int32, while keepGoing: () -> Bool) {
+        /// Copies `source` to `destination` until either side closes or `keepGoing` says stop;
+        /// reads nothing while `paused` says so.
+        func pump(from source: Int32, to destination: Int32, paused: () -> Bool, while keepGoing: () -> Bool) {
             var buffer = [UInt8](repeating: 0, count: 64 * 1024)
             copying: while keepGoing() {
+                if paused() {
+                    usleep(UInt32(TCPProxy.pollMilliseconds) * 1000)
+                    continue
+                }
                 guard TCPProxy.readable(source) else { continue }
                 let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
                 if count < 0, errno == EINTR { continue }
