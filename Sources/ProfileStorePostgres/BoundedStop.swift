@@ -1,5 +1,4 @@
 import ServiceLifecycle
-import Synchronization
 
 /// Runs work that is asked to stop by cancellation (or a graceful shutdown) but may not stop
 /// in time, and stops waiting for it a bounded time after the request.
