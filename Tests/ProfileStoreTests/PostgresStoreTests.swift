@@ -110,6 +110,35 @@ struct PostgresStoreTests {
         return outcome
     }
 
+    /// The scenario of the proxy tests: a profile written through the proxy; `breakProxy`; the
+    /// next batch (two messages) is `store_unavailable` within 10 s; `mend`; the batch's create
+    /// then applies within 30 s, and both profiles are there.
+    static func breakAndRecover(
+        _ name: String, break breakProxy: (TCPProxy) throws -> Void, mend: (TCPProxy) throws -> Void
+    ) async throws {
+        let steps = Steps(name: name)
+        try await withProxiedFixture(steps) { proxy, fixture in
+            try await fixture.addUsers([1, 2])
+            #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
+
+            try breakProxy(proxy)
+            steps("proxy broken")
+            let start = ContinuousClock.now
+            let down = await ProfileReceiver().apply([Messages.created(2), Messages.updated(1)], to: fixture.store)
+            let elapsed = start.duration(to: .now)
+            #expect(down.map(\.errorCode) == [.storeUnavailable, .storeUnavailable], "\(down)")
+            #expect(elapsed < .seconds(10), "took \(elapsed)")  // no hang; CI shares 2 cores with parallel tests
+            steps("outcomes while broken in \(elapsed): \(down)")
+
+            try mend(proxy)
+            steps("proxy mended")
+            let outcome = try await applyUntilAvailable(Messages.created(2), to: fixture.store, within: .seconds(30))
+            #expect(outcome == .ok(.created), "no working connection within 30 s of mending the proxy")
+            steps("after mending: \(outcome)")
+            #expect(try await fixture.profiles().map(\.userID) == [1, 2])
+        }
+    }
+
     // The time limits cancel a hang and name it, instead of the step's bound. They count the
     // wait for a fixture slot too (20-30 s on 2 cores while the store suite runs); the tests
     // themselves take a few seconds.
@@ -117,53 +146,14 @@ struct PostgresStoreTests {
         "the server going away gives store_unavailable quickly, and the store works again when it is back",
         .timeLimit(.minutes(4)))
     func outageAndRecovery() async throws {
-        let steps = Steps(name: "outage test")
-        try await Self.withProxiedFixture(steps) { proxy, fixture in
-            try await fixture.addUsers([1, 2])
-            #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
-
-            try proxy.stop()
-            steps("proxy stopped")
-            let start = ContinuousClock.now
-            let down = await ProfileReceiver().apply([Messages.created(2), Messages.updated(1)], to: fixture.store)
-            let elapsed = start.duration(to: .now)
-            #expect(down.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
-            #expect(elapsed < .seconds(10), "took \(elapsed)")  // no hang; CI shares 2 cores with parallel tests
-            steps("outage outcomes in \(elapsed)")
-
-            try proxy.start()
-            steps("proxy restarted")
-            let outcome = try await Self.applyUntilAvailable(Messages.created(2), to: fixture.store, within: .seconds(30))
-            #expect(outcome == .ok(.created), "the pool did not reconnect within 30 s")
-            steps("after the outage: \(outcome)")
-            #expect(try await fixture.profiles().map(\.userID) == [1, 2])
-        }
+        try await Self.breakAndRecover("outage test", break: { try $0.stop() }, mend: { try $0.start() })
     }
 
     @Test(
         "a connection that goes silent mid-transaction fails its batch within the operation timeout",
         .timeLimit(.minutes(4)))
     func silentConnection() async throws {
-        let steps = Steps(name: "silent test")
-        try await Self.withProxiedFixture(steps) { proxy, fixture in
-            try await fixture.addUsers([1, 2])
-            #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
-
-            proxy.freeze()
-            steps("proxy frozen")
-            let start = ContinuousClock.now
-            let silent = await applyOne(Messages.created(2), to: fixture.store)
-            let elapsed = start.duration(to: .now)
-            #expect(silent.errorCode == .storeUnavailable, "\(silent)")
-            #expect(elapsed < .seconds(10), "took \(elapsed)")  // operation timeout 3 s
-            steps("outcome while silent in \(elapsed): \(silent)")
-
-            proxy.thaw()
-            let outcome = try await Self.applyUntilAvailable(Messages.created(2), to: fixture.store, within: .seconds(30))
-            #expect(outcome == .ok(.created), "no working connection within 30 s of the thaw")
-            steps("after the thaw: \(outcome)")
-            #expect(try await fixture.profiles().map(\.userID) == [1, 2])
-        }
+        try await Self.breakAndRecover("silent test", break: { $0.freeze() }, mend: { $0.thaw() })
     }
 
     @Test("the lock statement turns synchronous_commit off for its transaction only when asked")
