@@ -156,6 +156,28 @@ struct PostgresStoreTests {
         try await Self.breakAndRecover("silent test", break: { $0.freeze() }, mend: { $0.thaw() })
     }
 
+    @Test("the store's sessions plan with nested loops and reuse the generic plan of their prepared statements")
+    func sessionSettings() async throws {
+        try await withFixture(.postgres) { fixture in
+            guard let fixture = fixture as? PostgresFixture else { throw PostgresFixture.NotConfigured() }
+            let store = fixture.postgresStore
+            #expect(try await store.sessionSetting("enable_hashjoin") == "off")
+            #expect(try await store.sessionSetting("enable_mergejoin") == "off")
+            #expect(try await store.sessionSetting("plan_cache_mode") == "force_generic_plan")
+            // The fixture's own session is not the store's: it keeps the server's defaults.
+            let adminPlanCacheMode = try await fixture.admin.withConnection { connection in
+                var value: String?
+                for try await text in try await connection.query("SELECT current_setting('plan_cache_mode')", logger: testLogger)
+                    .decode(String.self)
+                {
+                    value = text
+                }
+                return value
+            }
+            #expect(adminPlanCacheMode == "auto")
+        }
+    }
+
     @Test("the lock statement turns synchronous_commit off for its transaction only when asked")
     func relaxedCommitSetting() async throws {
         try await withFixture(.postgres) { fixture in
