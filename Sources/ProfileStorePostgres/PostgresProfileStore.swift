@@ -35,6 +35,8 @@ public final class PostgresProfileStore: ProfileStore, Service {
     /// The configuration the store was created with.
     public let configuration: PostgresStoreConfiguration
     private let client: PostgresClient
+    /// The client's event loops; the acquire timeout is scheduled on one of them.
+    private let eventLoopGroup: any EventLoopGroup = PostgresClient.defaultEventLoopGroup
     private let logger: Logger
     private let statements: PostgresStatements
     private let limits = Mutex<ColumnLimits?>(nil)
@@ -73,7 +75,7 @@ public final class PostgresProfileStore: ProfileStore, Service {
         if let searchPath = configuration.searchPath {
             client.options.additionalStartupParameters.append(("search_path", searchPath))
         }
-        self.client = PostgresClient(configuration: client, backgroundLogger: logger)
+        self.client = PostgresClient(configuration: client, eventLoopGroup: eventLoopGroup, backgroundLogger: logger)
     }
 
     /// Planner settings of the store's own sessions (sent when each connection starts).
@@ -271,66 +273,64 @@ public final class PostgresProfileStore: ProfileStore, Service {
         return result
     }
 
-    /// Leases a pooled connection for `body`, waiting at most `acquireTimeout` for it, and
-    /// gives up on `body` after `operationTimeout`, closing the connection.
+    /// Leases a pooled connection for `body` and runs `body` on it, waiting at most
+    /// `acquireTimeout` for the connection and `operationTimeout` for `body`.
     ///
-    /// Neither wait depends on postgres-nio ending what it was asked to end: the lease runs in a
-    /// task of its own (see ``ConnectionHandoff``), and so does `body`, because a query sent on a
-    /// connection that the server (or a proxy) has just closed can stay pending for good
-    /// (vapor/postgres-nio#487, reverted in #501) and closing the connection does not end it.
-    /// After a timeout such a task is left behind; its connection is closed and only goes back
-    /// to the pool (which discards it) if the task ever ends.
+    /// Neither wait depends on postgres-nio ending what it was asked to end: the caller waits for
+    /// a ``ConnectionLease``'s outcome, not for the task that holds the lease. That task may
+    /// outlive the wait twice over: a lease request whose cancellation postgres-nio holds up (a
+    /// server that accepts and never answers), and a query sent on a connection that the server
+    /// (or a proxy) has just closed, which can stay pending for good (vapor/postgres-nio#487,
+    /// reverted in #501) even after the connection is closed. After an operation timeout the
+    /// connection is closed and goes back to the pool (which discards it) only if `body` ends.
+    ///
+    /// `body` runs with the connection's event loop as its preferred executor
+    /// (``EventLoopTaskExecutor``), and both timers are scheduled on event loops: a batch costs
+    /// one task and no thread hand-offs between its queries.
     private func withConnection<Result: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        let (connection, handoff) = try await leaseConnection()
-        let operation = Task {
-            defer { handoff.giveBack() }
-            return try await body(connection)
-        }
-        guard let operationTimeout = configuration.operationTimeout else {
-            return try await withTaskCancellationHandler { try await operation.value } onCancel: { operation.cancel() }
-        }
-        let outcome = FirstOutcome<Swift.Result<Result, any Error>>()
-        Task { outcome.settle(await operation.result) }
-        let watchdog = Task {
-            try await Task.sleep(for: operationTimeout)
-            if outcome.settle(.failure(OperationTimeout(timeout: operationTimeout))) {
-                // Fails the running query where postgres-nio notices, which ends the transaction.
-                let _: EventLoopFuture<Void> = connection.close()
-            }
-        }
-        defer { watchdog.cancel() }
-        return try await withTaskCancellationHandler { try await outcome.value.get() } onCancel: { operation.cancel() }
-    }
-
-    /// A pooled connection within `acquireTimeout`, and the handoff to give it back through.
-    private func leaseConnection() async throws -> (PostgresConnection, ConnectionHandoff) {
-        let client = self.client
-        let acquireTimeout = configuration.acquireTimeout
-        let handoff = ConnectionHandoff()
-        let lease = Task {
+        let lease = ConnectionLease<Result>()
+        let operationTimeout = configuration.operationTimeout
+        let work = Task { [client] in
             do {
                 try await client.withConnection { connection in
-                    guard handoff.offer(connection) else { return }  // nobody waits: straight back
-                    await handoff.untilGivenBack()
+                    guard lease.claim() else { return }  // the caller gave up: straight back
+                    let watchdog = operationTimeout.map { timeout in
+                        connection.eventLoop.scheduleTask(in: .init(timeout)) {
+                            // Fails the running query where postgres-nio notices, which ends the transaction.
+                            guard lease.settle(.failure(OperationTimeout(timeout: timeout))) else { return }
+                            let _: EventLoopFuture<Void> = connection.close()
+                        }
+                    }
+                    let result: Swift.Result<Result, any Error>
+                    do {
+                        result = .success(
+                            try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.eventLoop)) {
+                                try await body(connection)
+                            })
+                    } catch {
+                        result = .failure(error)
+                    }
+                    watchdog?.cancel()
+                    lease.settle(result)
                 }
             } catch {
-                handoff.fail(error)
+                lease.settle(.failure(error))  // no connection (pool closed, connect failure, cancelled)
             }
         }
-        let acquireTimer = Task {
-            try await Task.sleep(for: acquireTimeout)
-            handoff.fail(ConnectionAcquireTimeout(timeout: acquireTimeout))
-            lease.cancel()
+        let acquireTimeout = configuration.acquireTimeout
+        let acquireTimer = eventLoopGroup.next().scheduleTask(in: .init(acquireTimeout)) {
+            if lease.giveUp(ConnectionAcquireTimeout(timeout: acquireTimeout)) { work.cancel() }
         }
         defer { acquireTimer.cancel() }
-        let connection = try await withTaskCancellationHandler {
-            try await handoff.connection()
+        return try await withTaskCancellationHandler {
+            try await lease.outcome()
         } onCancel: {
-            handoff.fail(CancellationError())
-            lease.cancel()
+            // Waiting for a connection ends now; a running `body` sees the cancellation.
+            _ = lease.giveUp(CancellationError())
+            work.cancel()
         }
-        return (connection, handoff)
     }
+
 }
