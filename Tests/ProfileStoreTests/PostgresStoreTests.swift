@@ -347,6 +347,29 @@ struct PostgresUnreachableTests {
         #expect(error?.message.contains("run()") == true)
         #expect(start.duration(to: .now) < .seconds(10), "must not wait for a pool that never runs")
     }
+
+    @Test("an operation cancelled while it waits for a connection ends at once, long before its acquire timeout")
+    func cancelledWhileWaiting() async throws {
+        let server = try StubTCPServer(.silent)
+        defer { server.stop() }
+        var configuration = PostgresStoreConfiguration(
+            host: "127.0.0.1", port: server.port, username: "postgres", database: "nothing", tls: .disable)
+        configuration.acquireTimeout = .seconds(60)
+        configuration.connectTimeout = .seconds(60)
+        let store = PostgresProfileStore(configuration: configuration, logger: testLogger)
+        try await withRunning(store) {
+            let waiting = Task {
+                try await store.apply([Messages.created(1)]) { _ in BatchPlan(outcomes: [.ok(.created)]) }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            let cancelled = ContinuousClock.now
+            waiting.cancel()
+            let error = await #expect(throws: StoreError.self) { _ = try await waiting.value }
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("cancelled") == true, "\(error.map(\.message) ?? "-")")
+            #expect(cancelled.duration(to: .now) < .seconds(5), "took \(cancelled.duration(to: .now))")
+        }
+    }
 }
 
 /// `PostgresStoreConfiguration(url:)`.
