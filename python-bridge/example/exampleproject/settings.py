@@ -151,7 +151,9 @@ SIGNAL_BRIDGE = {
     "ENDPOINT": os.environ.get("SIGNAL_BRIDGE_ENDPOINT", "tcp://127.0.0.1:5557"),
     "MODE": os.environ.get("SIGNAL_BRIDGE_MODE", "sync"),
     "SENDERS": {
-        "auth.user": {"signals": ["post_save"], "attrs": ["_profile_data"]},
+        # The receiver reads only the id and _profile_data: no password hash in
+        # the message or the outbox (and half the rendering cost).
+        "auth.user": {"signals": ["post_save"], "attrs": ["_profile_data"], "fields": ["username"]},
     },
     # Sync mode, worker not answering: "raise" (default), "defer" (the relay
     # sends it later) or "local" (run the Python receiver named here).

@@ -8,6 +8,7 @@ same pages against the Swift worker are exercised by ``scripts/demo --check``.
 """
 
 import datetime
+import json
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -251,3 +252,21 @@ def test_home_lists_recent_users_with_links(client, in_process_receiver):
     assert html.index(">bob<") < html.index(">ann<")  # newest first
     assert reverse("accounts:profile", args=["ann"]) in html
     assert "Business" in html and "Personal" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_example_sends_the_username_and_never_the_password_hash(client, settings):
+    """The example's SENDERS names ``fields: ["username"]``: the message (here its
+    outbox row, MODE="outbox" so that nothing is sent) holds the user's id, username
+    and ``_profile_data``, and no other field of the user."""
+    from signal_bridge.models import OutboxMessage
+
+    settings.SIGNAL_BRIDGE = {**settings.SIGNAL_BRIDGE, "ENABLED": True, "MODE": "outbox"}
+    response = signup(client, username="bea", password="s3cret-pass", sex="F")
+    assert response.status_code == 302
+    user = get_user_model().objects.get(username="bea")
+    (row,) = OutboxMessage.objects.all()
+    message = json.loads(row.payload)
+    assert message["instance"] == {"model": "auth.user", "pk": user.pk, "fields": {"username": "bea"}}
+    assert message["attrs"]["_profile_data"]["sex"] == "F"
+    assert user.password and user.password not in row.payload
