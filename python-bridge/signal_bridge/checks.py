@@ -66,7 +66,10 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(
             checks.Warning(
                 "SIGNAL_BRIDGE is enabled but SENDERS is empty: nothing will be published.",
-                hint='Add e.g. "SENDERS": {"auth.user": {"signals": ["post_save"], "attrs": ["_profile_data"]}}.',
+                hint=(
+                    'Add e.g. "SENDERS": {"auth.user": {"signals": ["post_save"], '
+                    '"attrs": ["_profile_data"], "fields": ["username"]}}.'
+                ),
                 id="signal_bridge.W003",
             )
         )
