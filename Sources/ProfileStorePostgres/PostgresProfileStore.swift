@@ -332,5 +332,4 @@ public final class PostgresProfileStore: ProfileStore, Service {
             work.cancel()
         }
     }
-
 }

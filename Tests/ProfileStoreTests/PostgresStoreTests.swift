@@ -285,12 +285,17 @@ struct PostgresStoreTests {
 /// PostgreSQL failures that need no server.
 @Suite("PostgreSQL store without a server")
 struct PostgresUnreachableTests {
-    static func deadStore(acquireTimeout: Duration = .milliseconds(500)) throws -> PostgresProfileStore {
+    /// A store for the server on `port` of this host, if any.
+    static func store(port: Int, acquireTimeout: Duration, connectTimeout: Duration) -> PostgresProfileStore {
         var configuration = PostgresStoreConfiguration(
-            host: "127.0.0.1", port: try unusedTCPPort(), username: "postgres", database: "nothing", tls: .disable)
+            host: "127.0.0.1", port: port, username: "postgres", database: "nothing", tls: .disable)
         configuration.acquireTimeout = acquireTimeout
-        configuration.connectTimeout = .milliseconds(500)
+        configuration.connectTimeout = connectTimeout
         return PostgresProfileStore(configuration: configuration, logger: testLogger)
+    }
+
+    static func deadStore(acquireTimeout: Duration = .milliseconds(500)) throws -> PostgresProfileStore {
+        store(port: try unusedTCPPort(), acquireTimeout: acquireTimeout, connectTimeout: .milliseconds(500))
     }
 
     @Test("an unreachable server makes every outcome store_unavailable within the acquire timeout")
@@ -319,11 +324,7 @@ struct PostgresUnreachableTests {
     func halfThereServer(behaviour: StubTCPServer.Behaviour) async throws {
         let server = try StubTCPServer(behaviour)
         defer { server.stop() }
-        var configuration = PostgresStoreConfiguration(
-            host: "127.0.0.1", port: server.port, username: "postgres", database: "nothing", tls: .disable)
-        configuration.acquireTimeout = .milliseconds(500)
-        configuration.connectTimeout = .milliseconds(500)
-        let store = PostgresProfileStore(configuration: configuration, logger: testLogger)
+        let store = Self.store(port: server.port, acquireTimeout: .milliseconds(500), connectTimeout: .milliseconds(500))
         let running = Task { try? await store.run() }
         let start = ContinuousClock.now
         let outcomes = await ProfileReceiver().apply([Messages.created(1), Messages.updated(2)], to: store)
@@ -352,11 +353,7 @@ struct PostgresUnreachableTests {
     func cancelledWhileWaiting() async throws {
         let server = try StubTCPServer(.silent)
         defer { server.stop() }
-        var configuration = PostgresStoreConfiguration(
-            host: "127.0.0.1", port: server.port, username: "postgres", database: "nothing", tls: .disable)
-        configuration.acquireTimeout = .seconds(60)
-        configuration.connectTimeout = .seconds(60)
-        let store = PostgresProfileStore(configuration: configuration, logger: testLogger)
+        let store = Self.store(port: server.port, acquireTimeout: .seconds(60), connectTimeout: .seconds(60))
         try await withRunning(store) {
             let waiting = Task {
                 try await store.apply([Messages.created(1)]) { _ in BatchPlan(outcomes: [.ok(.created)]) }
