@@ -71,32 +71,11 @@ public final class PostgresProfileStore: ProfileStore, Service {
         client.options.connectTimeout = configuration.connectTimeout
         client.options.maximumConnections = max(1, configuration.maximumConnections)
         client.options.additionalStartupParameters = [("application_name", configuration.applicationName)]
-            + Self.sessionSettings
         if let searchPath = configuration.searchPath {
             client.options.additionalStartupParameters.append(("search_path", searchPath))
         }
         self.client = PostgresClient(configuration: client, eventLoopGroup: eventLoopGroup, backgroundLogger: logger)
     }
-
-    /// Planner settings of the store's own sessions (sent when each connection starts).
-    ///
-    /// Every statement of the store touches a batch's keys (at most a few thousand rows) in
-    /// tables that may hold millions. Seeing 1,000 constant keys, the planner prefers hash joins
-    /// over full table scans (e.g. for `UPDATE ... FROM unnest(...)`), which measured 5x slower
-    /// at 100,000 rows and grows with the table: hash and merge joins are off.
-    ///
-    /// The statements are prepared once per connection (``PostgresNamedStatement``), but with
-    /// `plan_cache_mode = auto` PostgreSQL still planned every execution again (their array
-    /// parameters never let a generic plan look cheaper: `pg_prepared_statements` showed 600
-    /// custom plans out of 600). Their plan shape is fixed by `LATERAL ... LIMIT 1` and the join
-    /// settings above, so the generic plan is the same plan without the planning: measured on
-    /// one-message transactions, the read went from 536 to 270 µs and a whole batch from about
-    /// 2.4 to 1.9 ms. `plan_cache_mode` exists since PostgreSQL 12 (Django 4.2 needs 12 or later).
-    static let sessionSettings: [(String, String)] = [
-        ("enable_hashjoin", "off"),
-        ("enable_mergejoin", "off"),
-        ("plan_cache_mode", "force_generic_plan"),
-    ]
 
     /// Runs the connection pool until the task is cancelled or a graceful shutdown is triggered.
     ///
@@ -174,20 +153,6 @@ public final class PostgresProfileStore: ProfileStore, Service {
             for ddl in statements.workerTablesDDL {
                 _ = try await connection.query(PostgresQuery(unsafeSQL: ddl), logger: logger).collect()
             }
-        }
-    }
-
-    /// The value of a setting in the store's sessions (`current_setting(name)`), for tests.
-    func sessionSetting(_ name: String) async throws -> String? {
-        let logger = self.logger
-        return try await withConnection { connection in
-            var binds = PostgresBindings(capacity: 1)
-            binds.append(name)
-            var value: String?
-            let rows = try await connection.query(
-                PostgresQuery(unsafeSQL: "SELECT current_setting($1::text)", binds: binds), logger: logger)
-            for try await text in rows.decode(String.self) { value = text }
-            return value
         }
     }
 

@@ -156,35 +156,14 @@ struct PostgresStoreTests {
         try await Self.breakAndRecover("silent test", break: { $0.freeze() }, mend: { $0.thaw() })
     }
 
-    @Test("the store's sessions plan with nested loops and reuse the generic plan of their prepared statements")
-    func sessionSettings() async throws {
-        try await withFixture(.postgres) { fixture in
-            guard let fixture = fixture as? PostgresFixture else { throw PostgresFixture.NotConfigured() }
-            let store = fixture.postgresStore
-            #expect(try await store.sessionSetting("enable_hashjoin") == "off")
-            #expect(try await store.sessionSetting("enable_mergejoin") == "off")
-            #expect(try await store.sessionSetting("plan_cache_mode") == "force_generic_plan")
-            // The fixture's own session is not the store's: it keeps the server's defaults.
-            let adminPlanCacheMode = try await fixture.admin.withConnection { connection in
-                var value: String?
-                for try await text in try await connection.query("SELECT current_setting('plan_cache_mode')", logger: testLogger)
-                    .decode(String.self)
-                {
-                    value = text
-                }
-                return value
-            }
-            #expect(adminPlanCacheMode == "auto")
-        }
-    }
-
-    @Test("the lock statement turns synchronous_commit off for its transaction only when asked")
-    func relaxedCommitSetting() async throws {
+    @Test("the lock statement sets the batch's planner settings, and synchronous_commit off when asked, for its transaction only")
+    func lockStatementSettings() async throws {
         try await withFixture(.postgres) { fixture in
             guard let fixture = fixture as? PostgresFixture else { throw PostgresFixture.NotConfigured() }
             let statements = PostgresStatements(fixture.postgresStore.configuration)
+            let names = ["synchronous_commit", "enable_hashjoin", "enable_mergejoin", "plan_cache_mode"]
             for relaxed in [true, false] {
-                let (inside, after) = try await fixture.admin.withConnection { connection in
+                let (inside, after, plans) = try await fixture.admin.withConnection { connection in
                     // The test server may run with it off: start from on, as a durable server does.
                     _ = try await connection.query("SET synchronous_commit = on", logger: testLogger).collect()
                     _ = try await connection.query("BEGIN", logger: testLogger).collect()
@@ -193,28 +172,49 @@ struct PostgresStoreTests {
                     binds.append([Int32(1), 2])
                     binds.append(relaxed)
                     _ = try await statements.lockUsers.run(binds, on: connection, logger: testLogger) {
-                        try $0.decode((Int64, String?).self)
+                        try $0.decode((Int64, String?, String).self)
                     }
-                    let inside = try await Self.synchronousCommit(connection)
+                    let inside = try await Self.settings(names, on: connection)
+                    // The batch's read, planned under these settings: the generic plan, never a custom one.
+                    var read = PostgresBindings(capacity: 2)
+                    read.append([Int64(1), 2])
+                    read.append(["0193a5e0-7c00-7000-8000-000000000001"])
+                    for _ in 0..<2 {
+                        _ = try await statements.readSnapshot.run(read, on: connection, logger: testLogger) { _ in () }
+                    }
+                    var name = PostgresBindings(capacity: 1)
+                    name.append(statements.readSnapshot.name)
+                    var plans: (generic: Int64, custom: Int64) = (0, 0)
+                    let rows = try await connection.query(
+                        PostgresQuery(
+                            unsafeSQL: "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = $1::text",
+                            binds: name),
+                        logger: testLogger)
+                    for try await counts in rows.decode((Int64, Int64).self) { plans = counts }
                     _ = try await connection.query("COMMIT", logger: testLogger).collect()
-                    let after = try await Self.synchronousCommit(connection)
+                    let after = try await Self.settings(names, on: connection)
                     _ = try await connection.query("RESET synchronous_commit", logger: testLogger).collect()
-                    return (inside, after)
+                    return (inside, after, plans)
                 }
-                #expect(inside == (relaxed ? "off" : "on"), "relaxed: \(relaxed)")
-                #expect(after == "on", "the setting must not outlive the transaction")
+                #expect(
+                    inside == [relaxed ? "off" : "on", "off", "off", "force_generic_plan"], "relaxed: \(relaxed)")
+                #expect(after == ["on", "on", "on", "auto"], "the settings must not outlive the transaction")
+                #expect(plans.custom == 0 && plans.generic >= 2, "read statement plans: \(plans)")
             }
         }
     }
 
-    static func synchronousCommit(_ connection: PostgresConnection) async throws -> String? {
-        var value: String?
-        for try await text in try await connection.query("SELECT current_setting('synchronous_commit')", logger: testLogger)
-            .decode(String.self)
-        {
-            value = text
+    /// `current_setting` of each name, in order.
+    static func settings(_ names: [String], on connection: PostgresConnection) async throws -> [String] {
+        var values: [String] = []
+        for name in names {
+            var binds = PostgresBindings(capacity: 1)
+            binds.append(name)
+            let rows = try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT current_setting($1::text)", binds: binds), logger: testLogger)
+            for try await value in rows.decode(String.self) { values.append(value) }
         }
-        return value
+        return values
     }
 
     @Test("four workers on one database keep each user's messages in sequence order")
