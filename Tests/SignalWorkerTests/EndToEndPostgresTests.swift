@@ -55,6 +55,38 @@ struct EndToEndPostgresTests {
         }
     }
 
+    @Test(
+        "through PgBouncer (session pooling), as docs/DEPLOYMENT.md suggests: the worker connects and applies",
+        .enabled(if: TestEnvironment.pgbouncerAvailable("the worker through PgBouncer")))
+    func throughPgBouncer() async throws {
+        let database = try await PostgresFixture.make()
+        try await Self.run(database) {
+            try await database.insertUsers([1, 2])
+            let messages = Messages()
+            // PgBouncer refuses a connection whose startup packet carries a parameter it does not
+            // track ("unsupported startup parameter"): the worker must send none of those.
+            let store = "\(TestEnvironment.pgbouncerURL!)/\(database.database)"
+            try await withWorker(WorkerProcess.serveArguments(store: store)) { worker in
+                let client = try TestClient(worker.endpoint)
+                defer { client.close() }
+                let create = messages.signal(user: 1, created: true, data: ["profile_type": "business", "sex": "F"])
+                #expect(try client.request(create).isOK("created"))
+                let update = messages.signal(user: 1, created: false, data: ["birthdate": "1990-01-02"])
+                #expect(try client.request(update).isOK("updated"))
+                // A batch of several messages (the batch statements, prepared on the pooled connection).
+                let batch = [messages.signal(user: 2, created: true), messages.signal(user: 2, created: false, data: ["sex": "M"])]
+                let replies = try EndToEndSQLiteTests.pipeline(client, batch)
+                #expect(batch.map { replies[$0.id]?.first?.action } == ["created", "updated"], "\(replies)")
+                #expect(
+                    try await database.profiles()
+                        == [
+                            1: ProfileRow(profileType: "business", sex: "F", birthdate: "1990-01-02"),
+                            2: ProfileRow(profileType: "personal", sex: "M", birthdate: nil),
+                        ])
+            }
+        }
+    }
+
     @Test("one batch with a duplicate and failing messages: the others apply, each reply says what happened")
     func batchWithDuplicateAndFailure() async throws {
         let database = try await PostgresFixture.make()

@@ -19,6 +19,17 @@ enum TestEnvironment {
         return false
     }
 
+    /// `SIGNAL_WORKER_TEST_PGBOUNCER_URL`: `postgres://postgres@127.0.0.1:PORT`, a PgBouncer in
+    /// session pooling mode in front of the server of ``postgresURL`` (append `/DATABASE`).
+    static var pgbouncerURL: String? { variable("SIGNAL_WORKER_TEST_PGBOUNCER_URL") }
+
+    /// True when the PgBouncer test can run; prints a loud line when it cannot.
+    static func pgbouncerAvailable(_ test: String) -> Bool {
+        if postgresURL != nil, pgbouncerURL != nil { return true }
+        print("SKIPPING \(test): SIGNAL_WORKER_TEST_PGBOUNCER_URL or SIGNAL_WORKER_TEST_POSTGRES_URL is not set (scripts/test sets both)")
+        return false
+    }
+
     /// True when the Django SQLite template exists; prints a loud line when it does not.
     static func djangoSQLiteAvailable(_ test: String) -> Bool {
         if djangoSQLiteTemplate != nil { return true }
