@@ -72,8 +72,8 @@ struct PostgresStatements: Sendable {
                 CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a
                 """)
         // All writes of a batch in one statement; data-modifying CTEs run even when unreferenced.
-        // The UPDATE's join is a nested loop over the user_id index because the store's
-        // sessions disable hash and merge joins (see PostgresProfileStore.init).
+        // The UPDATE's join is a nested loop over the user_id index because the batch's
+        // transaction disables hash and merge joins (``plannerSettings``, set by lockUsers).
         writeBatch = PostgresNamedStatement(
             sql: """
                 WITH inserted AS (

@@ -34,7 +34,9 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     /// Encryption of the connection.
     public var tls: TLSMode
     /// `search_path` for the store's connections (the schema holding Django's tables and the
-    /// worker's); `nil` keeps the server's default (`"$user", public`).
+    /// worker's); `nil` keeps the server's default (`"$user", public`). Sent as a startup
+    /// parameter, which PgBouncer refuses unless it is in PgBouncer's `ignore_startup_parameters`
+    /// (and then ignores): behind PgBouncer, set it for the database role instead.
     public var searchPath: String?
     /// Django's profile table (`UserProfile._meta.db_table`), an unqualified name.
     public var profileTable: String
