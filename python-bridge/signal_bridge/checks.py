@@ -11,6 +11,7 @@ talks to the network, so it never runs at import time or in a plain
 
 from __future__ import annotations
 
+import django
 from django.core import checks
 from django.db import connections
 from django.utils.module_loading import import_string
@@ -85,13 +86,17 @@ def check_sqlite(app_configs=None, databases=None, **kwargs):
         if settings_dict.get("ENGINE") != "django.db.backends.sqlite3":
             continue
         options = settings_dict.get("OPTIONS") or {}
-        init = str(options.get("init_command") or "").replace(" ", "").lower()
-        if "journal_mode=wal" not in init:
+        if not _wal_configured(alias, options, databases):
             warnings.append(
                 checks.Warning(
                     f"Database {alias!r} is SQLite without WAL: the worker writes the same file, "
                     "and in rollback-journal mode its writes block Django's readers.",
-                    hint='Set DATABASES[...]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL;".',
+                    hint=(
+                        'Set DATABASES[...]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL;".'
+                        if _HAS_SQLITE_OPTIONS
+                        else 'Django < 5.1: run "PRAGMA journal_mode=WAL;" once on the file (the mode is '
+                        "stored in it), e.g. from a connection_created receiver."
+                    ),
                     id="signal_bridge.W001",
                 )
             )
@@ -101,11 +106,39 @@ def check_sqlite(app_configs=None, databases=None, **kwargs):
                     f"Database {alias!r} is SQLite without IMMEDIATE transactions: a transaction that "
                     "reads and then writes while the worker writes fails with 'database is locked' "
                     "instead of waiting (DESIGN.md section 1).",
-                    hint='Set DATABASES[...]["OPTIONS"]["transaction_mode"] = "IMMEDIATE" (Django >= 5.1).',
+                    hint=(
+                        'Set DATABASES[...]["OPTIONS"]["transaction_mode"] = "IMMEDIATE".'
+                        if _HAS_SQLITE_OPTIONS
+                        else "Django < 5.1 cannot set it: upgrade to 5.1 or later, or retry transactions "
+                        "that fail with 'database is locked'."
+                    ),
                     id="signal_bridge.W002",
                 )
             )
     return warnings
+
+
+# Django 5.1 added the SQLite OPTIONS "init_command" and "transaction_mode".
+_HAS_SQLITE_OPTIONS = django.VERSION >= (5, 1)
+
+
+def _wal_configured(alias: str, options: dict, databases) -> bool:
+    """Whether ``alias`` runs in WAL mode, as far as the check may tell.
+
+    ``init_command`` says so without a connection. Otherwise the file is asked
+    (``PRAGMA journal_mode``) only when the check may use the database
+    (``databases`` names it: ``migrate``, ``check --database``); without that,
+    Django < 5.1 (where WAL can only be set on the file or by a
+    ``connection_created`` receiver) gets the benefit of the doubt.
+    """
+    init = str(options.get("init_command") or "").replace(" ", "").lower()
+    if "journal_mode=wal" in init:
+        return True
+    if databases and alias in databases:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            return str(cursor.fetchone()[0]).lower() == "wal"
+    return not _HAS_SQLITE_OPTIONS
 
 
 @checks.register(deploy=True)

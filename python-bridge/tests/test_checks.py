@@ -1,8 +1,12 @@
 """Settings validation and system checks (signal_bridge.checks)."""
 
+import sqlite3
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 from django.db import connections
+from django.db.backends.signals import connection_created
 from django.test import override_settings
 
 from signal_bridge import checks, conf
@@ -63,13 +67,55 @@ def test_sqlite_without_wal_and_immediate_warns(monkeypatch):
         # Pretend: the check reads settings only.
         monkeypatch.setitem(connection.settings_dict, "ENGINE", "django.db.backends.sqlite3")
     monkeypatch.setitem(connection.settings_dict, "OPTIONS", {})
-    assert ids(checks.check_sqlite()) == ["signal_bridge.W001", "signal_bridge.W002"]
+    if checks._HAS_SQLITE_OPTIONS:
+        assert ids(checks.check_sqlite()) == ["signal_bridge.W001", "signal_bridge.W002"]
+    else:
+        # Django < 5.1: WAL may be set on the file, which the check asks only
+        # when it may use the database; IMMEDIATE cannot be had at all.
+        (warning,) = checks.check_sqlite()
+        assert warning.id == "signal_bridge.W002"
+        assert "Django < 5.1 cannot set it" in warning.hint
     monkeypatch.setitem(
         connection.settings_dict,
         "OPTIONS",
         {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"},
     )
     assert checks.check_sqlite() == []
+
+
+@pytest.mark.django_db  # unblocks connections; this one is to a file of its own
+def test_sqlite_wal_is_read_from_the_file_when_the_check_may_use_the_database(tmp_path, monkeypatch):
+    # A real SQLite file of its own (rollback journal, SQLite's default),
+    # behind a connection configured without init_command.
+    path = tmp_path / "other.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (x)")
+    settings_dict = {
+        **connections["default"].settings_dict,
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {"transaction_mode": "IMMEDIATE"} if checks._HAS_SQLITE_OPTIONS else {},
+    }
+    other = SQLiteDatabaseWrapper(settings_dict, alias="other")
+    monkeypatch.setattr(checks, "connections", {"other": other})
+    # The example project switches every SQLite connection to WAL on Django < 5.1.
+    wal_receiver = connection_created.disconnect(dispatch_uid="accounts.use_wal")
+    no_immediate = [] if checks._HAS_SQLITE_OPTIONS else ["signal_bridge.W002"]
+    try:
+        assert ids(checks.check_sqlite(databases=["other"])) == ["signal_bridge.W001", *no_immediate]
+        other.close()  # an open connection keeps the mode it opened with
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+        assert ids(checks.check_sqlite(databases=["other"])) == no_immediate
+        # Not asked: the settings decide (Django < 5.1: the benefit of the doubt).
+        not_asked = ids(checks.check_sqlite(databases=["default"]))
+        assert ("signal_bridge.W001" in not_asked) == checks._HAS_SQLITE_OPTIONS
+    finally:
+        other.close()
+        if wal_receiver:
+            from accounts.apps import use_wal
+
+            connection_created.connect(use_wal, dispatch_uid="accounts.use_wal")
 
 
 def test_deploy_check_reports_unreachable_worker(bridge, worker):

@@ -187,8 +187,14 @@ def test_sigkilled_worker_loses_nothing_and_applies_everything_once(bridge, work
         if (profile.profile_type, profile.sex, str(profile.birthdate)) != ("business", "F" if pk % 2 else "M", "1990-01-02")
     ]
     assert not wrong, f"{len(wrong)} profiles differ from their last save, e.g. user {wrong[:5]}"
-    locked = [text for text in (relay_log, worker.log_tail(10_000)) if "database is locked" in text]
-    assert not locked, "a 'database is locked' error reached the relay or the worker"
+    locked = [
+        line
+        for text in (relay_log, worker.log_tail(10_000))
+        for line in text.splitlines()
+        # Not the system check that warns of it (signal_bridge.W002, Django < 5.1).
+        if "database is locked" in line and "signal_bridge.W002" not in line and "HINT:" not in line
+    ]
+    assert not locked, f"a 'database is locked' error reached the relay or the worker: {locked[:3]}"
     if connection.vendor == "postgresql" and os.environ.get("SIGNAL_WORKER_TEST_POSTGRES_DIR"):
         assert restarted, "PostgreSQL was to be restarted mid-stream"
     print(

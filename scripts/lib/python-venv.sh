@@ -6,23 +6,32 @@
 # install (a stamp file in the venv), or when the packages do not import.
 #
 #   source "$ROOT/scripts/lib/python-venv.sh"
-#   ensure_venv          # sets PY to the venv's python
+#   ensure_venv          # sets VENV and PY (the venv's python)
+#   ensure_venv "$ROOT/.venv-django42" "django>=4.2,<4.3"
+#                        # another venv, the same packages but this Django
 #
 # Needs ROOT (the repository). PYTHON picks the base interpreter (default python3).
 
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 
-ensure_venv() {
-    local base=${PYTHON:-python3} version want out
+ensure_venv() { # ensure_venv [DIR [DJANGO_REQUIREMENT]]
+    local base=${PYTHON:-python3} version want out django=${2:-}
     local requirements="$ROOT/python-bridge/example/requirements.txt" bridge="$ROOT/python-bridge"
+    VENV=${1:-$ROOT/.venv}
+    PY="$VENV/bin/python"
     local stamp="$VENV/.requirements-stamp"
     version=$("$base" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])') || return 1
     if ! "$base" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
         echo "Django 5.2 needs Python >= 3.10, $base is $version" >&2
         return 1
     fi
-    want=$( { cat "$requirements" "$bridge/pyproject.toml"; echo "python=$version"; } | sha256sum | cut -d' ' -f1)
+    local packages
+    packages=$(cat "$requirements")
+    if [[ -n "$django" ]]; then # the same packages, their Django line replaced
+        packages=$(grep -viE '^django *([<>=!~]|$)' "$requirements"; echo "$django")
+    fi
+    want=$( { echo "$packages"; cat "$bridge/pyproject.toml"; echo "python=$version"; } | sha256sum | cut -d' ' -f1)
     if [[ -x "$PY" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
         && "$PY" -c 'import django, zmq, signal_bridge' 2>/dev/null; then
         echo "venv up to date ($VENV)"
@@ -34,8 +43,8 @@ ensure_venv() {
     fi
     echo "installing Python packages into $VENV"
     # Quiet unless it fails (an editable build prints setuptools chatter).
-    out=$("$PY" -m pip install --disable-pip-version-check -q -r "$requirements" 2>&1) \
-        || { echo "$out" >&2; echo "pip install -r $requirements failed" >&2; return 1; }
+    out=$("$PY" -m pip install --disable-pip-version-check -q -r /dev/stdin <<< "$packages" 2>&1) \
+        || { echo "$out" >&2; echo "pip install -r $requirements${django:+ (with $django)} failed" >&2; return 1; }
     out=$("$PY" -m pip install --disable-pip-version-check -q -e "$bridge" 2>&1) \
         || { echo "$out" >&2; echo "pip install -e $bridge failed" >&2; return 1; }
     "$PY" -c 'import django, zmq, signal_bridge' || { echo "signal_bridge does not import after pip install -e $bridge" >&2; return 1; }

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -98,21 +99,26 @@ def database_from_url(url):
         path = unquote(parts.path)
         if not path:
             raise ImproperlyConfigured(f"DJANGO_DATABASE_URL {url!r}: missing file path")
+        options = {
+            # Seconds a writer waits for the lock (Python's default: 5). Django,
+            # the worker and the relay write one file; under a sustained burst
+            # SQLite's busy handler is not a fair queue, so give it room.
+            "timeout": 20,
+        }
+        if django.VERSION >= (5, 1):
+            # Every atomic() starts with BEGIN IMMEDIATE, so a writer waits on
+            # the busy timeout instead of failing with "database is locked"
+            # (see DESIGN.md §1); WAL on every connection.
+            options["transaction_mode"] = "IMMEDIATE"
+            options["init_command"] = "PRAGMA journal_mode=WAL;"
+        # Django 4.2 has neither option: accounts.apps switches the file to WAL
+        # (the mode is stored in the file) when a connection opens; IMMEDIATE
+        # has no equivalent there (the bridge's check signal_bridge.W002 says so).
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,
             "ATOMIC_REQUESTS": ATOMIC_REQUESTS,
-            "OPTIONS": {
-                # Django >= 5.1: every atomic() starts with BEGIN IMMEDIATE, so
-                # a writer waits on the busy timeout instead of failing with
-                # "database is locked" (see DESIGN.md §1).
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL;",
-                # Seconds a writer waits for the lock (Python's default: 5). Django,
-                # the worker and the relay write one file; under a sustained burst
-                # SQLite's busy handler is not a fair queue, so give it room.
-                "timeout": 20,
-            },
+            "OPTIONS": options,
             "TEST": {"NAME": path + ".pytest"},
         }
     if scheme in {"postgres", "postgresql", "pgsql"}:
