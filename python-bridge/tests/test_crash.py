@@ -54,6 +54,8 @@ def relay_process(tmp_path: Path, endpoint: str) -> subprocess.Popen:
         "DJANGO_SETTINGS_MODULE": "crash_settings",
         "SIGNAL_BRIDGE_ENDPOINT": endpoint,
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "python-bridge" / "example")]),
+        # A relay that ignores SIGTERM is sent SIGABRT: its threads' stacks go to the log.
+        "PYTHONFAULTHANDLER": "1",
     }
     log = open(tmp_path / "relay.log", "wb")
     process = subprocess.Popen(
@@ -166,12 +168,17 @@ def test_sigkilled_worker_loses_nothing_and_applies_everything_once(bridge, work
         try:
             relay_status = relay.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            relay.kill()
-            relay_status = "killed"
+            relay.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to relay.log
+            try:
+                relay.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                relay.kill()
+                relay.wait()
+            relay_status = "no exit within 30 s of SIGTERM (SIGABRT sent: the stacks are in the log)"
     drained = time.monotonic() - started
     relay_log = (tmp_path / "relay.log").read_text(errors="replace")
 
-    assert relay_status == 0, f"relay exit status {relay_status}; log tail:\n{relay_log[-2000:]}"
+    assert relay_status == 0, f"relay exit status {relay_status}; log tail:\n{relay_log[-6000:]}"
     assert len(depth_at_kills) == KILLS
     assert sum(1 for depth in depth_at_kills if depth > 0) >= KILLS - 1, (
         f"the kills must hit a stream in flight (outbox depth at each kill: {depth_at_kills})"

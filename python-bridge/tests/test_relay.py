@@ -118,3 +118,24 @@ def test_ping_command(bridge):
     with pytest.raises(CommandError) as info:
         call_command("signal_bridge", "ping", stdout=io.StringIO())
     assert info.value.returncode == 1
+
+
+def test_the_relays_signal_handler_cannot_deadlock_on_its_stop_event():
+    """SIGTERM arriving while the main thread holds the Event's lock (inside ``stop.wait()``)."""
+    import signal
+    import threading
+
+    from signal_bridge.management.commands.signal_bridge import stop_on_signal
+
+    stop = threading.Event()
+    handler = stop_on_signal(stop)
+
+    def signal_inside_wait():
+        with stop._cond:  # what Event.wait() holds around its bookkeeping
+            handler(signal.SIGTERM, None)
+
+    thread = threading.Thread(target=signal_inside_wait, daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive(), "the handler blocked on the lock its own thread holds"
+    assert stop.wait(timeout=5)

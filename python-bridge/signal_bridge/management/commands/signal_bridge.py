@@ -22,6 +22,22 @@ from signal_bridge import conf, relay, transport
 from signal_bridge.exceptions import WorkerError
 
 
+def stop_on_signal(stop: threading.Event):
+    """A signal handler that sets ``stop`` without ever blocking the main thread.
+
+    Python runs a signal handler in the main thread between two bytecodes,
+    possibly while that thread is inside ``stop.wait()`` holding the Event's
+    internal lock, which is not reentrant: a handler calling ``stop.set()``
+    there waits for itself forever (the relay then ignores SIGTERM until it is
+    killed). A short-lived thread takes the lock once the main thread lets go.
+    """
+
+    def handler(signum, frame):
+        threading.Thread(target=stop.set, name="signal-bridge-stop", daemon=True).start()
+
+    return handler
+
+
 class Command(BaseCommand):
     help = "Operate the signal bridge: relay the outbox, ping the worker, show status and dead letters."
 
@@ -49,7 +65,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         if forever:
             for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
+                signal.signal(signum, stop_on_signal(stop))
         result = relay.run(
             using=database,
             once=not forever,
