@@ -29,11 +29,7 @@ final class ConnectionLease<Value: Sendable>: Sendable {
     /// `false`, and no effect, once a connection was claimed: then only the operation's end or
     /// its timeout settle the outcome.
     func giveUp(_ error: any Error) -> Bool {
-        let gaveUp = phase.withLock { phase -> Bool in
-            guard phase == .waiting else { return false }
-            phase = .abandoned
-            return true
-        }
+        let gaveUp = leaveWaiting(for: .abandoned)
         if gaveUp { result.settle(.failure(error)) }
         return gaveUp
     }
@@ -43,9 +39,14 @@ final class ConnectionLease<Value: Sendable>: Sendable {
     /// A connection was leased: `true` if the caller still waits (the task runs the operation on
     /// it), `false` if it gave up (the task gives the connection straight back).
     func claim() -> Bool {
+        leaveWaiting(for: .claimed)
+    }
+
+    /// Moves from `waiting` to `next`; `false` if another phase came first (claim and give-up race).
+    private func leaveWaiting(for next: Phase) -> Bool {
         phase.withLock { phase -> Bool in
             guard phase == .waiting else { return false }
-            phase = .claimed
+            phase = next
             return true
         }
     }
