@@ -46,7 +46,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,8 +82,6 @@ CONFIGS = [
                                  ("sync", "bridge", "sync"), ("async", "bridge", "async"))
 ]
 CONFIG_BY_KEY = {c.key: c for c in CONFIGS}
-RATIOS = [("async / none", "async", "none", 0.80), ("sync / in_process", "sync", "in_process", 1.0),
-          ("async / in_process", "async", "in_process", None)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,7 +98,6 @@ def child_main(spec: dict) -> None:
 
     from django.conf import settings
     from django.contrib.auth.models import User
-    from django.db import transaction
 
     from accounts.models import UserProfile
 
@@ -122,22 +118,12 @@ def child_main(spec: dict) -> None:
             raise SystemExit(f"client {client}: expected {command!r} from the parent, got {line!r}")
 
     def save_all(users) -> dict:
-        durations = []
-        clock = time.monotonic  # CLOCK_MONOTONIC: one clock for every process of the machine
-        start = before = clock()
-        for user in users:
-            if atomic:
-                with transaction.atomic():
-                    user.save()
-            else:
-                user.save()
-            after = clock()
-            durations.append(round((after - before) * 1e6))
-            before = after
-        end = clock()
+        # CLOCK_MONOTONIC: one clock for every process of the machine.
+        start, end, durations = sb.time_saves(users, atomic, clock=time.monotonic)
         if bridge and not sender.flush(sb.WAIT_TIMEOUT_S):  # async: the rest of the delivery
             problems.append(f"the background sender did not drain within {sb.WAIT_TIMEOUT_S:.0f} s")
-        return {"start": start, "end": end, "delivered": clock(), "durations_us": durations}
+        return {"start": start, "end": end, "delivered": time.monotonic(),
+                "durations_us": [round(d * 1e6) for d in durations]}
 
     # Warm-up, off the clock: the first connection, imports, the sender thread.
     warm = User(username=f"warmup{client}", password="!")
@@ -325,32 +311,6 @@ class ConcurrentPostgresDB(sb.PostgresDB):
 # Summary and report
 
 
-def round_metrics(result: dict, total: int) -> dict:
-    m = {}
-    for phase, p in result["phases"].items():
-        m[f"{phase}.save"] = sb.rate(total, p["save_s"])
-        m[f"{phase}.e2e"] = sb.rate(total, p.get("e2e_s"))
-        m[f"{phase}.p50_us"] = p["p50_us"]
-        m[f"{phase}.p99_us"] = p["p99_us"]
-    w = result.get("worker") or {}
-    if w.get("requests"):
-        m["worker.msgs_per_tx"] = w["requests"] / w["batches"] if w["batches"] else None
-        m["worker.request_us"] = w.get("request_us")
-    return {k: v for k, v in m.items() if v is not None}
-
-
-def summarize(rounds: list[dict], total: int) -> dict:
-    failed = [p for r in rounds for p in r["problems"]]
-    per_round = [round_metrics(r, total) for r in rounds]
-    keys = sorted({k for m in per_round for k in m})
-    return {"failed": failed, "per_round": per_round,
-            "median": {k: statistics.median([m[k] for m in per_round if k in m]) for k in keys}}
-
-
-def _med(summary, key):
-    return None if summary is None or summary["failed"] else summary["median"].get(key)
-
-
 def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, clients: int, n: int) -> str:
     out = ["# Django save() with concurrent processes", ""]
     out += [f"- {k}: {v}" for k, v in meta.items()]
@@ -369,41 +329,17 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, cli
             if s["failed"]:
                 out.append(f"| {c.name} | {c.pattern} | FAILED | | | | | | |")
                 continue
-            g = lambda k, d=0: sb.fmt(_med(s, k), d)
-            worker = (f"{g('worker.msgs_per_tx', 1)}, {g('worker.request_us')}"
-                      if _med(s, "worker.msgs_per_tx") else "—")
+            g = lambda k, d=0: sb.fmt(sb.med(s, k), d)
+            tx_per_msg = sb.med(s, "worker.tx_per_msg")
+            worker = f"{sb.fmt(1 / tx_per_msg, 1)}, {g('worker.request_us')}" if tx_per_msg else "—"
             out.append(f"| {c.name} | {c.pattern} | {g('create.save')} | {g('update.save')} | {g('create.e2e')} "
                        f"| {g('update.e2e')} | {g('create.p50_us')} / {g('update.p50_us')} "
                        f"| {g('create.p99_us')} / {g('update.p99_us')} | {worker} |")
         out.append("")
     out += ["## Ratios against the targets", "",
             "Medians of this run; *per round*: the ratio within each round (median, range). Targets from issue 5: "
-            "async ≥ 80 % of the no-receiver rate; sync faster than the in-process receiver (> 100 %).", "",
-            "| database | pattern | ratio | creates | updates | per round: creates | per round: updates | target | met |",
-            "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |"]
-    for db in dbs:
-        for atomic in (False, True):
-            suffix = "+atomic" if atomic else ""
-            for title, num, den, target in RATIOS:
-                a, b = results[db].get(num + suffix), results[db].get(den + suffix)
-                if a is None or b is None:
-                    continue
-                cells, rounds_cells, ok = [], [], target is not None
-                for phase in sb.PHASES:
-                    x, y = _med(a, f"{phase}.save"), _med(b, f"{phase}.save")
-                    ratio = x / y if x and y else None
-                    cells.append("—" if ratio is None else f"{100 * ratio:.0f} %")
-                    paired = [] if a["failed"] or b["failed"] else [
-                        p[f"{phase}.save"] / q[f"{phase}.save"] for p, q in zip(a["per_round"], b["per_round"])
-                        if p.get(f"{phase}.save") and q.get(f"{phase}.save")]
-                    rounds_cells.append(f"{100 * statistics.median(paired):.0f} % "
-                                        f"({100 * min(paired):.0f}–{100 * max(paired):.0f})" if paired else "—")
-                    if target is not None:
-                        ok = ok and ratio is not None and (ratio >= target if target < 1 else ratio > target)
-                target_text = "—" if target is None else (f"≥ {100 * target:.0f} %" if target < 1 else "> 100 %")
-                met = "—" if target is None else ("yes" if ok else "**NO**")
-                out.append(f"| {db} | {'atomic' if atomic else 'autocommit'} | {title} | {cells[0]} | {cells[1]} "
-                           f"| {rounds_cells[0]} | {rounds_cells[1]} | {target_text} | {met} |")
+            "async ≥ 80 % of the no-receiver rate; sync faster than the in-process receiver (> 100 %).", ""]
+    out += sb.ratio_table(sb.ratio_rows(dbs, results))
     failures = [(db, c, p) for db in dbs for c in configs for p in results[db][c.key]["failed"]]
     if failures:
         out += ["", "## Failed checks", ""] + [f"- {db} {c.key}: {p}" for db, c, p in failures]
@@ -454,7 +390,7 @@ def parent_main(args) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     names = [db.name for db in dbs]
-    results = {db: {c.key: summarize(raw[db][c.key], total) for c in configs} for db in names}
+    results = {db: {c.key: sb.summarize(raw[db][c.key], total) for c in configs} for db in names}
     commit = sb.git("rev-parse", "--short", "HEAD")
     if sb.git("status", "--porcelain", "--", "python-bridge/signal_bridge", "python-bridge/example", "Sources",
               "Benchmarks/django"):

@@ -137,7 +137,7 @@ def child_main(spec: dict) -> None:
 
     from django.conf import settings
     from django.contrib.auth.models import User
-    from django.db import connection, transaction
+    from django.db import connection
     from django.db.models.signals import post_save
 
     from accounts.models import UserProfile
@@ -220,24 +220,8 @@ def child_main(spec: dict) -> None:
     per_save: list[float] = []  # the last save_all()'s durations, one per save
 
     def save_all(users):
-        per_save.clear()
-        clock = time.perf_counter
-        if spec["atomic"]:
-            start = before = clock()
-            for user in users:
-                with transaction.atomic():
-                    user.save()
-                after = clock()
-                per_save.append(after - before)
-                before = after
-        else:
-            start = before = clock()
-            for user in users:
-                user.save()
-                after = clock()
-                per_save.append(after - before)
-                before = after
-        return start, clock()
+        start, end, per_save[:] = time_saves(users, spec["atomic"])
+        return start, end
 
     def spread(phase):
         """Per-save percentiles (µs) of the last loop: where a slowdown is spread or spiky."""
@@ -385,6 +369,27 @@ def child_main(spec: dict) -> None:
             cursor.execute("PRAGMA synchronous")
             result["sqlite_synchronous"] = cursor.fetchone()[0]
     print(json.dumps(result), flush=True)
+
+
+def time_saves(users, atomic: bool, clock=time.perf_counter) -> tuple[float, float, list[float]]:
+    """Save ``users`` one after another, each in its own ``atomic()`` when ``atomic``.
+
+    Returns the clock at the start and at the end, and each save's duration in seconds.
+    """
+    from django.db import transaction
+
+    durations = []
+    start = before = clock()
+    for user in users:
+        if atomic:
+            with transaction.atomic():
+                user.save()
+        else:
+            user.save()
+        after = clock()
+        durations.append(after - before)
+        before = after
+    return start, before, durations
 
 
 def _profile_summary(profiler, calls: int, top: int = 15) -> dict:
@@ -853,10 +858,22 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw
               "Medians of this run. Targets from the issue: async ≥ 80 % of the no-receiver rate; sync faster than "
               "the in-process receiver (> 100 %). The other two ratios have no target. *Per round*: the ratio "
               "within each round (the two configurations ran close together), median and range; this machine's "
-              "rates move ±15–25 % between rounds, so these show how far one run's ratio can be trusted.", "",
-              "| database | pattern | ratio | creates | updates | per round: creates | per round: updates "
-              "| target | met |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |"]
+              "rates move ±15–25 % between rounds, so these show how far one run's ratio can be trusted.", ""]
+    lines += ratio_table(rows)
+    lines.append("")
+
+    lines += where_time_goes(dbs, configs, results, rows, profiles, n)
+    lines += per_save_section(dbs, configs, results)
+    lines += deletion_section(dbs, results)
+    lines += every_round_table(dbs, configs, raw, n)
+    return "\n".join(lines)
+
+
+def ratio_table(rows: list[dict]) -> list[str]:
+    """``ratio_rows`` as a Markdown table: medians, per-round ratios, target and whether it was met."""
+    lines = ["| database | pattern | ratio | creates | updates | per round: creates | per round: updates "
+             "| target | met |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |"]
 
     def per_round(ratios: list[float]) -> str:
         if not ratios:
@@ -874,13 +891,7 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw
             met = "yes" if r["met"] else "**NO**"
         lines.append(f"| {r['db']} | {r['pattern']} | {r['title']} | {shown[0]} | {shown[1]} | {rounds_shown[0]} "
                      f"| {rounds_shown[1]} | {goal} | {met} |")
-    lines.append("")
-
-    lines += where_time_goes(dbs, configs, results, rows, profiles, n)
-    lines += per_save_section(dbs, configs, results)
-    lines += deletion_section(dbs, results)
-    lines += every_round_table(dbs, configs, raw, n)
-    return "\n".join(lines)
+    return lines
 
 
 def where_time_goes(dbs, configs, results, rows, profiles, n) -> list[str]:
