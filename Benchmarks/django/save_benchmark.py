@@ -979,12 +979,41 @@ def where_time_goes(dbs, configs, results, rows, profiles, n) -> list[str]:
             prof = profiles.get(db, {}).get("sync") if pattern == "autocommit" else None
             if prof:
                 text += f" ({profile_text(prof)})"
+            text += ". " + sync_floor_text(num, den, results[db]["none" + r["den"][len("in_process"):]])
             notes.append(text + ".")
     if notes:
         lines += ["Targets missed:", ""] + notes + [""]
     else:
         lines += ["Every target was met.", ""]
     return lines
+
+
+def sync_floor_text(sync: dict, in_process: dict, none: dict) -> str:
+    """What sync would still cost with a worker that took no time, against the receiver it replaces.
+
+    The bridge's cost is sync's save() minus the no-receiver save(); the worker's part of it is its
+    mean time per request (reading it to replying, commit included). What is left (capture, backlog
+    check, ZeroMQ round trip, reply handling, and inside ``atomic()`` the outbox row) is a floor no
+    faster worker can lower.
+    """
+    worker = med(sync, "worker.request_us") or 0.0
+    floor, receiver = {}, {}
+    for ph in PHASES:
+        floor[ph] = (med(sync, f"{ph}.save_us") or 0.0) - (med(none, f"{ph}.save_us") or 0.0) - worker
+        receiver[ph] = (med(in_process, f"{ph}.save_us") or 0.0) - (med(none, f"{ph}.save_us") or 0.0)
+    text = (f"With a worker that took no time at all, sync would still add {floor['create']:.0f} / "
+            f"{floor['update']:.0f} µs per save (its save() minus no receiver's, minus the worker's "
+            f"≈ {worker:.0f} µs per request), against the {receiver['create']:.0f} / {receiver['update']:.0f} µs "
+            "the in-process receiver adds")
+    verdicts = []
+    for ph in PHASES:
+        name = {"create": "creates", "update": "updates"}[ph]
+        margin = receiver[ph] - floor[ph]
+        if margin <= 0:
+            verdicts.append(f"{name}: no worker could be fast enough")
+        else:
+            verdicts.append(f"{name}: the worker would have to answer within {margin:.0f} µs, its commit included")
+    return text + " (" + "; ".join(verdicts) + ")"
 
 
 GLOSS = {"_await_reply": "waiting for the reply", "has_backlog": "backlog SELECT", "insert": "outbox INSERT",
