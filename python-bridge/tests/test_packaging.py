@@ -1,0 +1,134 @@
+"""The README's integration, word for word, from the built wheel, in a project made by ``startproject``.
+
+The other tests run against the editable install and the example project,
+which could hide a packaging mistake (a module or the migrations missing
+from the wheel) or a README snippet that no longer works on its own. Here:
+``pip wheel`` builds the distribution, it is installed into a directory of its
+own (ahead of the editable install on ``PYTHONPATH``), ``django-admin
+startproject`` makes a project that has never heard of the bridge, and the
+settings block of README.md "Add it to an existing Django project" is
+appended to its ``settings.py`` as it stands. Then ``migrate``, ``check``,
+``signal_bridge ping`` and a ``save()`` whose profile the real worker writes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Worker, worker_binary
+
+BRIDGE = REPO / "python-bridge"
+README = REPO / "README.md"
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("DJANGO_DATABASE_URL", "").startswith("postgres"),
+    reason="uses a SQLite database of its own: runs in the SQLite sessions",
+)
+
+
+def readme_settings_block() -> str:
+    """The first ```python block of README.md's "Add it to an existing Django project"."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Add it to an existing Django project", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "README.md: no ```python block under 'Add it to an existing Django project'"
+    return match.group(1)
+
+
+def run(args: list, cwd: Path, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(map(str, args))} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def build_wheel(tmp_path: Path) -> Path:
+    """``pip wheel`` of a clean copy of python-bridge/ (pip builds in the source tree)."""
+    source = tmp_path / "source"
+    shutil.copytree(
+        BRIDGE, source,
+        ignore=shutil.ignore_patterns("example", "tests", "build", "*.egg-info", "__pycache__", "*.sqlite3*"),
+    )
+    # pip's own deprecation notices are not the bridge's: no PYTHONWARNINGS here.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--disable-pip-version-check",
+         "-q", "-w", tmp_path / "dist", source], tmp_path, env, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("django_signal_bridge-*.whl")
+    run([sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-q",
+         "--target", tmp_path / "site", wheel], tmp_path, env, timeout=300)
+    return tmp_path / "site"
+
+
+def test_readme_integration_from_the_wheel_in_a_fresh_project(tmp_path):
+    site = build_wheel(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SIGNAL_BRIDGE_"))}
+    # `python -S` with the venv's packages on PYTHONPATH: Django, pyzmq and psycopg import as usual, but
+    # site-packages' .pth files do not run, so the editable install's import hook (which would
+    # serve signal_bridge's subpackages from the source tree) is not there and the wheel is all there is.
+    packages = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(project), *sorted(packages)])
+    python = [sys.executable, "-S"]
+    run([*python, "-m", "django", "startproject", "fresh", project], tmp_path, env)
+
+    # The project's own profile model, as the receiver's users have it.
+    accounts = project / "accounts"
+    accounts.mkdir()
+    (accounts / "__init__.py").write_text("")
+    shutil.copy(BRIDGE / "example" / "accounts" / "models.py", accounts / "models.py")
+
+    worker = Worker(worker_binary(), f"sqlite://{project / 'db.sqlite3'}", tmp_path / "worker.log")
+    settings = project / "fresh" / "settings.py"
+    settings.write_text(
+        settings.read_text()
+        + "\nINSTALLED_APPS += ['accounts']\n"
+        + readme_settings_block()
+        + f"SIGNAL_BRIDGE['ENDPOINT'] = {worker.endpoint!r}  # a free port for the test\n"
+    )
+    manage = [*python, project / "manage.py"]
+
+    where = run([*manage, "shell", "-c", "import signal_bridge; print(signal_bridge.__file__)"], project, env)
+    imported_from = where.stdout.strip().splitlines()[-1]  # Django 5.2's shell first says what it auto-imported
+    assert imported_from.startswith(str(site)), f"signal_bridge imported from {imported_from}, not the wheel"
+
+    run([*manage, "makemigrations", "accounts", "-v", "0"], project, env)
+    run([*manage, "migrate", "-v", "0"], project, env)
+    with sqlite3.connect(project / "db.sqlite3") as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # Applied from the wheel's migrations (without them Django would still create the tables, unversioned).
+        applied = {name for (name,) in db.execute("SELECT name FROM django_migrations WHERE app = 'signal_bridge'")}
+    assert {"signal_bridge_outbox", "signal_bridge_deadletter", "accounts_userprofile"} <= tables
+    assert "0001_initial" in applied
+    run([*manage, "check"], project, env)
+
+    worker.start()
+    try:
+        ping = run([*manage, "signal_bridge", "ping"], project, env)
+        assert "pong" in ping.stdout, ping.stdout
+        run([*manage, "shell", "-c",
+             "from django.contrib.auth.models import User\n"
+             "u = User(username='fresh')\n"
+             "u._profile_data = {'profile_type': 'business', 'sex': 'F', 'birthdate': '1990-01-02'}\n"
+             "u.save()\n"
+             "u.refresh_from_db()\n"
+             "p = u.profile\n"  # sync mode: written by the worker before save() returned
+             "assert (p.profile_type, p.sex, str(p.birthdate)) == ('business', 'F', '1990-01-02'), p\n"],
+            project, env)
+    finally:
+        worker.stop()
+    with sqlite3.connect(project / "db.sqlite3") as db:
+        rows = db.execute(
+            "SELECT u.username, p.profile_type, p.sex, p.birthdate FROM accounts_userprofile p "
+            "JOIN auth_user u ON u.id = p.user_id").fetchall()
+        outbox = db.execute("SELECT COUNT(*) FROM signal_bridge_outbox").fetchone()[0]
+    assert rows == [("fresh", "business", "F", "1990-01-02")]
+    assert outbox == 0
