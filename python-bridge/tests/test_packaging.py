@@ -8,7 +8,8 @@ own (ahead of the editable install on ``PYTHONPATH``), ``django-admin
 startproject`` makes a project that has never heard of the bridge, and the
 settings block of README.md "Add it to an existing Django project" is
 appended to its ``settings.py`` as it stands. Then ``migrate``, ``check``,
-``signal_bridge ping`` and a ``save()`` whose profile the real worker writes.
+``signal_bridge ping`` and a ``save()`` whose profile the real worker writes;
+and, ``startproject`` having installed the admin, the bridge's admin pages.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -67,68 +69,129 @@ def build_wheel(tmp_path: Path) -> Path:
     return tmp_path / "site"
 
 
-def test_readme_integration_from_the_wheel_in_a_fresh_project(tmp_path):
+@dataclass
+class FreshProject:
+    path: Path
+    site: Path
+    env: dict
+    manage: list
+
+    def run(self, *args) -> subprocess.CompletedProcess:
+        return run([*self.manage, *args], self.path, self.env)
+
+    def shell(self, code: str) -> subprocess.CompletedProcess:
+        return self.run("shell", "-c", code)
+
+    def query(self, sql: str) -> list:
+        with sqlite3.connect(self.path / "db.sqlite3") as db:
+            return db.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def fresh_project(tmp_path_factory):
+    """The wheel installed, a startproject project with the README's settings, migrated; its worker running."""
+    tmp_path = tmp_path_factory.mktemp("fresh")
     site = build_wheel(tmp_path)
-    project = tmp_path / "project"
-    project.mkdir()
+    path = tmp_path / "project"
+    path.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SIGNAL_BRIDGE_"))}
     # `python -S` with the venv's packages on PYTHONPATH: Django, pyzmq and psycopg import as usual, but
     # site-packages' .pth files do not run, so the editable install's import hook (which would
     # serve signal_bridge's subpackages from the source tree) is not there and the wheel is all there is.
     packages = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    env["PYTHONPATH"] = os.pathsep.join([str(site), str(project), *sorted(packages)])
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(path), *sorted(packages)])
     python = [sys.executable, "-S"]
-    run([*python, "-m", "django", "startproject", "fresh", project], tmp_path, env)
+    run([*python, "-m", "django", "startproject", "fresh", path], tmp_path, env)
 
     # The project's own profile model, as the receiver's users have it.
-    accounts = project / "accounts"
+    accounts = path / "accounts"
     accounts.mkdir()
     (accounts / "__init__.py").write_text("")
     shutil.copy(BRIDGE / "example" / "accounts" / "models.py", accounts / "models.py")
 
-    worker = Worker(worker_binary(), f"sqlite://{project / 'db.sqlite3'}", tmp_path / "worker.log")
-    settings = project / "fresh" / "settings.py"
+    worker = Worker(worker_binary(), f"sqlite://{path / 'db.sqlite3'}", tmp_path / "worker.log")
+    settings = path / "fresh" / "settings.py"
     settings.write_text(
         settings.read_text()
         + "\nINSTALLED_APPS += ['accounts']\n"
         + readme_settings_block()
         + f"SIGNAL_BRIDGE['ENDPOINT'] = {worker.endpoint!r}  # a free port for the test\n"
     )
-    manage = [*python, project / "manage.py"]
-
-    where = run([*manage, "shell", "-c", "import signal_bridge; print(signal_bridge.__file__)"], project, env)
-    imported_from = where.stdout.strip().splitlines()[-1]  # Django 5.2's shell first says what it auto-imported
-    assert imported_from.startswith(str(site)), f"signal_bridge imported from {imported_from}, not the wheel"
-
-    run([*manage, "makemigrations", "accounts", "-v", "0"], project, env)
-    run([*manage, "migrate", "-v", "0"], project, env)
-    with sqlite3.connect(project / "db.sqlite3") as db:
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        # Applied from the wheel's migrations (without them Django would still create the tables, unversioned).
-        applied = {name for (name,) in db.execute("SELECT name FROM django_migrations WHERE app = 'signal_bridge'")}
-    assert {"signal_bridge_outbox", "signal_bridge_deadletter", "accounts_userprofile"} <= tables
-    assert "0001_initial" in applied
-    run([*manage, "check"], project, env)
-
+    project = FreshProject(path, site, env, [*python, path / "manage.py"])
+    project.run("makemigrations", "accounts", "-v", "0")
+    project.run("migrate", "-v", "0")
     worker.start()
-    try:
-        ping = run([*manage, "signal_bridge", "ping"], project, env)
-        assert "pong" in ping.stdout, ping.stdout
-        run([*manage, "shell", "-c",
-             "from django.contrib.auth.models import User\n"
-             "u = User(username='fresh')\n"
-             "u._profile_data = {'profile_type': 'business', 'sex': 'F', 'birthdate': '1990-01-02'}\n"
-             "u.save()\n"
-             "u.refresh_from_db()\n"
-             "p = u.profile\n"  # sync mode: written by the worker before save() returned
-             "assert (p.profile_type, p.sex, str(p.birthdate)) == ('business', 'F', '1990-01-02'), p\n"],
-            project, env)
-    finally:
-        worker.stop()
-    with sqlite3.connect(project / "db.sqlite3") as db:
-        rows = db.execute(
-            "SELECT u.username, p.profile_type, p.sex, p.birthdate FROM accounts_userprofile p "
-            "JOIN auth_user u ON u.id = p.user_id").fetchall()
-        outbox = db.execute("SELECT COUNT(*) FROM signal_bridge_outbox").fetchone()[0]
+    yield project
+    worker.stop()
+
+
+def test_readme_integration_from_the_wheel_in_a_fresh_project(fresh_project):
+    where = fresh_project.shell("import signal_bridge; print(signal_bridge.__file__)")
+    imported_from = where.stdout.strip().splitlines()[-1]  # Django 5.2's shell first says what it auto-imported
+    assert imported_from.startswith(str(fresh_project.site)), f"signal_bridge imported from {imported_from}, not the wheel"
+
+    tables = {name for (name,) in fresh_project.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"signal_bridge_outbox", "signal_bridge_deadletter", "accounts_userprofile"} <= tables
+    # Applied from the wheel's migrations (without them Django would still create the tables, unversioned).
+    applied = {name for (name,) in fresh_project.query("SELECT name FROM django_migrations WHERE app = 'signal_bridge'")}
+    assert "0001_initial" in applied
+    fresh_project.run("check")
+
+    ping = fresh_project.run("signal_bridge", "ping")
+    assert "pong" in ping.stdout, ping.stdout
+    fresh_project.shell(
+        "from django.contrib.auth.models import User\n"
+        "u = User(username='fresh')\n"
+        "u._profile_data = {'profile_type': 'business', 'sex': 'F', 'birthdate': '1990-01-02'}\n"
+        "u.save()\n"
+        "u.refresh_from_db()\n"
+        "p = u.profile\n"  # sync mode: written by the worker before save() returned
+        "assert (p.profile_type, p.sex, str(p.birthdate)) == ('business', 'F', '1990-01-02'), p\n")
+    rows = fresh_project.query(
+        "SELECT u.username, p.profile_type, p.sex, p.birthdate FROM accounts_userprofile p "
+        "JOIN auth_user u ON u.id = p.user_id WHERE u.username = 'fresh'")
     assert rows == [("fresh", "business", "F", "1990-01-02")]
-    assert outbox == 0
+    assert fresh_project.query(
+        "SELECT COUNT(*) FROM signal_bridge_outbox o JOIN auth_user u ON o.object_pk = CAST(u.id AS TEXT) "
+        "WHERE u.username = 'fresh'") == [(0,)]
+
+
+def test_admin_shows_the_outbox_and_dead_letters_read_only(fresh_project):
+    """startproject installs the admin: the bridge's two tables appear there, as the module docstring of
+    signal_bridge/admin.py says (view both, delete dead letters, nothing else)."""
+    out = fresh_project.shell(
+        "from django.test.utils import setup_test_environment\n"
+        "setup_test_environment()\n"
+        "from django.contrib.auth.models import User\n"
+        "from django.test import Client\n"
+        "from signal_bridge import WorkerError\n"
+        "from signal_bridge.models import DeadLetter, OutboxMessage\n"
+        "bad = User(username='bad-date')\n"
+        "bad._profile_data = {'birthdate': '1990-02-30'}\n"  # the worker refuses it: invalid_value, a dead letter
+        "try:\n"
+        "    bad.save()\n"
+        "    raise SystemExit('no WorkerError')\n"
+        "except WorkerError as error:\n"
+        "    assert error.code == 'invalid_value', error\n"
+        "dead = DeadLetter.objects.get(object_pk=str(bad.pk))\n"
+        "row = OutboxMessage.objects.create(message_id='waiting-for-the-relay', sender='auth.user', object_pk='424242',\n"
+        "                                   payload='{}')\n"
+        "client = Client()\n"
+        "client.force_login(User.objects.create_superuser('root', 'root@example.com', 'pw'))\n"
+        "def status(method, url):\n"
+        "    return getattr(client, method)(url).status_code\n"
+        "page = client.get('/admin/signal_bridge/outboxmessage/')\n"
+        "assert page.status_code == 200 and b'waiting-for-the-relay' in page.content, page.status_code\n"
+        "page = client.get('/admin/signal_bridge/deadletter/')\n"
+        "assert page.status_code == 200 and b'invalid_value' in page.content, page.status_code\n"
+        "assert status('get', f'/admin/signal_bridge/deadletter/{dead.pk}/change/') == 200\n"  # view only
+        "assert status('post', f'/admin/signal_bridge/deadletter/{dead.pk}/change/') == 403\n"
+        "assert status('get', '/admin/signal_bridge/outboxmessage/add/') == 403\n"
+        "assert status('get', '/admin/signal_bridge/deadletter/add/') == 403\n"
+        "assert status('post', f'/admin/signal_bridge/outboxmessage/{row.pk}/delete/') == 403\n"
+        "assert OutboxMessage.objects.filter(pk=row.pk).exists()\n"
+        "response = client.post(f'/admin/signal_bridge/deadletter/{dead.pk}/delete/', {'post': 'yes'})\n"
+        "assert response.status_code == 302, response.status_code\n"
+        "assert not DeadLetter.objects.filter(pk=dead.pk).exists()\n"
+        "print('admin ok')\n")
+    assert out.stdout.strip().endswith("admin ok"), out.stdout
