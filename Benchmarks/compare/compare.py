@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket

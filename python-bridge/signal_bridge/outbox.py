@@ -337,6 +337,6 @@ def settle(messages: list[Message], replies: dict[str, dict], *, delete_acked: b
         if message.seq is not None:
             failed.setdefault(message.using, []).append(message.seq)
     for using, seqs in failed.items():
-        first_error = next((e for m, e in left if e is not None), None)
+        first_error = next((e for m, e in left if m.using == using and e is not None), None)
         record_failure(using, seqs, str(first_error) if first_error else "no reply")
     return acked, finals, left
