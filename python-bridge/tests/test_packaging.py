@@ -4,8 +4,9 @@ The other tests run against the editable install and the example project,
 which could hide a packaging mistake (a module or the migrations missing
 from the wheel) or a README snippet that no longer works on its own. Here:
 ``pip wheel`` builds the distribution, it is installed into a directory of its
-own (ahead of the editable install on ``PYTHONPATH``), ``django-admin
-startproject`` makes a project that has never heard of the bridge, and the
+own, the project's commands run without the editable install (see
+``fresh_project``), ``django-admin startproject`` makes a project that has
+never heard of the bridge, and the
 settings block of README.md "Add it to an existing Django project" is
 appended to its ``settings.py`` as it stands. Then ``migrate``, ``check``,
 ``signal_bridge ping`` and a ``save()`` whose profile the real worker writes;
@@ -71,6 +72,8 @@ def build_wheel(tmp_path: Path) -> Path:
 
 @dataclass
 class FreshProject:
+    """The project made by ``fresh_project``, and how to run its ``manage.py``."""
+
     path: Path
     site: Path
     env: dict
