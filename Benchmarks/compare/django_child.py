@@ -25,10 +25,11 @@ HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parents[1] / "python-bridge" / "example"
 sys.path.insert(0, str(EXAMPLE))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "django"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exampleproject.settings")
 
-CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
-UPDATE_DATA = {"sex": "M"}
+# The Django benchmark's load and timed save loop, so both measure save() the same way.
+from save_benchmark import CREATE_DATA, UPDATE_DATA, time_saves  # noqa: E402
 WAIT_S = 120.0
 
 
@@ -74,14 +75,8 @@ def celery_save(spec):
     result = {"problems": [], "phases": {}}
 
     def save_all(users):
-        start = time.perf_counter()
-        for user in users:
-            if atomic:
-                with transaction.atomic():
-                    user.save()
-            else:
-                user.save()
-        return time.perf_counter() - start, start
+        start, end, _ = time_saves(users, atomic)
+        return end - start, start
 
     warm = User(username="warmup", email="w@example.com", password="!")
     warm._profile_data = dict(CREATE_DATA)
