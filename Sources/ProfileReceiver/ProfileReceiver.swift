@@ -152,7 +152,7 @@ public struct ProfileReceiver: Sendable {
                 continue
             }
             if let sequence = message.sequence, let last = lastSequences[message.userID], sequence <= last {
-                plan.outcomes.append(.ok(.stale))
+                plan.outcomes.append(.stale(lastSequence: last))
                 seen.insert(message.id)
                 plan.applied.append(message.id)
                 continue
@@ -216,12 +216,25 @@ public struct ProfileReceiver: Sendable {
 
     // MARK: - Applying
 
+    /// The retryable error of a message not applied because `earlier`, a message of the same
+    /// user in its batch, failed retryably.
+    static func heldBehind(_ earlier: ProfileMessage) -> ReplyError {
+        let which = earlier.sequence.map { "seq \($0), id \(earlier.id)" } ?? "id \(earlier.id)"
+        return ReplyError(
+            .storeUnavailable,
+            "not applied: an earlier message of user \(earlier.userID) in the same batch (\(which)) failed with a "
+                + "retryable error; send both again, the earlier one first")
+    }
+
     /// Applies a batch through `store`: one transaction, one outcome per message.
     ///
     /// When the database refuses the batch (a row changed under the worker, a
     /// constraint the planner did not foresee), each message is retried alone so that
-    /// one bad message does not fail the others. A store that cannot be reached gives
-    /// every message `store_unavailable`.
+    /// one bad message does not fail the others; once a message of a user fails
+    /// retryably there, the user's later messages are not applied but answered with
+    /// the retryable error too (they must not overtake it: docs/PROTOCOL.md, "Exactly
+    /// once and ordering"). A store that cannot be reached gives every message
+    /// `store_unavailable`.
     public func apply(_ messages: [ProfileMessage], to store: some ProfileStore) async -> [Reply.Outcome] {
         guard !messages.isEmpty else { return [] }
         let receiver = self
@@ -230,7 +243,16 @@ public struct ProfileReceiver: Sendable {
         } catch where error.code == .rejected && messages.count > 1 {
             var outcomes: [Reply.Outcome] = []
             outcomes.reserveCapacity(messages.count)
-            for message in messages { outcomes += await apply([message], to: store) }
+            var failedRetryably: [Int64: ProfileMessage] = [:]  // user -> the first message that failed
+            for message in messages {
+                if let earlier = failedRetryably[message.userID] {
+                    outcomes.append(.error(Self.heldBehind(earlier)))
+                    continue
+                }
+                let outcome = await apply([message], to: store)
+                if outcome.first?.isRetryableError == true { failedRetryably[message.userID] = message }
+                outcomes += outcome
+            }
             return outcomes
         } catch where error.code == .rejected {
             return [.error(ReplyError(.invalidValue, "the database refused the change: \(error.message)"))]

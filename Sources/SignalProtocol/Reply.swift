@@ -8,7 +8,8 @@ public enum ReplyAction: String, Sendable, Hashable, CaseIterable {
     case skipped
     /// The message id was applied before; nothing changed.
     case duplicate
-    /// An older message (`seq`) than one already applied for that user; nothing changed.
+    /// An older message (`seq`) than one already applied for that object; nothing changed
+    /// (``Reply/Outcome/stale(lastSequence:)`` carries the newer `seq`).
     case stale
     /// Answer to a `ping` request.
     case pong
@@ -62,8 +63,31 @@ public struct ReplyError: Error, Sendable, Hashable, CustomStringConvertible {
 public struct Reply: Sendable, Hashable {
     /// The outcome carried by a reply.
     public enum Outcome: Sendable, Hashable {
+        /// Success with an action; `stale` goes through ``stale(lastSequence:)`` instead.
         case ok(ReplyAction)
+        /// Success without a change: `seq` is not newer than `lastSequence`, the last one applied
+        /// for the object (`"result": {"action": "stale", "last_seq": N}`).
+        case stale(lastSequence: Int64)
+        /// A final or retryable error.
         case error(ReplyError)
+
+        /// The action of a success, `nil` for an error.
+        public var action: ReplyAction? {
+            switch self {
+            case .ok(let action): action
+            case .stale: .stale
+            case .error: nil
+            }
+        }
+
+        /// The error's code when this is an error.
+        public var errorCode: ReplyErrorCode? {
+            if case .error(let error) = self { return error.code }
+            return nil
+        }
+
+        /// Whether this is an error a client may resend (`store_unavailable`).
+        public var isRetryableError: Bool { errorCode?.isRetryable ?? false }
     }
 
     /// The id of the request answered; `nil` when the request was too malformed to have one.
@@ -95,6 +119,10 @@ public struct Reply: Sendable, Hashable {
             out += #","status":"ok","result":{"action":""#.utf8
             out += action.rawValue.utf8
             out += #""}}"#.utf8
+        case .stale(let lastSequence):
+            out += #","status":"ok","result":{"action":"stale","last_seq":"#.utf8
+            out += String(lastSequence).utf8
+            out += "}}".utf8
         case .error(let error):
             out += #","status":"error","error":{"code":""#.utf8
             out += error.code.rawValue.utf8

@@ -46,6 +46,8 @@ public struct ReceiverRegistry: Sendable {
         public var message: any Sendable
         /// The receiver's ``SignalReceiver/orderingKey(of:)`` for it.
         public var orderingKey: Int
+        /// The message as the retry holds see it: id, `seq` and object (sender, pk).
+        public var holdReference: RetryHolds.Message
     }
 
     private struct Entry: Sendable {
@@ -91,7 +93,9 @@ public struct ReceiverRegistry: Sendable {
                 field: "sender")
         }
         let (message, orderingKey) = try entries[index].prepare(envelope)
-        return Prepared(receiverIndex: index, message: message, orderingKey: orderingKey)
+        return Prepared(
+            receiverIndex: index, message: message, orderingKey: orderingKey,
+            holdReference: RetryHolds.Message(id: envelope.id, sequence: envelope.sequence, object: ObjectKey(envelope)))
     }
 
     /// Applies messages validated by the receiver at `receiverIndex`.

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import ServiceLifecycle
 import SignalProtocol
 
@@ -13,6 +14,8 @@ public final class SignalWorkerService: Service, Sendable {
     private let metrics: WorkerMetrics
     private let logger: Logger
     private let onListening: @Sendable (String) -> Void
+    /// Objects whose later messages wait for a message that failed retryably.
+    private let holds: Mutex<RetryHolds>
 
     /// Creates the service; `onListening` receives the bound endpoint (with a `*` port resolved).
     public convenience init(
@@ -36,6 +39,7 @@ public final class SignalWorkerService: Service, Sendable {
         self.metrics = metrics
         self.logger = logger
         self.onListening = onListening
+        self.holds = Mutex(RetryHolds(holdTime: configuration.retryHold, capacity: configuration.maxRetryHolds))
     }
 
     public func run() async throws {
@@ -73,6 +77,9 @@ public final class SignalWorkerService: Service, Sendable {
     /// user's messages still apply in arrival order and a resent message meets its first copy's
     /// commit (dedupe). A new batch is taken only when there is room for it: batches grow while
     /// the others run.
+    ///
+    /// Batches with a key in common never run at once, so the retry holds of a key (``RetryHolds``)
+    /// are read and updated by one batch at a time, in arrival order.
     private func applyLoop(queue: RequestQueue, mailbox: ReplyMailbox, registry: ReceiverRegistry) async {
         let limit = max(1, configuration.maxConcurrentBatches ?? configuration.store.defaultConcurrentBatches)
         await withTaskGroup(of: Int.self) { group in
@@ -99,26 +106,57 @@ public final class SignalWorkerService: Service, Sendable {
     }
 
     /// Applies one batch and posts its replies (after the commit: `apply` returns after it).
+    ///
+    /// Messages of an object held by an earlier retryable failure are answered with the
+    /// retryable error without being applied; the outcomes of the others update the holds.
     private func applyAndReply(_ batch: [QueuedRequest], registry: ReceiverRegistry, mailbox: ReplyMailbox) async {
         let started = ContinuousClock.now
-        let outcomes = await apply(batch, registry: registry)
+        let heldErrors = holds.withLock { Self.admit(batch, holds: &$0, now: started) }
+        let admitted = batch.indices.filter { heldErrors[$0] == nil }
+        var outcomes = heldErrors.map { error -> Reply.Outcome in error.map(Reply.Outcome.error) ?? .ok(.skipped) }
+        if !admitted.isEmpty {
+            let applied = await apply(admitted.map { batch[$0] }, registry: registry)
+            for (position, outcome) in zip(admitted, applied) { outcomes[position] = outcome }
+        }
         let finished = ContinuousClock.now
-        metrics.recordBatch(size: batch.count, duration: started.duration(to: finished))
+        metrics.recordBatch(size: admitted.count, duration: started.duration(to: finished))
+        holds.withLock { holds in
+            for position in admitted {
+                holds.record(batch[position].prepared.holdReference, outcome: outcomes[position], now: finished)
+            }
+        }
 
         var replies: [OutgoingReply] = []
         replies.reserveCapacity(batch.count)
-        for (request, outcome) in zip(batch, outcomes) {
-            metrics.recordOutcome(outcome)
+        for (position, (request, outcome)) in zip(batch, outcomes).enumerated() {
+            metrics.recordOutcome(outcome, held: heldErrors[position] != nil)
             metrics.recordRequest(duration: request.receivedAt.duration(to: finished))
             if case .error(let error) = outcome {
                 logger.warning(
-                    "request failed",
+                    heldErrors[position] != nil ? "request held" : "request failed",
                     metadata: ["message_id": "\(request.id)", "code": "\(error.code)",
                         "field": "\(error.field ?? "-")", "error": "\(error.message)"])
             }
             replies.append(OutgoingReply(envelope: request.envelope, body: Reply(id: request.id, outcome: outcome).encoded()))
         }
         mailbox.post(replies)
+    }
+
+    /// The hold error of each message of `batch`, `nil` for those that may be applied.
+    ///
+    /// A message that the holds let through because it is the one its object waits for lets
+    /// the later messages of that object in the same batch through as well: they apply after it,
+    /// in its transaction, and the receiver fails them too if it fails retryably.
+    static func admit(_ batch: [QueuedRequest], holds: inout RetryHolds, now: ContinuousClock.Instant) -> [ReplyError?] {
+        var released = Set<ObjectKey>()
+        var errors = [ReplyError?](repeating: nil, count: batch.count)
+        for (position, request) in batch.enumerated() {
+            let reference = request.prepared.holdReference
+            if released.contains(reference.object) { continue }
+            if holds.isHeld(reference.object, waitingFor: reference.id) { released.insert(reference.object) }
+            errors[position] = holds.admit(reference, now: now)
+        }
+        return errors
     }
 
     /// Applies a batch, grouped by receiver, keeping each receiver's messages in arrival order.

@@ -31,7 +31,8 @@ public struct OpenedStore: Sendable {
                 let store = try SQLiteProfileStore(
                     configuration: SQLiteStoreConfiguration(
                         path: path, profileTable: configuration.profileTable, userTable: configuration.userTable,
-                        synchronous: configuration.sqliteSynchronous, createIfMissing: configuration.createSchema))
+                        busyTimeout: configuration.sqliteBusyTimeout, synchronous: configuration.sqliteSynchronous,
+                        createIfMissing: configuration.createSchema))
                 return OpenedStore(store: store, service: nil, close: { try? store.close() })
             case .postgres(let url):
                 var postgres = try PostgresStoreConfiguration(url: url)

@@ -51,6 +51,15 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var sqliteSynchronous: SQLiteStoreConfiguration.Synchronous = .full
     /// Create Django-compatible tables when they are missing (trials without Django).
     public var createSchema: Bool = false
+    /// How long a message answered with a retryable error holds back the later messages of its
+    /// object (``RetryHolds``): well above the shim's relay backoff (30 s at most), so the resent
+    /// message arrives first. Zero disables the hold.
+    public var retryHold: Duration = .seconds(120)
+    /// Most objects held at once (a bound on the holds' memory, about 200 bytes each).
+    public var maxRetryHolds: Int = 100_000
+    /// SQLite only: how long a write waits for another connection's lock before the batch fails
+    /// with the retryable `store_unavailable`.
+    public var sqliteBusyTimeout: Duration = .seconds(5)
     /// How long applied message ids are kept for dedupe.
     public var dedupeRetention: Duration = .seconds(7 * 24 * 3600)
     /// Where to serve Prometheus metrics (`host:port`), or `nil` for no metrics endpoint.

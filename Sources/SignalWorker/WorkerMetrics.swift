@@ -7,7 +7,7 @@ import SignalProtocol
 /// Names: `signal_worker_requests_total{status,action|code}`, `signal_worker_request_duration_seconds`
 /// (receive → reply ready), `signal_worker_batch_apply_duration_seconds`, `signal_worker_batch_size`,
 /// `signal_worker_store_errors_total`, `signal_worker_in_flight_requests`,
-/// `signal_worker_replies_dropped_total`.
+/// `signal_worker_replies_dropped_total`, `signal_worker_requests_held_total`.
 public struct WorkerMetrics: Sendable {
     private let okCounters: [ReplyAction: Counter]
     private let errorCounters: [ReplyErrorCode: Counter]
@@ -18,6 +18,7 @@ public struct WorkerMetrics: Sendable {
     private let storeErrors: Counter
     private let inFlight: Gauge
     private let droppedReplies: Counter
+    private let heldRequests: Counter
 
     /// Creates the metric handles (use one instance per worker).
     public init(factory: (any MetricsFactory)? = nil) {
@@ -39,15 +40,23 @@ public struct WorkerMetrics: Sendable {
         storeErrors = Counter(label: "signal_worker_store_errors_total", factory: factory)
         inFlight = Gauge(label: "signal_worker_in_flight_requests", factory: factory)
         droppedReplies = Counter(label: "signal_worker_replies_dropped_total", factory: factory)
+        heldRequests = Counter(label: "signal_worker_requests_held_total", factory: factory)
     }
 
-    /// Counts one reply by status and action or code.
-    func recordOutcome(_ outcome: Reply.Outcome) {
+    /// Counts one reply by status and action or code; `held` replies (not applied because an
+    /// earlier message of their object failed retryably) count in `signal_worker_requests_held_total`,
+    /// not as store errors.
+    func recordOutcome(_ outcome: Reply.Outcome, held: Bool = false) {
         switch outcome {
         case .ok(let action): okCounters[action]?.increment()
+        case .stale: okCounters[.stale]?.increment()
         case .error(let error):
             (errorCounters[error.code] ?? otherErrors).increment()
-            if error.code == .storeUnavailable { storeErrors.increment() }
+            if held {
+                heldRequests.increment()
+            } else if error.code == .storeUnavailable {
+                storeErrors.increment()
+            }
         }
     }
 

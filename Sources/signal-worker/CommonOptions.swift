@@ -29,7 +29,14 @@ struct StoreOptions: ParsableArguments {
             valueName: "full|normal"))
     var sqliteSynchronous: String = EnvironmentDefault.string("SIGNAL_WORKER_SQLITE_SYNCHRONOUS", "full")
 
+    @Option(
+        help: "SQLite only: milliseconds a write waits for another connection's lock (Django's) before the batch is answered store_unavailable (retryable). [env: SIGNAL_WORKER_SQLITE_BUSY_TIMEOUT_MS]"
+    )
+    var sqliteBusyTimeoutMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_SQLITE_BUSY_TIMEOUT_MS", 5_000)
+
     func apply(to configuration: inout WorkerConfiguration) throws {
+        guard sqliteBusyTimeoutMs >= 0 else { throw ValidationError("--sqlite-busy-timeout-ms must not be negative") }
+        configuration.sqliteBusyTimeout = .milliseconds(sqliteBusyTimeoutMs)
         guard let synchronous = SQLiteStoreConfiguration.Synchronous(rawValue: sqliteSynchronous.uppercased()) else {
             throw ValidationError("--sqlite-synchronous must be full or normal, not \(sqliteSynchronous)")
         }

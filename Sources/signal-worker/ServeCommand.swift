@@ -68,6 +68,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds the socket may take on shutdown to flush final replies (LINGER). [env: SIGNAL_WORKER_LINGER_MS]")
     var lingerMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_LINGER_MS", 2_000)
 
+    @Option(help: "Milliseconds a message answered store_unavailable holds back the later messages of its object (they get store_unavailable too) unless it is resent and applied first; keeps a retried message from being overtaken and answered stale. 0 disables. [env: SIGNAL_WORKER_RETRY_HOLD_MS]")
+    var retryHoldMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_RETRY_HOLD_MS", 120_000)
+
     @Option(help: "Hours applied message ids are kept for dedupe. [env: SIGNAL_WORKER_DEDUPE_RETENTION_HOURS]")
     var dedupeRetentionHours: Int = EnvironmentDefault.int("SIGNAL_WORKER_DEDUPE_RETENTION_HOURS", 7 * 24)
 
@@ -96,7 +99,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...16).contains(maxConcurrentBatches) else {
             throw ValidationError("--max-concurrent-batches must be 0 (the store's choice) to 16")
         }
-        guard maxBatchWaitMs >= 0, lingerMs >= 0 else { throw ValidationError("durations must not be negative") }
+        guard maxBatchWaitMs >= 0, lingerMs >= 0, retryHoldMs >= 0 else { throw ValidationError("durations must not be negative") }
         guard maxRequestBytes >= 256, maxMessageBytes >= maxRequestBytes else {
             throw ValidationError("--max-request-bytes must be ≥ 256 and ≤ --max-message-bytes")
         }
@@ -155,6 +158,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.maxMessageBytes = Int64(maxMessageBytes)
         configuration.linger = .milliseconds(lingerMs)
         configuration.dedupeRetention = .seconds(dedupeRetentionHours * 3600)
+        configuration.retryHold = .milliseconds(retryHoldMs)
         configuration.metricsBind = metricsBind.isEmpty ? nil : metricsBind
         if !curveSecretKeyFile.isEmpty {
             configuration.curve = try CurveServerSecurity.load(

@@ -191,7 +191,7 @@ struct ProfilePlanTests {
                 message("d", user: 2, created: false, seq: 9),
                 message("e", user: 2, created: true, seq: 3),
             ], snapshot: StoreSnapshot(profiles: [1: existing], lastSequences: [1: 4], existingUsers: [1, 2]))
-        #expect(plan.outcomes == [.ok(.stale), .ok(.updated), .ok(.stale), .ok(.skipped), .ok(.created)])
+        #expect(plan.outcomes == [.stale(lastSequence: 4), .ok(.updated), .stale(lastSequence: 6), .ok(.skipped), .ok(.created)])
         #expect(plan.updates.first?.sex == "M")
         #expect(plan.sequences == [SequenceRecord(userID: 1, sequence: 6), SequenceRecord(userID: 2, sequence: 3)])
         #expect(plan.applied == ["a", "b", "c", "d", "e"])
@@ -199,8 +199,53 @@ struct ProfilePlanTests {
 }
 
 extension Reply.Outcome {
-    var code: ReplyErrorCode? {
-        if case .error(let error) = self { return error.code }
-        return nil
+    var code: ReplyErrorCode? { errorCode }
+}
+
+/// A store whose faults are scripted: a batch of several messages is refused (`rejected`, as when
+/// a row changed under the worker), and the messages named in `unavailable` fail alone with
+/// `unavailable` (the lock timed out on their own retry). Faults that the real stores cannot be
+/// made to show in this order on demand; the real stores' behaviour is tested in ProfileStoreTests.
+private actor ScriptedFaultStore: ProfileStore {
+    let unavailable: Set<String>
+    private(set) var applied: [String] = []
+
+    init(unavailable: Set<String>) { self.unavailable = unavailable }
+
+    var columnLimits: ColumnLimits { ColumnLimits() }
+
+    func apply(_ messages: [ProfileMessage], plan: @escaping @Sendable (StoreSnapshot) -> BatchPlan) throws(StoreError)
+        -> BatchPlan
+    {
+        if messages.count > 1 { throw StoreError(.rejected, "UNIQUE constraint failed (scripted)") }
+        if unavailable.contains(messages[0].id) { throw StoreError(.unavailable, "database is locked (scripted)") }
+        let existing = ProfileRow(userID: messages[0].userID, profileType: "personal")
+        let result = plan(StoreSnapshot(profiles: [messages[0].userID: existing], existingUsers: [messages[0].userID]))
+        applied += result.applied
+        return result
+    }
+
+    func checkSchema() throws(StoreError) -> [SchemaProblem] { [] }
+    func prepareWorkerTables() throws(StoreError) {}
+    func pruneApplied(olderThanSeconds seconds: Double) throws(StoreError) -> Int { 0 }
+}
+
+@Suite("Profile receiver: applying through a store")
+struct ProfileApplyTests {
+    @Test("a refused batch is retried message by message; after a retryable failure the user's later messages wait")
+    func retryableFailureHoldsBackLaterMessagesOfItsUser() async {
+        let store = ScriptedFaultStore(unavailable: ["u1-seq5"])
+        let messages = [
+            ProfileMessage(id: "u1-seq5", sequence: 5, userID: 1, created: false, data: ProfileData(sex: .value("F"))),
+            ProfileMessage(id: "u2-seq6", sequence: 6, userID: 2, created: false, data: ProfileData(sex: .value("M"))),
+            ProfileMessage(id: "u1-seq7", sequence: 7, userID: 1, created: false, data: ProfileData(sex: .value("O"))),
+        ]
+        let outcomes = await ProfileReceiver().apply(messages, to: store)
+        #expect(outcomes.map(\.code) == [.storeUnavailable, nil, .storeUnavailable])
+        #expect(outcomes[1] == .ok(.updated))
+        if case .error(let held) = outcomes[2] {
+            #expect(held.message.contains("seq 5, id u1-seq5"), "\(held)")
+        }
+        #expect(await store.applied == ["u2-seq6"], "user 1's seq 7 must not be applied before its seq 5")
     }
 }

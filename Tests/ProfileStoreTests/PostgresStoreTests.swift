@@ -252,7 +252,7 @@ struct PostgresStoreTests {
                 }
             }
             #expect(outcomes.count == messages.count)
-            #expect(outcomes.allSatisfy { $0 == .ok(.updated) || $0 == .ok(.stale) }, "\(outcomes.filter { $0.errorCode != nil })")
+            #expect(outcomes.allSatisfy { $0 == .ok(.updated) || $0.action == .stale }, "\(outcomes.filter { $0.errorCode != nil })")
             let newest = Dictionary(messages.map { ($0.userID, $0.sequence!) }, uniquingKeysWith: max)
             let profiles = try await fixture.profiles()
             #expect(profiles.count == users.count)

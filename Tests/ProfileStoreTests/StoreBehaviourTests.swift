@@ -84,7 +84,7 @@ struct StoreBehaviourTests {
             try await fixture.addProfiles([StoredProfile(userID: 1, profileType: "business", sex: "F")])
             try await fixture.setSequences([1: 10])
             let old = Messages.updated(1, seq: 9, sex: .value("M"))
-            #expect(await applyOne(old, to: fixture.store) == .ok(.stale))
+            #expect(await applyOne(old, to: fixture.store) == .stale(lastSequence: 10))
             let newer = Messages.updated(1, seq: 11, sex: .value("O"))
             #expect(await applyOne(newer, to: fixture.store) == .ok(.updated))
             #expect(try await fixture.profiles() == [StoredProfile(userID: 1, profileType: "business", sex: "O")])
@@ -119,7 +119,7 @@ struct StoreBehaviourTests {
                 Messages.updated(2, seq: 5, birthdate: .value(Messages.date("1999-12-31"))),
             ]
             let outcomes = await receiver.apply(batch, to: fixture.store)
-            #expect(outcomes == [.ok(.created), .ok(.updated), .ok(.stale), .ok(.created), .ok(.updated)])
+            #expect(outcomes == [.ok(.created), .ok(.updated), .stale(lastSequence: 3), .ok(.created), .ok(.updated)])
             #expect(
                 try await fixture.profiles() == [
                     StoredProfile(userID: 1, profileType: "business", sex: "F"),

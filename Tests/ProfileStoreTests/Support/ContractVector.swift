@@ -41,8 +41,9 @@ struct ContractVector: Sendable {
         /// Why `reply` does not match, `nil` when it does (message text is not compared).
         func mismatch(_ reply: Reply) -> String? {
             switch reply.outcome {
-            case .ok(let action):
-                guard status == "ok", result?.action == action.rawValue else { return "expected \(self), got ok \(action)" }
+            case .ok, .stale:
+                let action = reply.outcome.action?.rawValue ?? "?"
+                guard status == "ok", result?.action == action else { return "expected \(self), got ok \(action)" }
             case .error(let actual):
                 guard status == "error", let error, error.code == actual.code.rawValue else {
                     return "expected \(self), got \(actual)"

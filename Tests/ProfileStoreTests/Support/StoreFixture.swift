@@ -102,11 +102,3 @@ func applyOne(_ message: ProfileMessage, to store: any ProfileStore, receiver: P
     let outcomes = await receiver.apply([message], to: store)
     return outcomes.count == 1 ? outcomes[0] : .error(ReplyError(.badRequest, "expected one outcome, got \(outcomes.count)"))
 }
-
-extension Reply.Outcome {
-    /// The error code, `nil` for a success.
-    var errorCode: ReplyErrorCode? {
-        if case .error(let error) = self { return error.code }
-        return nil
-    }
-}

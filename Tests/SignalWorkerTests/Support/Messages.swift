@@ -82,6 +82,10 @@ struct ParsedReply: Sendable, CustomStringConvertible {
     var field: String?
     /// `error.retryable`.
     var retryable: Bool?
+    /// `error.message`.
+    var errorMessage: String?
+    /// `result.last_seq` (a `stale` reply).
+    var lastSequence: Int?
 
     var description: String { raw }
 
@@ -99,6 +103,8 @@ struct ParsedReply: Sendable, CustomStringConvertible {
         code = error?["code"] as? String
         field = error?["field"] as? String
         retryable = error?["retryable"] as? Bool
+        errorMessage = error?["message"] as? String
+        lastSequence = result?["last_seq"] as? Int
     }
 
     /// `ok` with `action`.

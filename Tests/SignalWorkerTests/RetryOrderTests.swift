@@ -1,0 +1,142 @@
+import Foundation
+import GRDB
+import Testing
+
+/// A message answered `store_unavailable` is not overtaken by a later message of its user
+/// (docs/PROTOCOL.md, "Exactly once and ordering"): the real worker on a copy of Django's SQLite
+/// database whose write lock a second connection holds past the worker's busy timeout.
+@Suite("signal-worker serve: a retryable failure holds back the later messages of its object")
+struct RetryOrderTests {
+    /// Holds SQLite's write lock from a second connection (as Django would) until `release` is
+    /// signalled (60 s at most); returns once the lock is held. The task ends after the COMMIT.
+    static func holdWriteLock(on database: DatabaseQueue, release: DispatchSemaphore) async throws -> Task<Void, any Error> {
+        let (locked, continuation) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            defer { continuation.finish() }
+            try await database.writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                continuation.yield()
+                _ = release.wait(timeout: .now() + 60)
+                try db.execute(sql: "COMMIT")
+            }
+        }
+        for await _ in locked { break }
+        return holder
+    }
+
+    /// A worker whose writes give up after 300 ms of waiting for the lock; `extra` arguments added.
+    static func arguments(_ database: SQLiteFixture, _ extra: [String] = []) -> [String] {
+        WorkerProcess.serveArguments(store: database.storeURL, metrics: false, extra: ["--sqlite-busy-timeout-ms", "300"] + extra)
+    }
+
+    /// The next reply, which must come within 30 s.
+    static func nextReply(_ client: TestClient) throws -> ParsedReply {
+        guard let reply = try client.receive(timeout: .seconds(30)) else { throw TestFailure("no reply within 30 s") }
+        return reply
+    }
+
+    @Test("pipelined: seq 5 fails on the lock, seq 6 is held instead of applied; resent in order, both apply")
+    func pipelinedLaterMessageIsHeld() async throws {
+        let database = try await SQLiteFixture.make("hold-pipelined")
+        defer { database.remove() }
+        try database.insertUsers([1])
+        let messages = Messages()
+        // One message per batch, as when they arrive apart: seq 6 is applied on its own after seq 5 failed.
+        try await withWorker(Self.arguments(database, ["--max-batch", "1"])) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            #expect(try client.request(messages.signal(user: 1, created: true, seq: 1)).isOK("created"))
+
+            let release = DispatchSemaphore(value: 0)
+            let holder = try await Self.holdWriteLock(on: try database.open(), release: release)
+            let five = messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 5)
+            let six = messages.signal(user: 1, created: false, data: ["birthdate": "1990-01-02"], seq: 6)
+            try client.send(five.json)
+            try client.send(six.json)
+            let first = try Self.nextReply(client)
+            release.signal()
+            try await holder.value
+            let second = try Self.nextReply(client)
+
+            #expect(first.id == five.id && first.isError("store_unavailable"), "\(first)")
+            #expect(first.retryable == true)
+            // The lock is free now, yet seq 6 must not be applied before seq 5.
+            #expect(second.id == six.id && second.isError("store_unavailable"), "\(second)")
+            #expect(second.errorMessage?.contains("held") == true, "\(second)")
+            #expect(try database.profile(user: 1) == ProfileRow(profileType: "personal", sex: nil, birthdate: nil))
+
+            // The client resends as the protocol says, oldest first.
+            #expect(try client.request(five).isOK("updated"))
+            #expect(try client.request(six).isOK("updated"))
+            #expect(try database.profile(user: 1) == ProfileRow(profileType: "personal", sex: "F", birthdate: "1990-01-02"))
+            #expect(worker.logs.contains { $0.message == "request held" && $0["message_id"] == six.id })
+        }
+    }
+
+    @Test("seq 6 sent after seq 5's error reply, with the lock already free: held until seq 5 is applied")
+    func laterMessageAfterTheErrorIsHeld() async throws {
+        let database = try await SQLiteFixture.make("hold-after")
+        defer { database.remove() }
+        try database.insertUsers([1])
+        let messages = Messages()
+        try await withWorker(Self.arguments(database)) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            #expect(try client.request(messages.signal(user: 1, created: true, seq: 1)).isOK("created"))
+
+            let release = DispatchSemaphore(value: 0)
+            let holder = try await Self.holdWriteLock(on: try database.open(), release: release)
+            let five = messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 5)
+            let failed = try client.request(five, timeout: .seconds(30))
+            release.signal()
+            try await holder.value
+            #expect(failed.isError("store_unavailable"), "\(failed)")
+
+            let six = messages.signal(user: 1, created: false, data: ["birthdate": "1990-01-02"], seq: 6)
+            let held = try client.request(six)
+            #expect(held.isError("store_unavailable") && held.retryable == true, "\(held)")
+            #expect(held.errorMessage?.contains("seq 5") == true, "\(held)")
+            // Another user is not held back.
+            try database.insertUsers([2])
+            #expect(try client.request(messages.signal(user: 2, created: true, seq: 7)).isOK("created"))
+
+            #expect(try client.request(five).isOK("updated"))
+            #expect(try client.request(six).isOK("updated"))
+            #expect(try database.profile(user: 1) == ProfileRow(profileType: "personal", sex: "F", birthdate: "1990-01-02"))
+        }
+    }
+
+    @Test("after the hold time the later message applies, and the resent one is stale with the seq that overtook it")
+    func holdEndsAndStaleNamesTheNewerSequence() async throws {
+        let database = try await SQLiteFixture.make("hold-expiry")
+        defer { database.remove() }
+        try database.insertUsers([1])
+        let messages = Messages()
+        try await withWorker(Self.arguments(database, ["--retry-hold-ms", "300"])) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            #expect(try client.request(messages.signal(user: 1, created: true, seq: 1)).isOK("created"))
+
+            let release = DispatchSemaphore(value: 0)
+            let holder = try await Self.holdWriteLock(on: try database.open(), release: release)
+            let five = messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 5)
+            let failed = try client.request(five, timeout: .seconds(30))
+            release.signal()
+            try await holder.value
+            #expect(failed.isError("store_unavailable"), "\(failed)")
+
+            // Resent until the hold has ended (300 ms after the failure; a slow machine only waits longer).
+            let six = messages.signal(user: 1, created: false, data: ["birthdate": "1990-01-02"], seq: 6)
+            let deadline = ContinuousClock.now + .seconds(30)
+            var reply = try client.request(six)
+            while reply.isError("store_unavailable"), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                reply = try client.request(six)
+            }
+            #expect(reply.isOK("updated"), "\(reply)")
+            let stale = try client.request(five)
+            #expect(stale.isOK("stale"), "\(stale)")
+            #expect(stale.lastSequence == 6, "\(stale)")
+        }
+    }
+}
