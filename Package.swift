@@ -23,11 +23,11 @@ let package = Package(
     ],
     targets: [
         // MARK: ZeroMQ
-        .systemLibrary(
-            name: "CZeroMQ",
-            pkgConfig: "libzmq",
-            providers: [.apt(["libzmq3-dev"])]
-        ),
+        // libzmq3-dev (Debian) puts zmq.h in /usr/include and libzmq.so on the default library path;
+        // module.modulemap links it. No `pkgConfig:` on purpose: Debian's libzmq.pc adds
+        // `-isystem /usr/include/mit-krb5` (a dependency's flags), which SwiftPM refuses with
+        // "warning: prohibited flag(s)" on every build, and zmq.h itself needs none of them.
+        .systemLibrary(name: "CZeroMQ"),
         .target(
             name: "ZeroMQ",
             dependencies: ["CZeroMQ"]

@@ -16,6 +16,8 @@ public final class SignalWorkerService: Service, Sendable {
     private let onListening: @Sendable (String) -> Void
     /// Objects whose later messages wait for a message that failed retryably.
     private let holds: Mutex<RetryHolds>
+    /// Counts for the periodic `activity` log line.
+    private let summary: Mutex<ActivitySummary>
 
     /// Creates the service; `onListening` receives the bound endpoint (with a `*` port resolved).
     public convenience init(
@@ -40,6 +42,7 @@ public final class SignalWorkerService: Service, Sendable {
         self.logger = logger
         self.onListening = onListening
         self.holds = Mutex(RetryHolds(holdTime: configuration.retryHold, capacity: configuration.maxRetryHolds))
+        self.summary = Mutex(ActivitySummary(interval: configuration.activitySummaryInterval, now: .now))
     }
 
     public func run() async throws {
@@ -97,7 +100,7 @@ public final class SignalWorkerService: Service, Sendable {
                 let batchNumber = number
                 inFlight[batchNumber] = keys
                 group.addTask {
-                    await self.applyAndReply(batch, registry: registry, mailbox: mailbox)
+                    await self.applyAndReply(batch, registry: registry, mailbox: mailbox, queue: queue)
                     self.metrics.queued(queue.count)
                     return batchNumber
                 }
@@ -109,7 +112,9 @@ public final class SignalWorkerService: Service, Sendable {
     ///
     /// Messages of an object held by an earlier retryable failure are answered with the
     /// retryable error without being applied; the outcomes of the others update the holds.
-    private func applyAndReply(_ batch: [QueuedRequest], registry: ReceiverRegistry, mailbox: ReplyMailbox) async {
+    private func applyAndReply(
+        _ batch: [QueuedRequest], registry: ReceiverRegistry, mailbox: ReplyMailbox, queue: RequestQueue
+    ) async {
         let started = ContinuousClock.now
         let heldErrors = holds.withLock { Self.admit(batch, holds: &$0, now: started) }
         let admitted = batch.indices.filter { heldErrors[$0] == nil }
@@ -128,6 +133,7 @@ public final class SignalWorkerService: Service, Sendable {
 
         var replies: [OutgoingReply] = []
         replies.reserveCapacity(batch.count)
+        let logsEachMessage = logger.logLevel <= .debug
         for (position, (request, outcome)) in zip(batch, outcomes).enumerated() {
             metrics.recordOutcome(outcome, held: heldErrors[position] != nil)
             metrics.recordRequest(duration: request.receivedAt.duration(to: finished))
@@ -136,10 +142,38 @@ public final class SignalWorkerService: Service, Sendable {
                     heldErrors[position] != nil ? "request held" : "request failed",
                     metadata: ["message_id": "\(request.id)", "code": "\(error.code)",
                         "field": "\(error.field ?? "-")", "error": "\(error.message)"])
+            } else if logsEachMessage {
+                logApplied(request, outcome: outcome, finished: finished)
             }
             replies.append(OutgoingReply(envelope: request.envelope, body: Reply(id: request.id, outcome: outcome).encoded()))
         }
         mailbox.post(replies)
+        logSummaryIfDue(outcomes, heldErrors: heldErrors, queued: queue.count, now: finished)
+    }
+
+    /// The debug line of one successful request: id, object, action, time since it was read.
+    private func logApplied(_ request: QueuedRequest, outcome: Reply.Outcome, finished: ContinuousClock.Instant) {
+        let object = request.prepared.holdReference.object
+        var metadata: Logger.Metadata = [
+            "message_id": "\(request.id)", "sender": "\(object.sender)", "pk": "\(object.pk)",
+            "action": "\(outcome.action?.rawValue ?? "-")",
+            "latency": "\(request.receivedAt.duration(to: finished).millisecondsText)",
+        ]
+        if let sequence = request.prepared.holdReference.sequence { metadata["seq"] = "\(sequence)" }
+        logger.debug("applied", metadata: metadata)
+    }
+
+    /// Counts a batch's outcomes and logs the `activity` line when one is due (``ActivitySummary``).
+    private func logSummaryIfDue(
+        _ outcomes: [Reply.Outcome], heldErrors: [ReplyError?], queued: Int, now: ContinuousClock.Instant
+    ) {
+        let due = summary.withLock { summary -> [String: String]? in
+            for (outcome, held) in zip(outcomes, heldErrors) { summary.add(outcome, held: held != nil) }
+            return summary.take(now: now)
+        }
+        guard var fields = due else { return }
+        fields["queued"] = "\(queued)"
+        logger.info("activity", metadata: fields.mapValues { .string($0) })
     }
 
     /// The hold error of each message of `batch`, `nil` for those that may be applied.

@@ -60,6 +60,8 @@ public struct WorkerConfiguration: Sendable, Hashable {
     /// SQLite only: how long a write waits for another connection's lock before the batch fails
     /// with the retryable `store_unavailable`.
     public var sqliteBusyTimeout: Duration = .seconds(5)
+    /// Shortest time between two `activity` log lines (counts of what was answered); zero: none.
+    public var activitySummaryInterval: Duration = .seconds(60)
     /// How long applied message ids are kept for dedupe.
     public var dedupeRetention: Duration = .seconds(7 * 24 * 3600)
     /// Where to serve Prometheus metrics (`host:port`), or `nil` for no metrics endpoint.

@@ -39,7 +39,7 @@ struct PingCommand: ParsableCommand {
                     serverKey: try CurveKeyFiles.readPublicKey(curveServerKeyFile))
             }
             let result = try HealthCheck.ping(connect, timeout: .milliseconds(timeoutMs), curve: curve)
-            print("pong from \(connect) in \(result.roundTrip)")
+            print("pong from \(connect) in \(result.roundTrip.millisecondsText)")
         } catch {
             printError("signal-worker ping: \(error)")
             throw ExitCode.failure

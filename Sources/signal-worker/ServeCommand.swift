@@ -71,6 +71,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds a message answered store_unavailable holds back the later messages of its object (they get store_unavailable too) unless it is resent and applied first; keeps a retried message from being overtaken and answered stale. 0 disables. [env: SIGNAL_WORKER_RETRY_HOLD_MS]")
     var retryHoldMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_RETRY_HOLD_MS", 120_000)
 
+    @Option(help: "Seconds between two info lines `activity` (requests answered per action and error code, held, queued), logged only when something happened; 0 = none. Each request is logged at debug (--log-level debug). [env: SIGNAL_WORKER_ACTIVITY_LOG_SECONDS]")
+    var activityLogSeconds: Int = EnvironmentDefault.int("SIGNAL_WORKER_ACTIVITY_LOG_SECONDS", 60)
+
     @Option(help: "Hours applied message ids are kept for dedupe. [env: SIGNAL_WORKER_DEDUPE_RETENTION_HOURS]")
     var dedupeRetentionHours: Int = EnvironmentDefault.int("SIGNAL_WORKER_DEDUPE_RETENTION_HOURS", 7 * 24)
 
@@ -99,7 +102,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...16).contains(maxConcurrentBatches) else {
             throw ValidationError("--max-concurrent-batches must be 0 (the store's choice) to 16")
         }
-        guard maxBatchWaitMs >= 0, lingerMs >= 0, retryHoldMs >= 0 else { throw ValidationError("durations must not be negative") }
+        guard maxBatchWaitMs >= 0, lingerMs >= 0, retryHoldMs >= 0, activityLogSeconds >= 0 else { throw ValidationError("durations must not be negative") }
         guard maxRequestBytes >= 256, maxMessageBytes >= maxRequestBytes else {
             throw ValidationError("--max-request-bytes must be ≥ 256 and ≤ --max-message-bytes")
         }
@@ -159,6 +162,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.linger = .milliseconds(lingerMs)
         configuration.dedupeRetention = .seconds(dedupeRetentionHours * 3600)
         configuration.retryHold = .milliseconds(retryHoldMs)
+        configuration.activitySummaryInterval = .seconds(activityLogSeconds)
         configuration.metricsBind = metricsBind.isEmpty ? nil : metricsBind
         if !curveSecretKeyFile.isEmpty {
             configuration.curve = try CurveServerSecurity.load(

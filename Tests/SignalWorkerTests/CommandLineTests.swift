@@ -94,6 +94,8 @@ struct CommandLineTests {
             let alive = try await ChildProcess.runWorkerCommand(["ping", "--connect", worker.endpoint])
             #expect(alive.exit == Self.success, "\(alive.output)")
             #expect(alive.stdout.contains("pong"), "\(alive.output)")
+            // Durations print as the bridge prints them: milliseconds with two decimals.
+            #expect(alive.stdout.contains(#/in \d+\.\d\d ms/#), "\(alive.output)")
         }
 
         try await Self.withDeadPort { deadPort in

@@ -1,0 +1,63 @@
+import Foundation
+import SignalProtocol
+import Testing
+
+@testable import SignalWorker
+
+/// What the worker logs about requests that succeed: one debug line each, and a periodic summary.
+@Suite("signal-worker serve: logs of applied requests")
+struct ActivityLogTests {
+    @Test("at debug each applied request is logged with id, object, action and latency; an activity line sums them up")
+    func debugLinesAndSummary() async throws {
+        let database = try await SQLiteFixture.make("activity-log")
+        defer { database.remove() }
+        try database.insertUsers([1])
+        let messages = Messages()
+        let arguments = WorkerProcess.serveArguments(
+            store: database.storeURL, metrics: false, extra: ["--log-level", "debug", "--activity-log-seconds", "1"])
+        try await withWorker(arguments) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            let create = messages.signal(user: 1, created: true, seq: 3)
+            #expect(try client.request(create).isOK("created"))
+            let skip = messages.signal(user: 2, created: false)
+            #expect(try client.request(skip).isOK("skipped"))
+
+            let applied = worker.logs.filter { $0.message == "applied" }
+            let created = applied.first { $0["message_id"] == create.id }
+            #expect(created?.level == "debug", "\(applied)")
+            #expect(created?["action"] == "created" && created?["sender"] == "auth.user" && created?["pk"] == "1")
+            #expect(created?["seq"] == "3")
+            #expect(created?["latency"]?.hasSuffix(" ms") == true, "\(String(describing: created))")
+            #expect(applied.contains { $0["message_id"] == skip.id && $0["action"] == "skipped" })
+
+            // A summary comes with the first batch at least a second after the start (a slow
+            // machine only makes the wait longer): resend until one is logged.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !worker.logs.contains(where: { $0.message == "activity" }), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                _ = try client.request(create)  // duplicate
+            }
+            let summary = worker.logs.first { $0.message == "activity" }
+            #expect(summary?.level == "info", "\(worker.logs.suffix(5))")
+            #expect(summary?["created"] == "1" && summary?["skipped"] == "1", "\(String(describing: summary))")
+            #expect(summary?["errors"] == "0" && summary?["queued"] != nil)
+        }
+    }
+
+    @Test("the summary counts actions, errors and held requests, at most once per interval")
+    func summaryCounts() {
+        let start = ContinuousClock.now
+        var summary = ActivitySummary(interval: .seconds(10), now: start)
+        summary.add(.ok(.updated), held: false)
+        summary.add(.stale(lastSequence: 4), held: false)
+        summary.add(.error(ReplyError(.storeUnavailable, "held")), held: true)
+        #expect(summary.take(now: start + .seconds(9)) == nil)
+        let fields = summary.take(now: start + .seconds(10))
+        #expect(fields?["updated"] == "1" && fields?["stale"] == "1" && fields?["created"] == "0")
+        #expect(fields?["errors"] == "1" && fields?["errors_store_unavailable"] == "1" && fields?["held"] == "1")
+        #expect(summary.take(now: start + .seconds(30)) == nil, "nothing happened since")
+        #expect(Duration.milliseconds(1.98).millisecondsText == "1.98 ms")
+        #expect(Duration.microseconds(711).millisecondsText == "0.71 ms")
+    }
+}
