@@ -126,6 +126,6 @@ final class UnusedStore: ProfileStore {
     }
 
     func checkSchema() async throws(StoreError) -> [SchemaProblem] { [] }
-    func prepareWorkerTables() async throws(StoreError) {}
+    func prepareWorkerTables() async throws(StoreError) -> WorkerTablesReport { WorkerTablesReport() }
     func pruneApplied(olderThanSeconds seconds: Double) async throws(StoreError) -> Int { 0 }
 }

@@ -21,8 +21,10 @@ public protocol ProfileStore: Sendable {
     /// Verifies the Django schema; an empty list means it is usable.
     func checkSchema() async throws(StoreError) -> [SchemaProblem]
 
-    /// Creates the worker's own tables (dedupe, sequences) if missing. Never touches Django's.
-    func prepareWorkerTables() async throws(StoreError)
+    /// Creates the worker's own tables (dedupe, sequences, schema version) if missing and upgrades
+    /// them, in one transaction, from an earlier release's layout. Never touches Django's.
+    @discardableResult
+    func prepareWorkerTables() async throws(StoreError) -> WorkerTablesReport
 
     /// Deletes dedupe ids recorded more than `seconds` ago; returns how many.
     func pruneApplied(olderThanSeconds seconds: Double) async throws(StoreError) -> Int
@@ -83,5 +85,36 @@ public struct SchemaProblem: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         column.map { "\(table).\($0): \(problem)" } ?? "\(table): \(problem)"
+    }
+}
+
+/// The worker's own tables after ``ProfileStore/prepareWorkerTables()``: their schema version and
+/// what an upgrade did.
+///
+/// Versions: 1 is the layout of releases before the table `signal_worker_schema` existed (order
+/// per user in `signal_worker_user_sequence`); 2 keeps order per object (sender, pk) in
+/// `signal_worker_object_sequence`.
+public struct WorkerTablesReport: Sendable, Hashable, CustomStringConvertible {
+    /// The version the tables have now, ``currentVersion``.
+    public var version: Int
+    /// The version found before an upgrade, `nil` when nothing was upgraded (new or current tables).
+    public var upgradedFrom: Int?
+    /// Rows moved from `signal_worker_user_sequence` by the upgrade from version 1.
+    public var movedSequences: Int
+
+    /// The version this release writes.
+    public static let currentVersion = 2
+
+    /// Creates a report.
+    public init(version: Int = WorkerTablesReport.currentVersion, upgradedFrom: Int? = nil, movedSequences: Int = 0) {
+        self.version = version
+        self.upgradedFrom = upgradedFrom
+        self.movedSequences = movedSequences
+    }
+
+    public var description: String {
+        guard let upgradedFrom else { return "worker tables at schema version \(version)" }
+        return "worker tables upgraded from schema version \(upgradedFrom) to \(version): \(movedSequences) "
+            + "last sequence(s) per user moved to the per-object table"
     }
 }

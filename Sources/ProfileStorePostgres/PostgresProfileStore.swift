@@ -146,13 +146,50 @@ public final class PostgresProfileStore: ProfileStore, Service {
         }
     }
 
-    /// Creates the worker's dedupe and sequence tables if missing. Never touches Django's tables.
-    public func prepareWorkerTables() async throws(StoreError) {
+    /// Creates the worker's tables if missing and upgrades an earlier release's layout, in one
+    /// transaction under the schema lock (workers starting together take turns). Never touches
+    /// Django's tables.
+    @discardableResult
+    public func prepareWorkerTables() async throws(StoreError) -> WorkerTablesReport {
         let statements = self.statements
-        try await withSchemaLock(operation: "create the worker tables") { connection, logger in
+        return try await withSchemaLock(operation: "prepare the worker tables") { connection, logger in
             for ddl in statements.workerTablesDDL {
                 _ = try await connection.query(PostgresQuery(unsafeSQL: ddl), logger: logger).collect()
             }
+            var found: Int64?
+            for try await version in try await connection.query(
+                PostgresQuery(unsafeSQL: statements.readSchemaVersion), logger: logger
+            ).decode(Int64?.self) { found = version }
+            if let found, found > WorkerTablesReport.currentVersion {
+                throw StoreError(
+                    .schema,
+                    "the worker tables are at schema version \(found), written by a newer signal-worker than this one "
+                        + "(version \(WorkerTablesReport.currentVersion)): run the newer release",
+                    operation: "prepare the worker tables")
+            }
+            var report = WorkerTablesReport()
+            var binds = PostgresBindings(capacity: 1)
+            binds.append(statements.legacySequenceTable)
+            var legacyExists = false
+            for try await exists in try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT to_regclass($1::text) IS NOT NULL", binds: binds), logger: logger
+            ).decode(Bool.self) { legacyExists = exists }
+            if legacyExists {
+                var sender = PostgresBindings(capacity: 1)
+                sender.append(statements.senderLabel)
+                for try await moved in try await connection.query(
+                    PostgresQuery(unsafeSQL: statements.moveLegacySequences, binds: sender), logger: logger
+                ).decode(Int64.self) { report.movedSequences = Int(moved) }
+                _ = try await connection.query(PostgresQuery(unsafeSQL: statements.dropLegacySequences), logger: logger)
+                    .collect()
+                report.upgradedFrom = found.map(Int.init) ?? 1
+            }
+            if found != Int64(WorkerTablesReport.currentVersion) {
+                for sql in statements.writeSchemaVersion {
+                    _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+                }
+            }
+            return report
         }
     }
 
@@ -198,17 +235,18 @@ public final class PostgresProfileStore: ProfileStore, Service {
 
     /// Runs `body` in a transaction that holds the schema advisory lock, which serializes the
     /// `CREATE TABLE IF NOT EXISTS` of several workers starting at once.
-    private func withSchemaLock(
-        operation: String, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> Void
-    ) async throws(StoreError) {
+    @discardableResult
+    private func withSchemaLock<Result: Sendable>(
+        operation: String, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> Result
+    ) async throws(StoreError) -> Result {
         let namespace = statements.namespace
         let logger = self.logger
         do {
-            try await withConnection { connection in
+            return try await withConnection { connection in
                 try await Self.inTransaction(connection, logger: logger) {
                     _ = try await connection.query("SELECT pg_advisory_xact_lock(\(namespace &+ 1), 0)", logger: logger)
                         .collect()
-                    try await body(connection, logger)
+                    return try await body(connection, logger)
                 }
             }
         } catch {

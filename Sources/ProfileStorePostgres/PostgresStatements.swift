@@ -17,6 +17,13 @@ struct PostgresStatements: Sendable {
     let profileTable: String
     let userTable: String
     let namespace: Int32
+    /// The `sender` of the profile receiver's rows in the sequence table.
+    let senderLabel: String
+    let readSchemaVersion: String
+    let legacySequenceTable: String
+    let moveLegacySequences: String
+    let dropLegacySequences: String
+    let writeSchemaVersion: [String]
 
     init(_ configuration: PostgresStoreConfiguration) {
         let profile = quoted(configuration.profileTable)
@@ -26,6 +33,24 @@ struct PostgresStatements: Sendable {
         profileTable = profile
         userTable = user
         namespace = configuration.advisoryLockNamespace
+        senderLabel = configuration.senderLabel
+        let schemaVersion = quoted(configuration.schemaVersionTable)
+        let legacy = quoted(configuration.legacySequenceTable)
+        legacySequenceTable = legacy
+        readSchemaVersion = "SELECT max(\"version\")::int8 FROM \(schemaVersion)"
+        moveLegacySequences = """
+            WITH moved AS (
+                INSERT INTO \(sequence) ("sender", "object_pk", "last_seq")
+                SELECT $1::text, "user_id"::text, "last_seq" FROM \(legacy)
+                ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = GREATEST(\(sequence)."last_seq", EXCLUDED."last_seq")
+                RETURNING 1
+            ) SELECT count(*)::int8 FROM moved
+            """
+        dropLegacySequences = "DROP TABLE \(legacy)"
+        writeSchemaVersion = [
+            "DELETE FROM \(schemaVersion)",
+            "INSERT INTO \(schemaVersion) (\"version\") VALUES (\(WorkerTablesReport.currentVersion))",
+        ]
 
         // Per-user ordering across several workers sharing the database: each batch takes a
         // transaction-scoped advisory lock per user before it reads anything, so two batches
@@ -66,7 +91,8 @@ struct PostgresStatements: Sendable {
                 LEFT JOIN LATERAL (SELECT true AS found FROM \(user) WHERE "id" = u.id LIMIT 1) AS au ON true \
                 LEFT JOIN LATERAL (SELECT "user_id", "profile_type", "sex", "birthdate" FROM \(profile) \
                 WHERE "user_id" = u.id LIMIT 1) AS p ON true \
-                LEFT JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "user_id" = u.id LIMIT 1) AS s ON true \
+                LEFT JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "sender" = $3::text AND "object_pk" = u.id::text \
+                LIMIT 1) AS s ON true \
                 UNION ALL \
                 SELECT true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, a."message_id" FROM unnest($2::text[]) AS m(id) \
                 CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a
@@ -87,8 +113,9 @@ struct PostgresStatements: Sendable {
                 ), applied AS (
                     INSERT INTO \(applied) ("message_id", "applied_at") SELECT m, now() FROM unnest($9::text[]) AS m
                 ), sequences AS (
-                    INSERT INTO \(sequence) ("user_id", "last_seq") SELECT * FROM unnest($10::int8[], $11::int8[])
-                    ON CONFLICT ("user_id") DO UPDATE SET "last_seq" = EXCLUDED."last_seq"
+                    INSERT INTO \(sequence) ("sender", "object_pk", "last_seq")
+                    SELECT $12::text, x.u::text, x.s FROM unnest($10::int8[], $11::int8[]) AS x(u, s)
+                    ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = EXCLUDED."last_seq"
                 )
                 SELECT count(*)::int8 FROM updated
                 """)
@@ -110,9 +137,11 @@ struct PostgresStatements: Sendable {
             )
             """,
             """
-            CREATE TABLE IF NOT EXISTS \(sequence) ("user_id" bigint NOT NULL PRIMARY KEY, "last_seq" bigint NOT NULL) \
+            CREATE TABLE IF NOT EXISTS \(sequence) ("sender" text COLLATE "C" NOT NULL, \
+            "object_pk" text COLLATE "C" NOT NULL, "last_seq" bigint NOT NULL, PRIMARY KEY ("sender", "object_pk")) \
             WITH (fillfactor = 70)
             """,
+            "CREATE TABLE IF NOT EXISTS \(quoted(configuration.schemaVersionTable)) (\"version\" integer NOT NULL)",
         ]
         // Django 5.2's DDL (sqlmigrate auth 0001-0012, accounts 0001).
         createUserTable = """
@@ -182,9 +211,10 @@ struct PostgresStatements: Sendable {
         _ = try await lockUsers.run(lock, on: connection, logger: logger) { try $0.decode((Int64, String?, String).self) }
 
         var snapshot = StoreSnapshot()
-        var readBinds = PostgresBindings(capacity: 2)
+        var readBinds = PostgresBindings(capacity: 3)
         readBinds.append(users)
         readBinds.append(Array(idSet))
+        readBinds.append(senderLabel)
         let rows = try await readSnapshot.run(readBinds, on: connection, logger: logger) { row in
             try row.decode((Bool, Int64?, Bool?, Bool?, String?, String?, Int32?, Int64?, String?).self)
         }
@@ -212,7 +242,7 @@ struct PostgresStatements: Sendable {
         let planned = plan(snapshot)
         guard !(planned.writesNoProfiles && planned.applied.isEmpty && planned.sequences.isEmpty) else { return planned }
 
-        var writes = PostgresBindings(capacity: 11)
+        var writes = PostgresBindings(capacity: 12)
         for rows in [planned.inserts, planned.updates] {
             writes.append(rows.map(\.userID))
             writes.append(NullableTextArray(elements: rows.map(\.profileType)))
@@ -222,6 +252,7 @@ struct PostgresStatements: Sendable {
         writes.append(planned.applied)
         writes.append(planned.sequences.map(\.userID))
         writes.append(planned.sequences.map(\.sequence))
+        writes.append(senderLabel)
         let updatedCount = try await writeBatch.run(writes, on: connection, logger: logger) { try $0.decode(Int64.self) }
             .last ?? 0
         guard updatedCount == Int64(planned.updates.count) else {

@@ -44,8 +44,16 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     public var userTable: String
     /// The worker's dedupe table (message ids already applied).
     public var appliedTable: String
-    /// The worker's table of last applied outbox sequence per user.
+    /// The worker's table of last applied outbox sequence per object (sender, pk).
     public var sequenceTable: String
+    /// The earlier releases' table of last sequence per user, moved into ``sequenceTable`` and
+    /// dropped by ``PostgresProfileStore/prepareWorkerTables()``.
+    public var legacySequenceTable: String = "signal_worker_user_sequence"
+    /// The worker's one-row table holding the version of its own tables.
+    public var schemaVersionTable: String = "signal_worker_schema"
+    /// The sender (model label) of the profile receiver's messages: the `sender` of its rows in
+    /// ``sequenceTable``, and of the rows moved from ``legacySequenceTable``.
+    public var senderLabel: String = "auth.user"
     /// Longest wait for a TCP connection to the server.
     public var connectTimeout: Duration
     /// Longest wait for a pooled connection before an operation fails with `.unavailable`.
@@ -76,7 +84,7 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
         host: String, port: Int = 5432, username: String, password: String? = nil, database: String,
         tls: TLSMode = .prefer, searchPath: String? = nil, profileTable: String = "accounts_userprofile",
         userTable: String = "auth_user", appliedTable: String = "signal_worker_applied",
-        sequenceTable: String = "signal_worker_user_sequence", connectTimeout: Duration = .seconds(5),
+        sequenceTable: String = "signal_worker_object_sequence", connectTimeout: Duration = .seconds(5),
         acquireTimeout: Duration = .seconds(5), operationTimeout: Duration? = .seconds(60),
         stopTimeout: Duration = .seconds(5), maximumConnections: Int = 4, advisoryLockNamespace: Int32 = 0x5357_0001,
         applicationName: String = "signal-worker"

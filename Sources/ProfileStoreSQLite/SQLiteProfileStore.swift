@@ -129,9 +129,23 @@ public final class SQLiteProfileStore: ProfileStore {
         }
     }
 
-    /// Creates the worker's dedupe and sequence tables if missing. Never touches Django's tables.
-    public func prepareWorkerTables() async throws(StoreError) {
-        try await executeImmediately(statements.workerTablesDDL, operation: "create the worker tables")
+    /// Creates the worker's tables if missing and upgrades an earlier release's layout, in one
+    /// `BEGIN IMMEDIATE` transaction. Never touches Django's tables.
+    @discardableResult
+    public func prepareWorkerTables() async throws(StoreError) -> WorkerTablesReport {
+        let statements = self.statements
+        do {
+            return try await pool.writeWithoutTransaction { db in
+                var report = WorkerTablesReport()
+                try db.inTransaction(.immediate) {
+                    report = try statements.prepareWorkerTables(in: db)
+                    return .commit
+                }
+                return report
+            }
+        } catch {
+            throw SQLiteErrors.storeError(error, operation: "prepare the worker tables")
+        }
     }
 
     /// Deletes dedupe ids applied more than `seconds` ago; returns how many.

@@ -14,6 +14,10 @@ struct SQLiteStatements: Sendable {
     let user: String
     let applied: String
     let sequence: String
+    let legacySequence: String
+    let schemaVersion: String
+    /// The `sender` of the profile receiver's rows in the sequence table.
+    let senderLabel: String
     /// `UPDATE ... FROM` exists from SQLite 3.33; older libraries update row by row.
     let supportsUpdateFrom: Bool
     /// The last id and the size of the next page of the dedupe table (keyset pagination).
@@ -34,6 +38,9 @@ struct SQLiteStatements: Sendable {
         user = quoted(configuration.userTable)
         applied = quoted(configuration.appliedTable)
         sequence = quoted(configuration.sequenceTable)
+        legacySequence = configuration.legacySequenceTable
+        schemaVersion = quoted(configuration.schemaVersionTable)
+        senderLabel = configuration.senderLabel
         supportsUpdateFrom = sqliteVersion >= 3_033_000
         prunePageEnd = """
             SELECT max("message_id"), count(*) FROM \
@@ -51,9 +58,12 @@ struct SQLiteStatements: Sendable {
                 "applied_at" real NOT NULL
             ) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS \(sequence) (
-                "user_id" integer NOT NULL PRIMARY KEY,
-                "last_seq" bigint NOT NULL
-            );
+                "sender" text NOT NULL,
+                "object_pk" text NOT NULL,
+                "last_seq" bigint NOT NULL,
+                PRIMARY KEY ("sender", "object_pk")
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS \(schemaVersion) ("version" integer NOT NULL);
             """
         // Django 5.2's DDL (sqlmigrate auth 0001-0012, accounts 0001), with IF NOT EXISTS.
         djangoCompatibleDDL = """
@@ -78,14 +88,15 @@ struct SQLiteStatements: Sendable {
         "SELECT \"message_id\" FROM \(applied) WHERE \"message_id\" IN (\(Self.rows(count, "?")))"
     }
 
-    /// Per user: does it exist, its profile, its last sequence.
+    /// Per user: does it exist, its profile, its last sequence. The users are bound first, then
+    /// the sender label (parameter `count + 1`).
     private func selectUserStateSQL(_ count: Int) -> String {
         """
         WITH "signal_worker_batch"("user_id") AS (VALUES \(Self.rows(count, "(?)"))) \
         SELECT b."user_id", EXISTS (SELECT 1 FROM \(user) WHERE "id" = b."user_id"), p."user_id" IS NOT NULL, \
         p."profile_type", p."sex", p."birthdate", s."last_seq" \
         FROM "signal_worker_batch" AS b LEFT JOIN \(profile) AS p ON p."user_id" = b."user_id" \
-        LEFT JOIN \(sequence) AS s ON s."user_id" = b."user_id"
+        LEFT JOIN \(sequence) AS s ON s."sender" = ? AND s."object_pk" = CAST(b."user_id" AS TEXT)
         """
     }
 
@@ -115,9 +126,48 @@ struct SQLiteStatements: Sendable {
 
     private func upsertSequencesSQL(_ count: Int) -> String {
         """
-        INSERT INTO \(sequence) ("user_id", "last_seq") VALUES \(Self.rows(count, "(?, ?)")) \
-        ON CONFLICT ("user_id") DO UPDATE SET "last_seq" = excluded."last_seq"
+        INSERT INTO \(sequence) ("sender", "object_pk", "last_seq") VALUES \(Self.rows(count, "(?, ?, ?)")) \
+        ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = excluded."last_seq"
         """
+    }
+
+    // MARK: - The worker's own tables
+
+    /// Creates the worker tables and upgrades them from an earlier layout, inside the open
+    /// transaction (``WorkerTablesReport`` lists the versions).
+    func prepareWorkerTables(in db: Database) throws -> WorkerTablesReport {
+        try db.execute(sql: workerTablesDDL)
+        let found = try Int.fetchOne(db, sql: "SELECT max(\"version\") FROM \(schemaVersion)")
+        if let found, found > WorkerTablesReport.currentVersion {
+            throw StoreError(
+                .schema,
+                "the worker tables are at schema version \(found), written by a newer signal-worker than this one "
+                    + "(version \(WorkerTablesReport.currentVersion)): run the newer release",
+                operation: "prepare the worker tables")
+        }
+        var report = WorkerTablesReport()
+        let legacyExists =
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)",
+                arguments: [legacySequence]) ?? false
+        if legacyExists {
+            // `WHERE true`: SQLite's parser needs it between INSERT ... SELECT and ON CONFLICT.
+            try db.execute(
+                sql: """
+                    INSERT INTO \(sequence) ("sender", "object_pk", "last_seq") \
+                    SELECT ?, CAST("user_id" AS TEXT), "last_seq" FROM \(quoted(legacySequence)) WHERE true \
+                    ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = max("last_seq", excluded."last_seq")
+                    """, arguments: [senderLabel])
+            report.movedSequences = db.changesCount
+            try db.execute(sql: "DROP TABLE \(quoted(legacySequence))")
+            report.upgradedFrom = found ?? 1
+        }
+        if found != WorkerTablesReport.currentVersion {
+            try db.execute(sql: "DELETE FROM \(schemaVersion)")
+            try db.execute(
+                sql: "INSERT INTO \(schemaVersion) (\"version\") VALUES (?)", arguments: [WorkerTablesReport.currentVersion])
+        }
+        return report
     }
 
     /// Runs `body` once per chunk of `items`, with a cached statement for the chunk's size.
@@ -159,6 +209,7 @@ struct SQLiteStatements: Sendable {
 
         try Self.forEachChunk(of: users, in: db, sql: selectUserStateSQL) { statement, chunk in
             for (offset, user) in chunk.enumerated() { statement.bind(user, at: Int32(offset + 1)) }
+            statement.bind(senderLabel, at: Int32(chunk.count + 1))
             defer { statement.reset() }
             while try statement.step() {
                 let userID = statement.int64(0)
@@ -231,8 +282,9 @@ struct SQLiteStatements: Sendable {
 
         try Self.forEachChunk(of: plan.sequences, in: db, sql: upsertSequencesSQL) { statement, chunk in
             for (offset, record) in chunk.enumerated() {
-                statement.bind(record.userID, at: Int32(offset * 2 + 1))
-                statement.bind(record.sequence, at: Int32(offset * 2 + 2))
+                statement.bind(senderLabel, at: Int32(offset * 3 + 1))
+                statement.bind(String(record.userID), at: Int32(offset * 3 + 2))
+                statement.bind(record.sequence, at: Int32(offset * 3 + 3))
             }
             try statement.execute()
         }

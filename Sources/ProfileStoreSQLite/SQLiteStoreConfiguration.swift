@@ -41,8 +41,16 @@ public struct SQLiteStoreConfiguration: Sendable, Hashable {
     public var userTable: String
     /// The worker's dedupe table (message ids already applied).
     public var appliedTable: String
-    /// The worker's table of last applied outbox sequence per user.
+    /// The worker's table of last applied outbox sequence per object (sender, pk).
     public var sequenceTable: String
+    /// The earlier releases' table of last sequence per user, moved into ``sequenceTable`` and
+    /// dropped by ``SQLiteProfileStore/prepareWorkerTables()``.
+    public var legacySequenceTable: String
+    /// The worker's one-row table holding the version of its own tables.
+    public var schemaVersionTable: String
+    /// The sender (model label) of the profile receiver's messages: the `sender` of its rows in
+    /// ``sequenceTable``, and of the rows moved from ``legacySequenceTable``.
+    public var senderLabel: String
     /// How long a write waits for a lock held by another connection (Django) before failing
     /// with `StoreError.Code.unavailable`.
     public var busyTimeout: Duration
@@ -58,7 +66,9 @@ public struct SQLiteStoreConfiguration: Sendable, Hashable {
     /// Creates a configuration; the defaults suit the reference Django project.
     public init(
         path: String, profileTable: String = "accounts_userprofile", userTable: String = "auth_user",
-        appliedTable: String = "signal_worker_applied", sequenceTable: String = "signal_worker_user_sequence",
+        appliedTable: String = "signal_worker_applied", sequenceTable: String = "signal_worker_object_sequence",
+        legacySequenceTable: String = "signal_worker_user_sequence", schemaVersionTable: String = "signal_worker_schema",
+        senderLabel: String = "auth.user",
         busyTimeout: Duration = .seconds(5), synchronous: Synchronous = .full, createIfMissing: Bool = false,
         maximumReaderCount: Int = 2
     ) {
@@ -67,6 +77,9 @@ public struct SQLiteStoreConfiguration: Sendable, Hashable {
         self.userTable = userTable
         self.appliedTable = appliedTable
         self.sequenceTable = sequenceTable
+        self.legacySequenceTable = legacySequenceTable
+        self.schemaVersionTable = schemaVersionTable
+        self.senderLabel = senderLabel
         self.busyTimeout = busyTimeout
         self.synchronous = synchronous
         self.createIfMissing = createIfMissing

@@ -31,13 +31,14 @@ public struct OpenedStore: Sendable {
                 let store = try SQLiteProfileStore(
                     configuration: SQLiteStoreConfiguration(
                         path: path, profileTable: configuration.profileTable, userTable: configuration.userTable,
-                        busyTimeout: configuration.sqliteBusyTimeout, synchronous: configuration.sqliteSynchronous,
-                        createIfMissing: configuration.createSchema))
+                        senderLabel: configuration.userModelLabel, busyTimeout: configuration.sqliteBusyTimeout,
+                        synchronous: configuration.sqliteSynchronous, createIfMissing: configuration.createSchema))
                 return OpenedStore(store: store, service: nil, close: { try? store.close() })
             case .postgres(let url):
                 var postgres = try PostgresStoreConfiguration(url: url)
                 postgres.profileTable = configuration.profileTable
                 postgres.userTable = configuration.userTable
+                postgres.senderLabel = configuration.userModelLabel
                 let store = PostgresProfileStore(configuration: postgres, logger: logger)
                 return OpenedStore(store: store, service: store, close: {})
             }
@@ -91,10 +92,19 @@ public struct OpenedStore: Sendable {
 /// What the worker does with a store before serving: optional schema creation, the schema
 /// check (refusing to start on a wrong schema), its own tables, and the column limits.
 public enum StorePreparation {
-    /// Checks (and with `createSchema` creates) the schema; returns the receiver configured for it.
+    /// A store ready to serve: the receiver configured for its schema, and its worker tables.
+    public struct Prepared: Sendable {
+        /// The profile receiver with the column limits the database enforces.
+        public var receiver: ProfileReceiver
+        /// The worker tables' schema version and what an upgrade did.
+        public var workerTables: WorkerTablesReport
+    }
+
+    /// Checks (and with `createSchema` creates) the schema, prepares (and upgrades) the worker's
+    /// own tables, logging an upgrade; returns the receiver configured for the schema.
     public static func prepare(
         _ store: any ProfileStore, configuration: WorkerConfiguration, logger: Logger
-    ) async throws(WorkerError) -> ProfileReceiver {
+    ) async throws(WorkerError) -> Prepared {
         do {
             if configuration.createSchema {
                 try await createDjangoCompatibleSchema(store)
@@ -104,12 +114,18 @@ public enum StorePreparation {
             guard problems.isEmpty else {
                 throw WorkerError(.schema, schemaReport(problems, location: configuration.store))
             }
-            try await store.prepareWorkerTables()
+            let workerTables = try await store.prepareWorkerTables()
+            if workerTables.upgradedFrom != nil {
+                logger.notice(
+                    "\(workerTables)",
+                    metadata: ["store": "\(configuration.store)", "sender": "\(configuration.userModelLabel)"])
+            }
             let limits = await store.columnLimits
-            return ProfileReceiver(
+            let receiver = ProfileReceiver(
                 configuration: ProfileReceiverConfiguration(
                     defaultProfileType: configuration.defaultProfileType, senderLabel: configuration.userModelLabel,
                     limits: limits))
+            return Prepared(receiver: receiver, workerTables: workerTables)
         } catch let error as WorkerError {
             throw error
         } catch let error as StoreError {

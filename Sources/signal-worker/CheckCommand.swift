@@ -5,7 +5,7 @@ import SignalWorker
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Verify that Django's database has the schema the worker needs.",
+        abstract: "Verify that Django's database has the schema the worker needs; create or upgrade the worker's own tables and print their schema version.",
         discussion: "Exit status: 0 when the schema is right, 2 when something is wrong (each problem is printed), 1 when the database cannot be reached.")
 
     @OptionGroup var storeOptions: StoreOptions
@@ -20,10 +20,11 @@ struct CheckCommand: AsyncParsableCommand {
             let configuration = configuration
             let location = configuration.store
             let creating = configuration.createSchema
-            try await opened.withRunning { store in
-                _ = try await StorePreparation.prepare(store, configuration: configuration, logger: logger)
+            let prepared = try await opened.withRunning { store in
+                try await StorePreparation.prepare(store, configuration: configuration, logger: logger)
             }
             print("\(location): schema OK\(creating ? " (missing tables created)" : "")")
+            print("\(location): \(prepared.workerTables)")
         } catch let error as WorkerError {
             printError(error.message)
             throw error.code == .schema ? ExitCode(2) : ExitCode.failure

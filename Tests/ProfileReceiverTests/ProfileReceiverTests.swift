@@ -226,7 +226,7 @@ private actor ScriptedFaultStore: ProfileStore {
     }
 
     func checkSchema() throws(StoreError) -> [SchemaProblem] { [] }
-    func prepareWorkerTables() throws(StoreError) {}
+    func prepareWorkerTables() throws(StoreError) -> WorkerTablesReport { WorkerTablesReport() }
     func pruneApplied(olderThanSeconds seconds: Double) throws(StoreError) -> Int { 0 }
 }
 

@@ -176,9 +176,10 @@ struct PostgresStoreTests {
                     }
                     let inside = try await Self.settings(names, on: connection)
                     // The batch's read, planned under these settings: the generic plan, never a custom one.
-                    var read = PostgresBindings(capacity: 2)
+                    var read = PostgresBindings(capacity: 3)
                     read.append([Int64(1), 2])
                     read.append(["0193a5e0-7c00-7000-8000-000000000001"])
+                    read.append("auth.user")
                     for _ in 0..<2 {
                         _ = try await statements.readSnapshot.run(read, on: connection, logger: testLogger) { _ in () }
                     }

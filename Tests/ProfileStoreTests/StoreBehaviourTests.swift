@@ -300,9 +300,55 @@ struct StoreBehaviourTests {
     func prepareTwice(kind: StoreKind) async throws {
         try await withFixture(kind) { fixture in
             try await fixture.addApplied(["kept"])
-            try await fixture.store.prepareWorkerTables()
-            try await fixture.store.prepareWorkerTables()
+            try await fixture.setSequences([7: 70])
+            #expect(try await fixture.store.prepareWorkerTables() == WorkerTablesReport(version: 2))
+            #expect(try await fixture.store.prepareWorkerTables() == WorkerTablesReport(version: 2))
             #expect(try await fixture.appliedIDs() == ["kept"])
+            #expect(try await fixture.sequences() == [7: 70])
+        }
+    }
+
+    @Test(
+        "tables of the previous release (schema version 1, order per user) are upgraded once to order per object",
+        arguments: StoreKind.available)
+    func upgradeFromPerUserSequences(kind: StoreKind) async throws {
+        try await withFixture(kind) { fixture in
+            // The previous release's layout, exactly as its prepareWorkerTables created it: no schema
+            // table, sequences per user.
+            try await fixture.execute("DROP TABLE \"signal_worker_schema\"")
+            try await fixture.execute("DELETE FROM \"signal_worker_object_sequence\"")
+            try await fixture.execute(
+                kind == .sqlite
+                    ? "CREATE TABLE \"signal_worker_user_sequence\" (\"user_id\" integer NOT NULL PRIMARY KEY, \"last_seq\" bigint NOT NULL)"
+                    : "CREATE TABLE \"signal_worker_user_sequence\" (\"user_id\" bigint NOT NULL PRIMARY KEY, \"last_seq\" bigint NOT NULL) WITH (fillfactor = 70)")
+            try await fixture.execute(
+                "INSERT INTO \"signal_worker_user_sequence\" (\"user_id\", \"last_seq\") VALUES (1, 10), (2, 20), (3000000000, 5)")
+            try await fixture.addUsers([1, 2])
+            try await fixture.addProfiles([StoredProfile(userID: 1, profileType: "personal", sex: "F")])
+
+            let report = try await fixture.store.prepareWorkerTables()
+            #expect(report == WorkerTablesReport(version: 2, upgradedFrom: 1, movedSequences: 3))
+            #expect(try await fixture.sequences() == [1: 10, 2: 20, 3_000_000_000: 5])
+            #expect(try await fixture.store.prepareWorkerTables() == WorkerTablesReport(version: 2), "upgraded once")
+            let legacyDropped = await #expect(throws: (any Error).self) {
+                try await fixture.execute("SELECT 1 FROM \"signal_worker_user_sequence\"")
+            }
+            #expect(legacyDropped != nil, "the old table is dropped")
+
+            // Order still holds across the upgrade: an older message is stale, a newer one applies.
+            #expect(await applyOne(Messages.updated(1, seq: 9, sex: .value("M")), to: fixture.store) == .stale(lastSequence: 10))
+            #expect(await applyOne(Messages.updated(1, seq: 11, sex: .value("O")), to: fixture.store) == .ok(.updated))
+            #expect(try await fixture.sequences()[1] == 11)
+        }
+    }
+
+    @Test("worker tables written by a newer release are refused, not downgraded", arguments: StoreKind.available)
+    func newerSchemaRefused(kind: StoreKind) async throws {
+        try await withFixture(kind) { fixture in
+            try await fixture.execute("UPDATE \"signal_worker_schema\" SET \"version\" = 99")
+            let error = await #expect(throws: StoreError.self) { try await fixture.store.prepareWorkerTables() }
+            #expect(error?.code == .schema)
+            #expect(error?.message.contains("version 99") == true, "\(String(describing: error))")
         }
     }
 }

@@ -43,6 +43,40 @@ struct CommandLineTests {
         #expect(result.stdout.contains("schema OK"), "\(result.output)")
     }
 
+    @Test(
+        "a database with the previous release's worker tables is upgraded once: serve logs it, order holds, check prints the version",
+        .enabled(if: TestEnvironment.djangoSQLiteAvailable("upgrade of the worker tables")))
+    func upgradePreviousReleaseTables() async throws {
+        let database = try await SQLiteFixture.make("cli-upgrade")
+        defer { database.remove() }
+        try database.insertUsers([1])
+        // What the previous release's worker left: its two tables, the last seq of user 1 at 10.
+        try await database.open().write { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE "signal_worker_applied" ("message_id" text NOT NULL PRIMARY KEY, "applied_at" real NOT NULL) WITHOUT ROWID;
+                    CREATE TABLE "signal_worker_user_sequence" ("user_id" integer NOT NULL PRIMARY KEY, "last_seq" bigint NOT NULL);
+                    INSERT INTO "signal_worker_user_sequence" VALUES (1, 10);
+                    INSERT INTO "accounts_userprofile" ("profile_type", "sex", "birthdate", "user_id") VALUES ('personal', NULL, NULL, 1);
+                    """)
+        }
+        let messages = Messages()
+        try await withWorker(WorkerProcess.serveArguments(store: database.storeURL, metrics: false)) { worker in
+            let upgrade = worker.logs.first { $0.message.hasPrefix("worker tables upgraded from schema version 1 to 2") }
+            #expect(upgrade != nil, "\(worker.logs.map(\.message))")
+            #expect(upgrade?.message.contains("1 last sequence") == true, "\(String(describing: upgrade))")
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            let older = try client.request(messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 9))
+            #expect(older.isOK("stale") && older.lastSequence == 10, "\(older)")
+            #expect(try client.request(messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 11)).isOK("updated"))
+        }
+        #expect(!(try database.tableNames().contains("signal_worker_user_sequence")))
+        let check = try await ChildProcess.runWorkerCommand(["check", "--store", database.storeURL])
+        #expect(check.exit == Self.success, "\(check.output)")
+        #expect(check.stdout.contains("worker tables at schema version 2"), "\(check.output)")
+    }
+
     @Test("check against a PostgreSQL server that cannot be reached exits 1 (not 2: the schema is unknown)")
     func checkUnreachablePostgres() async throws {
         try await Self.withDeadPort { port in

@@ -370,7 +370,7 @@ def expected_error(exc: BaseException, data, user: str, vendor: str) -> Error:
 # ---------------------------------------------------------------------------
 # Database helpers
 
-WORKER_TABLES = ("signal_worker_applied", "signal_worker_user_sequence")
+WORKER_TABLES = ("signal_worker_applied", "signal_worker_object_sequence")
 
 
 def clean_tables() -> None:

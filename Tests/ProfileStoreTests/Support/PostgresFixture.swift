@@ -166,8 +166,9 @@ struct PostgresFixture: StoreFixture {
         for (user, sequence) in sequences {
             _ = try await admin.query(
                 """
-                INSERT INTO "signal_worker_user_sequence" ("user_id", "last_seq") VALUES (\(user), \(sequence)) \
-                ON CONFLICT ("user_id") DO UPDATE SET "last_seq" = EXCLUDED."last_seq"
+                INSERT INTO "signal_worker_object_sequence" ("sender", "object_pk", "last_seq") \
+                VALUES ('auth.user', \(String(user)), \(sequence)) \
+                ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = EXCLUDED."last_seq"
                 """
             ).collect()
         }
@@ -197,7 +198,7 @@ struct PostgresFixture: StoreFixture {
     func sequences() async throws -> [Int64: Int64] {
         var result: [Int64: Int64] = [:]
         for try await (user, sequence) in try await admin.query(
-            "SELECT \"user_id\", \"last_seq\" FROM \"signal_worker_user_sequence\""
+            "SELECT \"object_pk\"::int8, \"last_seq\" FROM \"signal_worker_object_sequence\" WHERE \"sender\" = 'auth.user'"
         ).decode((Int64, Int64).self) {
             result[user] = sequence
         }

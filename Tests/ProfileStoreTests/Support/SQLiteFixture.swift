@@ -100,8 +100,11 @@ struct SQLiteFixture: StoreFixture {
         try await helper.write { db in
             for (user, sequence) in sequences {
                 try db.execute(
-                    sql: "INSERT OR REPLACE INTO \"signal_worker_user_sequence\" (\"user_id\", \"last_seq\") VALUES (?, ?)",
-                    arguments: [user, sequence])
+                    sql: """
+                        INSERT OR REPLACE INTO "signal_worker_object_sequence" ("sender", "object_pk", "last_seq") \
+                        VALUES ('auth.user', ?, ?)
+                        """,
+                    arguments: [String(user), sequence])
             }
         }
     }
@@ -128,8 +131,10 @@ struct SQLiteFixture: StoreFixture {
     func sequences() async throws -> [Int64: Int64] {
         try await helper.read { db in
             var result: [Int64: Int64] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT \"user_id\", \"last_seq\" FROM \"signal_worker_user_sequence\"") {
-                result[row[0]] = row[1]
+            for row in try Row.fetchAll(
+                db, sql: "SELECT \"object_pk\", \"last_seq\" FROM \"signal_worker_object_sequence\" WHERE \"sender\" = 'auth.user'")
+            {
+                result[Int64(row[0] as String)!] = row[1]
             }
             return result
         }
