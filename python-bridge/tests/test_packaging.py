@@ -198,3 +198,34 @@ def test_admin_shows_the_outbox_and_dead_letters_read_only(fresh_project):
         "assert not DeadLetter.objects.filter(pk=dead.pk).exists()\n"
         "print('admin ok')\n")
     assert out.stdout.strip().endswith("admin ok"), out.stdout
+
+
+def test_release_artifacts_pass_twine_check(tmp_path):
+    """``python -m build`` makes an sdist and a wheel that ``twine check`` accepts, typed, licensed, classified."""
+    import zipfile
+    from email.parser import Parser
+
+    source = tmp_path / "source"
+    shutil.copytree(BRIDGE, source, ignore=shutil.ignore_patterns("example", "tests", "build", "*.egg-info", "__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    run([sys.executable, "-m", "build", "--no-isolation", "--outdir", tmp_path / "dist", source], tmp_path, env, timeout=300)
+    wheels = list((tmp_path / "dist").glob("django_signal_bridge-*.whl"))
+    sdists = list((tmp_path / "dist").glob("django_signal_bridge-*.tar.gz"))
+    assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in (tmp_path / "dist").iterdir())
+    checked = run([sys.executable, "-m", "twine", "check", "--strict", wheels[0], sdists[0]], tmp_path, env)
+    assert checked.stdout.count("PASSED") == 2, checked.stdout
+
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        names = wheel.namelist()
+        metadata_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(wheel.read(metadata_name).decode())
+    assert "signal_bridge/py.typed" in names, "PEP 561 marker missing from the wheel"
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    assert any(n.startswith("signal_bridge/migrations/") for n in names), "the migrations must ship"
+    assert metadata["License-Expression"] == "MIT"
+    classifiers = set(metadata.get_all("Classifier"))
+    for version in ("3.10", "3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {version}" in classifiers
+    assert {"Framework :: Django :: 4.2", "Framework :: Django :: 5.2", "Typing :: Typed"} <= classifiers
+    # One license text for the project and the package: the copy cannot drift from the original.
+    assert (BRIDGE / "LICENSE").read_text() == (REPO / "LICENSE").read_text()
