@@ -75,7 +75,8 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
     For a worker started with CURVE: ``{"SERVER_PUBLIC_KEY_FILE":
     "/etc/signal-worker/worker.pub", "SECRET_KEY_FILE":
     "/etc/signal-worker/django.key"}`` (files from ``signal-worker keygen``;
-    the secret key file must be readable by its owner only). Every socket of
+    the secret key file must be readable by its owner only, the worker's
+    public key file writable by its owner only). Every socket of
     the bridge then encrypts and authenticates. ``None``: plaintext.
 """
 
