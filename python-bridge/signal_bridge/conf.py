@@ -89,6 +89,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import curve
 from .curve import CurveKeys
+from .redaction import redact
 
 SETTING_NAME = "SIGNAL_BRIDGE"
 SUPPORTED_SIGNALS = ("post_save",)
@@ -238,7 +239,7 @@ def validate(raw: Any) -> tuple[BridgeConfig | None, list[Problem]]:
         problems.append(
             Problem(
                 "signal_bridge.E005",
-                f"SIGNAL_BRIDGE['ENDPOINT'] = {values['ENDPOINT']!r} is not a ZeroMQ endpoint "
+                f"SIGNAL_BRIDGE['ENDPOINT'] = {redact(repr(values['ENDPOINT']))} is not a ZeroMQ endpoint "
                 "or a non-empty list of them.",
                 'Use e.g. "tcp://127.0.0.1:5557" (what signal-worker serve --bind binds).',
             )

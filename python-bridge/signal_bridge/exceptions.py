@@ -14,6 +14,8 @@ succeed (``store_unavailable`` and unreachable: yes; ``bad_request``,
 
 from __future__ import annotations
 
+from .redaction import redact
+
 
 class SignalBridgeError(Exception):
     """Base class of everything ``signal_bridge`` raises on purpose."""
@@ -74,4 +76,5 @@ class WorkerUnreachable(WorkerError):
         super().__init__("unreachable", message, message_id=message_id, retryable=True)
 
     def __str__(self) -> str:
-        return f"signal-worker unreachable at {', '.join(self.endpoints) or '?'} for message {self.message_id}: {self.message}"
+        where = redact(", ".join(self.endpoints)) or "?"
+        return f"signal-worker unreachable at {where} for message {self.message_id}: {self.message}"

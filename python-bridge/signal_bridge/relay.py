@@ -24,6 +24,7 @@ import threading
 from django.db import DatabaseError, connections
 
 from . import conf, envelope, outbox, state, transport
+from .redaction import redact
 
 logger = logging.getLogger("signal_bridge")
 
@@ -105,7 +106,7 @@ def run(
             result.failed_rounds += 1
             state.count("database_errors")
             _reconnect_later(using)
-            log(f"relay: the outbox database failed ({error}); retrying in {backoff_ms} ms")
+            log(f"relay: the outbox database failed ({redact(str(error))}); retrying in {backoff_ms} ms")
             if once:
                 break
             stop.wait(backoff_ms / 1000.0)
@@ -120,7 +121,7 @@ def run(
             continue
         result.failed_rounds += 1
         reason = next((str(e) for _, e in left if e is not None), None) or (
-            f"no reply from {', '.join(config.endpoints)} within {config.timeout_ms} ms"
+            f"no reply from {redact(', '.join(config.endpoints))} within {config.timeout_ms} ms"
         )
         log(f"relay: {len(left)} of {len(messages)} rows not acknowledged ({reason}); retrying in {backoff_ms} ms")
         if once and not acked and not finals:

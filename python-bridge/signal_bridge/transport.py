@@ -45,6 +45,7 @@ import zmq
 
 from . import envelope
 from .exceptions import WorkerError, WorkerUnreachable
+from .redaction import redact
 
 logger = logging.getLogger("signal_bridge")
 
@@ -266,7 +267,7 @@ def _request_to(
         except zmq.Again:
             logger.info(
                 "signal_bridge: no connection to %s within %d ms (attempt %d/%d, message %s)",
-                endpoint, timeout_ms, attempt, attempts, message_id,
+                redact(endpoint), timeout_ms, attempt, attempts, message_id,
             )
             _close(endpoint)
             continue
@@ -275,7 +276,7 @@ def _request_to(
             return reply
         logger.info(
             "signal_bridge: no reply from %s within %d ms (attempt %d/%d, message %s)",
-            endpoint, timeout_ms, attempt, attempts, message_id,
+            redact(endpoint), timeout_ms, attempt, attempts, message_id,
         )
         _close(endpoint)  # Lazy Pirate: a fresh socket for the next attempt
     raise WorkerUnreachable(
@@ -381,7 +382,7 @@ def _pipeline_many(
             if now - seen >= timeout_ms / 1000.0:
                 logger.info(
                     "signal_bridge: no reply from %s within %d ms (%d of %d messages unanswered)",
-                    endpoint, timeout_ms, len(wanted[endpoint] - replies.keys()), len(groups[endpoint]),
+                    redact(endpoint), timeout_ms, len(wanted[endpoint] - replies.keys()), len(groups[endpoint]),
                 )
                 poller.unregister(sockets[endpoint])
                 del last_reply[endpoint]
@@ -432,6 +433,8 @@ def ping(*, endpoints: tuple[str, ...], timeout_ms: int) -> float:
         if reply.get("status") != "ok":
             raise WorkerError.from_reply(reply, message_id)
         if (reply.get("result") or {}).get("action") != "pong":
-            raise WorkerError("bad_reply", f"unexpected answer to ping from {endpoint}: {reply!r}", message_id=message_id)
+            raise WorkerError(
+                "bad_reply", f"unexpected answer to ping from {redact(endpoint)}: {reply!r}", message_id=message_id
+            )
         slowest = max(slowest, elapsed)
     return slowest
