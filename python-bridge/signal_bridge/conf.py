@@ -21,11 +21,15 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
     ``"outbox"``: only the outbox row is written, the relay command sends.
 ``SENDERS`` (``{}``)
     ``{"app_label.model": {"signals": ["post_save"], "attrs": [...],
-    "fields": None}}``. ``signals``: only ``post_save`` exists in protocol v1.
+    "fields": [...]}}``. ``signals``: only ``post_save`` exists in protocol v1.
     ``attrs``: instance attributes that are not model fields but that the
     worker's receiver reads (``_profile_data``). ``fields``: model fields put
-    in ``instance.fields`` (``None``: every concrete non-many-to-many field;
-    many-to-many fields would cost a query each inside ``save()``).
+    in ``instance.fields``; unset or ``None``: none (the message carries the
+    primary key, ``instance.fields`` is ``{}``), so nothing the receiver does
+    not read (a password hash) reaches the wire, the outbox or the dead
+    letters; ``"__all__"``: every concrete non-many-to-many field (list a
+    many-to-many field to send it: it costs a query inside ``save()``).
+    Secret-looking names in ``fields`` are reported by ``signal_bridge.W004``.
 ``TIMEOUT_MS`` (``2000``)
     How long one attempt waits for a reply (sync, async and relay).
 ``RETRIES`` (``2``)
@@ -92,6 +96,8 @@ from .curve import CurveKeys
 from .redaction import redact
 
 SETTING_NAME = "SIGNAL_BRIDGE"
+# A sender's "fields" value that sends every concrete field (as Django's ModelForm.Meta.fields).
+ALL_FIELDS = "__all__"
 SUPPORTED_SIGNALS = ("post_save",)
 MODES = ("sync", "async", "outbox")
 POLICIES = ("raise", "defer", "local")
@@ -157,7 +163,11 @@ class Problem:
 
 @dataclasses.dataclass(frozen=True)
 class SenderConfig:
-    """What to publish for one model (``label`` is lower case)."""
+    """What to publish for one model (``label`` is lower case).
+
+    ``fields``: the model fields sent in ``instance.fields``; ``()`` (the
+    default) none, ``None`` every concrete field (``"__all__"``).
+    """
 
     label: str
     signals: tuple[str, ...]
@@ -397,18 +407,19 @@ def _validate_senders(raw: Any, problems: list[Problem]) -> dict[str, SenderConf
             problems.append(Problem("signal_bridge.E006", f"{where}['attrs'] must be a list of names."))
             attrs = []
         fields = options.get("fields")
-        if fields is not None and (
-            not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) for f in fields)
-        ):
-            problems.append(Problem("signal_bridge.E006", f"{where}['fields'] must be None or a list of names."))
-            fields = None
+        if fields == ALL_FIELDS:
+            selected = None
+        elif fields is None:
+            selected = ()
+        elif isinstance(fields, (list, tuple)) and all(isinstance(f, str) for f in fields):
+            selected = tuple(fields)
+        else:
+            problems.append(
+                Problem("signal_bridge.E006", f"{where}['fields'] must be None, a list of names or {ALL_FIELDS!r}.")
+            )
+            selected = ()
         key = label.lower()
-        senders[key] = SenderConfig(
-            label=key,
-            signals=tuple(signals),
-            attrs=tuple(attrs),
-            fields=tuple(fields) if fields is not None else None,
-        )
+        senders[key] = SenderConfig(label=key, signals=tuple(signals), attrs=tuple(attrs), fields=selected)
     return senders
 
 

@@ -131,6 +131,35 @@ def test_deploy_check_is_tagged_deploy_only():
     assert checks.check_worker_reachable not in registry.get_checks(include_deployment_checks=False)
 
 
+@pytest.mark.parametrize(
+    "fields, flagged",
+    [
+        (["username", "password"], ["password"]),
+        (["api_key", "stripe_key", "key", "password_hash", "salt", "otp", "pin"],
+         ["api_key", "stripe_key", "key", "password_hash", "salt", "otp", "pin"]),
+        (["secret_answer", "auth_token", "credentials", "ApiKey", "private_key"],
+         ["secret_answer", "auth_token", "credentials", "ApiKey", "private_key"]),
+        (["username", "email", "monkey", "keyboard", "hashtag", "spin"], []),
+        ("__all__", ["password"]),  # every concrete field of auth.user
+        (None, []),
+    ],
+)
+def test_secret_looking_fields_are_a_warning(bridge, fields, flagged):
+    sender = {"signals": ["post_save"], "attrs": ["_profile_data"]}
+    if fields is not None:
+        sender["fields"] = fields
+    bridge(SENDERS={"auth.user": sender})
+    warnings = [m for m in checks.check_settings() if m.id == "signal_bridge.W004"]
+    if not flagged:
+        assert warnings == []
+        return
+    (warning,) = warnings
+    assert warning.msg.startswith(
+        f"SIGNAL_BRIDGE['SENDERS']['auth.user'] sends {', '.join(map(repr, flagged))}, which look like secrets"
+    )
+    assert [m for m in checks.check_settings() if m.level >= 40] == []
+
+
 def test_a_password_in_an_endpoint_url_is_never_echoed(bridge):
     bridge(ENDPOINT=["postgres://app:s3cret@db.internal/prod", None])  # a database URL pasted by mistake
     (problem,) = [m for m in checks.check_settings() if m.id == "signal_bridge.E005"]
