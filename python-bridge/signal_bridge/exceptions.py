@@ -9,7 +9,8 @@ Hierarchy::
 ``except WorkerError`` therefore catches every failure to get a message
 applied. ``retryable`` says whether sending the same message again later can
 succeed (``store_unavailable`` and unreachable: yes; ``bad_request``,
-``unsupported``, ``conflict``, ``invalid_value`` and unknown codes: no).
+``unsupported``, ``conflict``, ``invalid_value``, unknown codes, and the
+bridge's own ``stale`` after a retryable failure: no).
 """
 
 from __future__ import annotations

@@ -242,6 +242,7 @@ def request(
     endpoints: tuple[str, ...],
     timeout_ms: int,
     retries: int,
+    on_timeout=None,
 ) -> dict:
     """Send one request and return its reply (Lazy Pirate).
 
@@ -250,13 +251,22 @@ def request(
     ``timeout_ms`` each, each on a fresh socket after the first timed out.
     Raises ``WorkerUnreachable`` when every attempt timed out. Error replies
     are returned, not raised: the caller decides (retry
-    ``store_unavailable``, raise, dead-letter).
+    ``store_unavailable``, raise, dead-letter). ``on_timeout()``, if given,
+    is called after every attempt that got no reply.
     """
-    return _request_to(route(frame, message_id, endpoints), frame, message_id, endpoints, timeout_ms, retries)
+    return _request_to(
+        route(frame, message_id, endpoints), frame, message_id, endpoints, timeout_ms, retries, on_timeout
+    )
 
 
 def _request_to(
-    endpoint: str, frame: bytes, message_id: str, endpoints: tuple[str, ...], timeout_ms: int, retries: int
+    endpoint: str,
+    frame: bytes,
+    message_id: str,
+    endpoints: tuple[str, ...],
+    timeout_ms: int,
+    retries: int,
+    on_timeout=None,
 ) -> dict:
     """``request`` to a given ``endpoint`` (one of ``endpoints``, the configured list)."""
     attempts = retries + 1
@@ -270,6 +280,8 @@ def _request_to(
                 redact(endpoint), timeout_ms, attempt, attempts, message_id,
             )
             _close(endpoint)
+            if on_timeout is not None:
+                on_timeout()
             continue
         reply = _await_reply(sock, message_id, timeout_ms)
         if reply is not None:
@@ -279,6 +291,8 @@ def _request_to(
             redact(endpoint), timeout_ms, attempt, attempts, message_id,
         )
         _close(endpoint)  # Lazy Pirate: a fresh socket for the next attempt
+        if on_timeout is not None:
+            on_timeout()
     raise WorkerUnreachable(
         f"no reply after {attempts} attempt(s) of {timeout_ms} ms",
         message_id=message_id,
