@@ -75,6 +75,13 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
     answers ``store_unavailable`` (doubles every failed round).
 ``RELAY_POLL_MS`` (``1000``)
     ``relay --forever``: pause between polls of an empty outbox.
+``MAX_MESSAGE_BYTES`` (``65536``)
+    Largest frame the bridge sends (UTF-8 bytes on the wire, ``seq``
+    included); the worker's ``--max-request-bytes`` default. A larger
+    message is never sent (the worker would refuse it, and past the
+    transport cap libzmq drops the connection without a reply): it goes to
+    the dead letters at once, code ``too_large``, and sync mode raises that
+    ``WorkerError``. Keep it at most the worker's ``--max-request-bytes``.
 ``CURVE`` (``None``)
     For a worker started with CURVE: ``{"SERVER_PUBLIC_KEY_FILE":
     "/etc/signal-worker/worker.pub", "SECRET_KEY_FILE":
@@ -122,6 +129,7 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_BACKOFF_MS": 500,
     "RELAY_BACKOFF_MAX_MS": 30000,
     "RELAY_POLL_MS": 1000,
+    "MAX_MESSAGE_BYTES": 65536,
     "CURVE": None,
 }
 
@@ -147,6 +155,7 @@ _INTEGERS = {
     "RELAY_BACKOFF_MS": 1,
     "RELAY_BACKOFF_MAX_MS": 1,
     "RELAY_POLL_MS": 1,
+    "MAX_MESSAGE_BYTES": 1,
 }
 
 _SENDER_KEYS = {"signals", "attrs", "fields"}
@@ -197,6 +206,7 @@ class BridgeConfig:
     relay_backoff_ms: int
     relay_backoff_max_ms: int
     relay_poll_ms: int
+    max_message_bytes: int = DEFAULTS["MAX_MESSAGE_BYTES"]
     curve: CurveKeys | None = None
 
 
@@ -338,6 +348,7 @@ def validate(raw: Any) -> tuple[BridgeConfig | None, list[Problem]]:
             relay_backoff_ms=values["RELAY_BACKOFF_MS"],
             relay_backoff_max_ms=max(values["RELAY_BACKOFF_MAX_MS"], values["RELAY_BACKOFF_MS"]),
             relay_poll_ms=values["RELAY_POLL_MS"],
+            max_message_bytes=values["MAX_MESSAGE_BYTES"],
             curve=curve_keys,
         ),
         [],

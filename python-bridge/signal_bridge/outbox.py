@@ -23,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from . import envelope, failures, state
-from .exceptions import WorkerError
+from .exceptions import MessageTooLarge, WorkerError
 
 logger = logging.getLogger("signal_bridge")
 
@@ -324,6 +324,45 @@ def overtaken(reply: dict, message_id: str) -> WorkerError:
         message_id, text,
     )
     return WorkerError("stale", text, message_id=message_id, retryable=False)
+
+
+def check_size(message: Message, frame: bytes, limit: int) -> None:
+    """Raise ``MessageTooLarge`` when ``frame`` (what goes on the wire) exceeds ``limit`` bytes.
+
+    Checked before every send (sync, async, relay): a frame over the worker's
+    ``--max-request-bytes`` is refused, and one over the transport cap makes
+    libzmq drop the connection, so no reply ever comes and the relay would
+    retry it forever.
+    """
+    if len(frame) > limit:
+        error = MessageTooLarge(len(frame), limit, message_id=message.message_id)
+        state.count("errors")
+        state.count("errors.too_large")
+        logger.warning("signal_bridge: %s (%s pk %s)", error, message.label, message.object_pk)
+        raise error
+
+
+def frames(messages: list[Message], limit: int, *, durable: bool = True):
+    """The wire frames of ``messages`` that fit ``limit``; the others are dead-lettered (``too_large``).
+
+    Returns ``(frames, sendable, too_large)``: ``(id, frame)`` pairs for
+    ``transport.pipeline``, the messages they belong to (in the order given),
+    and the messages moved to the dead letters.
+    """
+    result: list[tuple[str, bytes]] = []
+    sendable: list[Message] = []
+    too_large: list[Message] = []
+    for message in messages:
+        frame = envelope.wire(message.payload, message.seq, durable=durable)
+        try:
+            check_size(message, frame, limit)
+        except MessageTooLarge as error:
+            dead_letter(message, error)
+            too_large.append(message)
+            continue
+        result.append((message.message_id, frame))
+        sendable.append(message)
+    return result, sendable, too_large
 
 
 def settle(messages: list[Message], replies: dict[str, dict], *, delete_acked: bool = True):

@@ -151,8 +151,11 @@ def _send_one(config, message: outbox.Message) -> str:
     times with a short backoff; timeouts are retried by ``transport.request``.
     Every failed attempt is recorded in ``failures``, so that a ``stale``
     answer to the message later is raised as a final error ("overtaken")
-    rather than taken for an acknowledgement.
+    rather than taken for an acknowledgement. A message larger than
+    ``MAX_MESSAGE_BYTES`` is not sent: ``MessageTooLarge`` (final).
     """
+    frame = envelope.wire(message.payload, message.seq)
+    outbox.check_size(message, frame, config.max_message_bytes)  # MessageTooLarge: final
     if transport.cooling_down():
         state.count("unreachable")
         raise WorkerUnreachable(
@@ -160,7 +163,6 @@ def _send_one(config, message: outbox.Message) -> str:
             message_id=message.message_id,
             endpoints=config.endpoints,
         )
-    frame = envelope.wire(message.payload, message.seq)
     message_id = message.message_id
     retried = 0
     while True:

@@ -16,7 +16,8 @@ what it applied). Of an object whose oldest row failed retryably, the next
 rounds send that row alone and hold the object's later rows back until it is
 acked or dead-lettered (``failures``): a later row applied first would make
 the worker answer it ``stale``, and its change would be lost. Other objects
-proceed normally.
+proceed normally. A row larger than ``MAX_MESSAGE_BYTES`` goes to the dead
+letters unsent.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import threading
 
 from django.db import DatabaseError, connections
 
-from . import conf, envelope, failures, outbox, state, transport
+from . import conf, failures, outbox, state, transport
 from .redaction import redact
 
 logger = logging.getLogger("signal_bridge")
@@ -97,16 +98,13 @@ def run(
                 continue
             # An object whose oldest row failed retryably before sends only that row this
             # round; its later rows are held back until it is acked or dead-lettered.
-            to_send, held = failures.hold_back(messages)
+            candidates, held = failures.hold_back(messages)
+            frames, to_send, too_large = outbox.frames(candidates, config.max_message_bytes)
             acked, finals, left = [], [], []
             if to_send:
                 state.count("sent", len(to_send))
                 result.sent += len(to_send)
-                replies = transport.pipeline(
-                    [(m.message_id, envelope.wire(m.payload, m.seq)) for m in to_send],
-                    endpoints=config.endpoints,
-                    timeout_ms=config.timeout_ms,
-                )
+                replies = transport.pipeline(frames, endpoints=config.endpoints, timeout_ms=config.timeout_ms)
                 acked, finals, left = outbox.settle(to_send, replies)
         except DatabaseError as error:
             # The outbox's own database is unavailable or locked past its timeout: like
@@ -122,7 +120,7 @@ def run(
             backoff_ms = min(backoff_ms * 2, config.relay_backoff_max_ms)
             continue
         result.acked += len(acked)
-        result.dead_lettered += len(finals)
+        result.dead_lettered += len(finals) + len(too_large)
         if acked or finals:
             transport.reset_cooldown()
         if held:
@@ -135,7 +133,7 @@ def run(
             f"no reply from {redact(', '.join(config.endpoints))} within {config.timeout_ms} ms"
         )
         log(f"relay: {len(left)} of {len(to_send)} rows not acknowledged ({reason}); retrying in {backoff_ms} ms")
-        if once and not acked and not finals:
+        if once and not acked and not finals and not too_large:
             break
         stop.wait(backoff_ms / 1000.0)
         backoff_ms = min(backoff_ms * 2, config.relay_backoff_max_ms)

@@ -10,7 +10,8 @@ at once, under load an interval's messages go together; see ``_gather``):
    overtaking; one raw indexed ``SELECT`` per round tells whether any exist);
    of an object whose oldest message failed retryably before, only that
    message is sent, the others wait in the outbox until it is acked or
-   dead-lettered (``failures``);
+   dead-lettered (``failures``); a message larger than ``MAX_MESSAGE_BYTES``
+   goes to the dead letters unsent;
 2. everything else is sent over one DEALER, pipelined, replies matched by id;
 3. acked rows (messages saved inside ``atomic()``) are deleted in one
    statement, final errors go to the dead letters, and messages without an
@@ -50,7 +51,7 @@ import time
 
 from django.db import DatabaseError, connections
 
-from . import conf, envelope, failures, outbox, state, transport
+from . import conf, failures, outbox, state, transport
 
 logger = logging.getLogger("signal_bridge")
 
@@ -256,15 +257,12 @@ class Sender:
             older = outbox.backlog(using, messages) if outbox.has_backlog(using, messages) else []
             ordered = sorted(older, key=lambda m: m.seq) + _seq_ordered(messages)
             # An object whose oldest message here failed before sends only that one (failures).
-            to_send, held = failures.hold_back(ordered)
+            candidates, held = failures.hold_back(ordered)
+            frames, to_send, _ = outbox.frames(candidates, config.max_message_bytes, durable=False)
             left: list = []
             if to_send:
                 state.count("sent", len(to_send))
-                replies = transport.pipeline(
-                    [(m.message_id, envelope.wire(m.payload, m.seq, durable=False)) for m in to_send],
-                    endpoints=config.endpoints,
-                    timeout_ms=config.timeout_ms,
-                )
+                replies = transport.pipeline(frames, endpoints=config.endpoints, timeout_ms=config.timeout_ms)
                 if len(replies) < len(to_send):
                     state.count("unreachable")
                     transport.trip(config.unreachable_cooldown_ms)

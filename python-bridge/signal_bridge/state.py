@@ -52,7 +52,7 @@ def stats() -> dict[str, int]:
     ``deferred`` (left in the outbox for the relay), ``queue_full``,
     ``local`` (run by the local receiver), ``dead_lettered``, ``overtaken``
     (``stale`` after a retryable failure: dead-lettered), ``outbox_written``,
-    ``outbox_deleted``.
+    ``outbox_deleted``; ``errors.too_large`` counts messages never sent.
     """
     with _lock:
         return dict(_counters)
