@@ -1,15 +1,16 @@
 """django-signal-bridge: publish post_save to signal-worker over ZeroMQ.
 
 Public API (importable before Django's app registry is ready):
-``WorkerError``, ``WorkerUnreachable``, ``SignalBridgeError``,
+``WorkerError``, ``WorkerUnreachable``, ``MessageTooLarge``, ``SignalBridgeError``,
 ``suspended()``, ``stats()``, ``flush()``.
 """
 
-from .exceptions import SignalBridgeError, WorkerError, WorkerUnreachable
+from .exceptions import MessageTooLarge, SignalBridgeError, WorkerError, WorkerUnreachable
 from .state import reset_stats, stats, suspended
 
 __version__ = "0.1.0"
 __all__ = [
+    "MessageTooLarge",
     "SignalBridgeError",
     "WorkerError",
     "WorkerUnreachable",

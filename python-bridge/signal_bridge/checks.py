@@ -11,6 +11,8 @@ talks to the network, so it never runs at import time or in a plain
 
 from __future__ import annotations
 
+import re
+
 import django
 from django.core import checks
 from django.db import connections
@@ -63,18 +65,61 @@ def check_settings(app_configs=None, **kwargs):
                         id="signal_bridge.E008",
                     )
                 )
+    errors += _secret_field_warnings(raw)
     if config is not None and config.enabled and not config.senders:
         errors.append(
             checks.Warning(
                 "SIGNAL_BRIDGE is enabled but SENDERS is empty: nothing will be published.",
-                hint=(
-                    'Add e.g. "SENDERS": {"auth.user": {"signals": ["post_save"], '
-                    '"attrs": ["_profile_data"], "fields": ["username"]}}.'
-                ),
+                hint='Add e.g. "SENDERS": {"auth.user": {"signals": ["post_save"], "attrs": ["_profile_data"]}}.',
                 id="signal_bridge.W003",
             )
         )
     return errors
+
+
+# Field names that look like secrets (matched case-insensitively): any name containing
+# password, passwd, secret, token, credential, api_key/apikey, private_key or salt, and
+# names that are or end in key, hash, pin or otp ("_key", "_hash", ...). A field that only
+# looks secret (say "content_hash") can be kept with SILENCED_SYSTEM_CHECKS.
+SECRET_FIELD_NAME = re.compile(
+    r"password|passwd|secret|token|credential|api_?key|private_?key|salt|(?:^|_)(?:key|hash|pin|otp)$",
+    re.IGNORECASE,
+)
+
+
+def _secret_field_warnings(raw) -> list:
+    """``signal_bridge.W004``: a sender sends fields that look secret (a password hash, a token).
+
+    Every field a sender lists travels in every message and stays in the
+    outbox and dead-letter rows (and the admin pages showing them).
+    """
+    from django.apps import apps
+
+    senders = raw.get("SENDERS") if isinstance(raw, dict) else None
+    if not isinstance(senders, dict):
+        return []
+    parsed = conf._validate_senders(senders, [])  # problems are reported by validate() above
+    warnings = []
+    for label, sender in sorted(parsed.items()):
+        names = sender.fields
+        if names is None:  # "__all__": the model's concrete fields
+            try:
+                model = apps.get_model(label)
+            except (LookupError, ValueError):
+                continue  # reported as E006
+            names = tuple(f.name for f in model._meta.concrete_fields if not f.primary_key)
+        secret = [name for name in names if SECRET_FIELD_NAME.search(name)]
+        if secret:
+            warnings.append(
+                checks.Warning(
+                    f"SIGNAL_BRIDGE['SENDERS'][{label!r}] sends {', '.join(map(repr, secret))}, which look like "
+                    "secrets: every message carries them, and outbox and dead-letter rows (and the admin) keep them.",
+                    hint="List in 'fields' only what the worker's receiver reads, or leave 'fields' out "
+                    "(the primary key only).",
+                    id="signal_bridge.W004",
+                )
+            )
+    return warnings
 
 
 @checks.register()

@@ -21,11 +21,15 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
     ``"outbox"``: only the outbox row is written, the relay command sends.
 ``SENDERS`` (``{}``)
     ``{"app_label.model": {"signals": ["post_save"], "attrs": [...],
-    "fields": None}}``. ``signals``: only ``post_save`` exists in protocol v1.
+    "fields": [...]}}``. ``signals``: only ``post_save`` exists in protocol v1.
     ``attrs``: instance attributes that are not model fields but that the
     worker's receiver reads (``_profile_data``). ``fields``: model fields put
-    in ``instance.fields`` (``None``: every concrete non-many-to-many field;
-    many-to-many fields would cost a query each inside ``save()``).
+    in ``instance.fields``; unset or ``None``: none (the message carries the
+    primary key, ``instance.fields`` is ``{}``), so nothing the receiver does
+    not read (a password hash) reaches the wire, the outbox or the dead
+    letters; ``"__all__"``: every concrete non-many-to-many field (list a
+    many-to-many field to send it: it costs a query inside ``save()``).
+    Secret-looking names in ``fields`` are reported by ``signal_bridge.W004``.
 ``TIMEOUT_MS`` (``2000``)
     How long one attempt waits for a reply (sync, async and relay).
 ``RETRIES`` (``2``)
@@ -71,11 +75,19 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
     answers ``store_unavailable`` (doubles every failed round).
 ``RELAY_POLL_MS`` (``1000``)
     ``relay --forever``: pause between polls of an empty outbox.
+``MAX_MESSAGE_BYTES`` (``65536``)
+    Largest frame the bridge sends (UTF-8 bytes on the wire, ``seq``
+    included); the worker's ``--max-request-bytes`` default. A larger
+    message is never sent (the worker would refuse it, and past the
+    transport cap libzmq drops the connection without a reply): it goes to
+    the dead letters at once, code ``too_large``, and sync mode raises that
+    ``WorkerError``. Keep it at most the worker's ``--max-request-bytes``.
 ``CURVE`` (``None``)
     For a worker started with CURVE: ``{"SERVER_PUBLIC_KEY_FILE":
     "/etc/signal-worker/worker.pub", "SECRET_KEY_FILE":
     "/etc/signal-worker/django.key"}`` (files from ``signal-worker keygen``;
-    the secret key file must be readable by its owner only). Every socket of
+    the secret key file must be readable by its owner only, the worker's
+    public key file writable by its owner only). Every socket of
     the bridge then encrypts and authenticates. ``None``: plaintext.
 """
 
@@ -88,8 +100,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import curve
 from .curve import CurveKeys
+from .redaction import redact
 
 SETTING_NAME = "SIGNAL_BRIDGE"
+# A sender's "fields" value that sends every concrete field (as Django's ModelForm.Meta.fields).
+ALL_FIELDS = "__all__"
 SUPPORTED_SIGNALS = ("post_save",)
 MODES = ("sync", "async", "outbox")
 POLICIES = ("raise", "defer", "local")
@@ -114,6 +129,7 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_BACKOFF_MS": 500,
     "RELAY_BACKOFF_MAX_MS": 30000,
     "RELAY_POLL_MS": 1000,
+    "MAX_MESSAGE_BYTES": 65536,
     "CURVE": None,
 }
 
@@ -139,6 +155,7 @@ _INTEGERS = {
     "RELAY_BACKOFF_MS": 1,
     "RELAY_BACKOFF_MAX_MS": 1,
     "RELAY_POLL_MS": 1,
+    "MAX_MESSAGE_BYTES": 1,
 }
 
 _SENDER_KEYS = {"signals", "attrs", "fields"}
@@ -155,7 +172,11 @@ class Problem:
 
 @dataclasses.dataclass(frozen=True)
 class SenderConfig:
-    """What to publish for one model (``label`` is lower case)."""
+    """What to publish for one model (``label`` is lower case).
+
+    ``fields``: the model fields sent in ``instance.fields``; ``()`` (the
+    default) none, ``None`` every concrete field (``"__all__"``).
+    """
 
     label: str
     signals: tuple[str, ...]
@@ -185,6 +206,7 @@ class BridgeConfig:
     relay_backoff_ms: int
     relay_backoff_max_ms: int
     relay_poll_ms: int
+    max_message_bytes: int = DEFAULTS["MAX_MESSAGE_BYTES"]
     curve: CurveKeys | None = None
 
 
@@ -237,7 +259,7 @@ def validate(raw: Any) -> tuple[BridgeConfig | None, list[Problem]]:
         problems.append(
             Problem(
                 "signal_bridge.E005",
-                f"SIGNAL_BRIDGE['ENDPOINT'] = {values['ENDPOINT']!r} is not a ZeroMQ endpoint "
+                f"SIGNAL_BRIDGE['ENDPOINT'] = {redact(repr(values['ENDPOINT']))} is not a ZeroMQ endpoint "
                 "or a non-empty list of them.",
                 'Use e.g. "tcp://127.0.0.1:5557" (what signal-worker serve --bind binds).',
             )
@@ -326,6 +348,7 @@ def validate(raw: Any) -> tuple[BridgeConfig | None, list[Problem]]:
             relay_backoff_ms=values["RELAY_BACKOFF_MS"],
             relay_backoff_max_ms=max(values["RELAY_BACKOFF_MAX_MS"], values["RELAY_BACKOFF_MS"]),
             relay_poll_ms=values["RELAY_POLL_MS"],
+            max_message_bytes=values["MAX_MESSAGE_BYTES"],
             curve=curve_keys,
         ),
         [],
@@ -395,18 +418,19 @@ def _validate_senders(raw: Any, problems: list[Problem]) -> dict[str, SenderConf
             problems.append(Problem("signal_bridge.E006", f"{where}['attrs'] must be a list of names."))
             attrs = []
         fields = options.get("fields")
-        if fields is not None and (
-            not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) for f in fields)
-        ):
-            problems.append(Problem("signal_bridge.E006", f"{where}['fields'] must be None or a list of names."))
-            fields = None
+        if fields == ALL_FIELDS:
+            selected = None
+        elif fields is None:
+            selected = ()
+        elif isinstance(fields, (list, tuple)) and all(isinstance(f, str) for f in fields):
+            selected = tuple(fields)
+        else:
+            problems.append(
+                Problem("signal_bridge.E006", f"{where}['fields'] must be None, a list of names or {ALL_FIELDS!r}.")
+            )
+            selected = ()
         key = label.lower()
-        senders[key] = SenderConfig(
-            label=key,
-            signals=tuple(signals),
-            attrs=tuple(attrs),
-            fields=tuple(fields) if fields is not None else None,
-        )
+        senders[key] = SenderConfig(label=key, signals=tuple(signals), attrs=tuple(attrs), fields=selected)
     return senders
 
 

@@ -19,11 +19,14 @@ import zmq
 
 @dataclasses.dataclass(frozen=True)
 class CurveKeys:
-    """What a CURVE client socket needs (Z85 bytes)."""
+    """What a CURVE client socket needs (Z85 bytes); ``repr`` never shows the secret key."""
 
     server_public: bytes
     public: bytes
     secret: bytes
+
+    def __repr__(self) -> str:
+        return f"CurveKeys(server_public={self.server_public!r}, public={self.public!r}, secret=<redacted>)"
 
     def apply(self, sock: zmq.Socket) -> None:
         sock.curve_serverkey = self.server_public
@@ -48,16 +51,33 @@ def read_key(path: str, kind: str) -> bytes:
     return lines[0].encode("ascii")
 
 
-def load(server_public_key_file: str, secret_key_file: str) -> CurveKeys:
-    """Reads both files; refuses a secret key file that group or others may read."""
+def _mode(path: str, kind: str) -> int:
     try:
-        mode = stat.S_IMODE(os.stat(secret_key_file).st_mode)
+        return stat.S_IMODE(os.stat(path).st_mode)
     except OSError as error:
-        raise CurveKeyError(f"cannot read the secret key file {secret_key_file}: {error.strerror}") from error
+        raise CurveKeyError(f"cannot read the {kind} file {path}: {error.strerror}") from error
+
+
+def load(server_public_key_file: str, secret_key_file: str) -> CurveKeys:
+    """Reads both files, refusing files others could read or change.
+
+    The secret key file must be readable by its owner only (as the worker
+    demands of its own). The worker's public key file is what the bridge
+    trusts, as the worker trusts its ``--curve-allowed-clients`` directory:
+    whoever can write it can put in a key of their own and talk to the bridge
+    as the worker, so it must not be writable by group or others.
+    """
+    mode = _mode(secret_key_file, "secret key")
     if mode & 0o077:
         raise CurveKeyError(
             f"the secret key file {secret_key_file} has mode {mode:o}: it must be readable by its owner only "
             f"(chmod 600 {secret_key_file})"
+        )
+    mode = _mode(server_public_key_file, "public key")
+    if mode & 0o022:
+        raise CurveKeyError(
+            f"the worker's public key file {server_public_key_file} has mode {mode:o}: it must not be writable "
+            f"by group or others (chmod 644 {server_public_key_file})"
         )
     secret = read_key(secret_key_file, "secret key")
     try:

@@ -4,15 +4,19 @@ Hierarchy::
 
     SignalBridgeError
     └── WorkerError            an error reply (docs/PROTOCOL.md, "Errors")
-        └── WorkerUnreachable  no reply at all (timeouts after every retry)
+        ├── WorkerUnreachable  no reply at all (timeouts after every retry)
+        └── MessageTooLarge    not sent: larger than MAX_MESSAGE_BYTES
 
 ``except WorkerError`` therefore catches every failure to get a message
 applied. ``retryable`` says whether sending the same message again later can
 succeed (``store_unavailable`` and unreachable: yes; ``bad_request``,
-``unsupported``, ``conflict``, ``invalid_value`` and unknown codes: no).
+``unsupported``, ``conflict``, ``invalid_value``, unknown codes, and the
+bridge's own ``too_large`` and ``stale`` after a retryable failure: no).
 """
 
 from __future__ import annotations
+
+from .redaction import redact
 
 
 class SignalBridgeError(Exception):
@@ -74,4 +78,24 @@ class WorkerUnreachable(WorkerError):
         super().__init__("unreachable", message, message_id=message_id, retryable=True)
 
     def __str__(self) -> str:
-        return f"signal-worker unreachable at {', '.join(self.endpoints) or '?'} for message {self.message_id}: {self.message}"
+        where = redact(", ".join(self.endpoints)) or "?"
+        return f"signal-worker unreachable at {where} for message {self.message_id}: {self.message}"
+
+
+class MessageTooLarge(WorkerError):
+    """Not sent: the frame is larger than ``MAX_MESSAGE_BYTES`` (code ``too_large``, final).
+
+    A frame over the worker's ``--max-request-bytes`` would be refused, and one
+    over the transport cap makes libzmq drop the connection without a reply;
+    either way, sending it again can never succeed.
+    """
+
+    def __init__(self, size: int, limit: int, *, message_id: str | None) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            "too_large", f"too large: {size} bytes (MAX_MESSAGE_BYTES is {limit})", message_id=message_id
+        )
+
+    def __str__(self) -> str:
+        return f"signal_bridge did not send message {self.message_id}: {self.message}"

@@ -5,6 +5,11 @@ reply of any action (``duplicate`` and ``stale`` included) removes the row;
 a final error moves it to the dead-letter table so it never blocks later
 rows; a retryable error or no reply leaves it (with ``attempts`` and
 ``last_error`` updated) for a later attempt.
+
+One exception: ``stale`` to a message this process saw fail retryably
+(``failures``) means a newer message of its object was applied while it
+waited, and its own change never was. It is a final error, code ``stale``,
+"overtaken by seq N", and goes to the dead letters instead of being deleted.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import envelope, state
-from .exceptions import WorkerError
+from . import envelope, failures, state
+from .exceptions import MessageTooLarge, WorkerError
 
 logger = logging.getLogger("signal_bridge")
 
@@ -269,6 +274,7 @@ def dead_letter(message: Message, error: WorkerError) -> None:
         )
         if message.seq is not None:
             OutboxMessage.objects.using(message.using).filter(seq=message.seq).delete()
+    failures.forget([message.message_id])
     state.count("dead_lettered")
 
 
@@ -300,13 +306,75 @@ def classify(reply: dict, message_id: str) -> tuple[str, object]:
     return ("retry" if error.retryable else "final"), error
 
 
+def overtaken(reply: dict, message_id: str) -> WorkerError:
+    """The final error for ``stale`` to a message that had failed retryably (see the module docstring).
+
+    ``result.last_seq`` is the newest seq the worker applied for the object;
+    a worker that does not send it gets "overtaken by a newer message".
+    """
+    last_seq = (reply.get("result") or {}).get("last_seq")
+    if isinstance(last_seq, int) and not isinstance(last_seq, bool):
+        text = f"overtaken by seq {last_seq}"
+    else:
+        text = "overtaken by a newer message"
+    state.count("overtaken")
+    logger.warning(
+        "signal_bridge: message %s was answered stale after a retryable failure (%s): "
+        "its change was not applied; moved to the dead letters",
+        message_id, text,
+    )
+    return WorkerError("stale", text, message_id=message_id, retryable=False)
+
+
+def check_size(message: Message, frame: bytes, limit: int) -> None:
+    """Raise ``MessageTooLarge`` when ``frame`` (what goes on the wire) exceeds ``limit`` bytes.
+
+    Checked before every send (sync, async, relay): a frame over the worker's
+    ``--max-request-bytes`` is refused, and one over the transport cap makes
+    libzmq drop the connection, so no reply ever comes and the relay would
+    retry it forever.
+    """
+    if len(frame) > limit:
+        error = MessageTooLarge(len(frame), limit, message_id=message.message_id)
+        state.count("errors")
+        state.count("errors.too_large")
+        logger.warning("signal_bridge: %s (%s pk %s)", error, message.label, message.object_pk)
+        raise error
+
+
+def frames(messages: list[Message], limit: int, *, durable: bool = True):
+    """The wire frames of ``messages`` that fit ``limit``; the others are dead-lettered (``too_large``).
+
+    Returns ``(frames, sendable, too_large)``: ``(id, frame)`` pairs for
+    ``transport.pipeline``, the messages they belong to (in the order given),
+    and the messages moved to the dead letters.
+    """
+    result: list[tuple[str, bytes]] = []
+    sendable: list[Message] = []
+    too_large: list[Message] = []
+    for message in messages:
+        frame = envelope.wire(message.payload, message.seq, durable=durable)
+        try:
+            check_size(message, frame, limit)
+        except MessageTooLarge as error:
+            dead_letter(message, error)
+            too_large.append(message)
+            continue
+        result.append((message.message_id, frame))
+        sendable.append(message)
+    return result, sendable, too_large
+
+
 def settle(messages: list[Message], replies: dict[str, dict], *, delete_acked: bool = True):
     """Apply replies to rows; return ``(acked, final_errors, left)``.
 
     ``acked``: messages answered ok (rows deleted when ``delete_acked``);
-    ``final_errors``: ``(message, WorkerError)`` moved to dead letters;
+    ``final_errors``: ``(message, WorkerError)`` moved to dead letters, among
+    them ``stale`` answers to messages this process saw fail (:func:`overtaken`);
     ``left``: ``(message, WorkerError | None)`` without a final answer
-    (retryable error, or no reply: ``None``), rows kept.
+    (retryable error, or no reply: ``None``), rows kept and the messages
+    recorded in ``failures``. Replies are applied in the order of ``messages``
+    (the send order: seq order per object).
     """
     acked: list[Message] = []
     finals: list[tuple[Message, WorkerError]] = []
@@ -318,11 +386,16 @@ def settle(messages: list[Message], replies: dict[str, dict], *, delete_acked: b
             continue
         kind, detail = classify(reply, message.message_id)
         if kind == "ack":
-            acked.append(message)
+            if detail == "stale" and failures.failed(message.message_id):
+                finals.append((message, overtaken(reply, message.message_id)))
+            else:
+                acked.append(message)
         elif kind == "final":
             finals.append((message, detail))
         else:
             left.append((message, detail))
+    # In memory first: the database writes below may fail, the record must not.
+    failures.record(m.message_id for m, _ in left)
     by_db: dict[str, list[int]] = {}
     if delete_acked:
         for m in acked:
@@ -330,6 +403,7 @@ def settle(messages: list[Message], replies: dict[str, dict], *, delete_acked: b
                 by_db.setdefault(m.using, []).append(m.seq)
         for using, seqs in by_db.items():
             delete(using, seqs)
+    failures.forget(m.message_id for m in acked)
     for message, error in finals:
         dead_letter(message, error)
     failed: dict[str, list[int]] = {}

@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.utils.module_loading import import_string
 
-from . import conf, envelope, outbox, state, transport
+from . import conf, envelope, failures, outbox, state, transport
 from .exceptions import WorkerError, WorkerUnreachable
 
 logger = logging.getLogger("signal_bridge")
@@ -149,7 +149,13 @@ def _send_one(config, message: outbox.Message) -> str:
 
     A retryable error reply (``store_unavailable``) is retried ``RETRIES``
     times with a short backoff; timeouts are retried by ``transport.request``.
+    Every failed attempt is recorded in ``failures``, so that a ``stale``
+    answer to the message later is raised as a final error ("overtaken")
+    rather than taken for an acknowledgement. A message larger than
+    ``MAX_MESSAGE_BYTES`` is not sent: ``MessageTooLarge`` (final).
     """
+    frame = envelope.wire(message.payload, message.seq)
+    outbox.check_size(message, frame, config.max_message_bytes)  # MessageTooLarge: final
     if transport.cooling_down():
         state.count("unreachable")
         raise WorkerUnreachable(
@@ -157,26 +163,33 @@ def _send_one(config, message: outbox.Message) -> str:
             message_id=message.message_id,
             endpoints=config.endpoints,
         )
-    frame = envelope.wire(message.payload, message.seq)
+    message_id = message.message_id
     retried = 0
     while True:
         state.count("sent")
         try:
             reply = transport.request(
                 frame,
-                message.message_id,
+                message_id,
                 endpoints=config.endpoints,
                 timeout_ms=config.timeout_ms,
                 retries=config.retries,
+                on_timeout=lambda: failures.record([message_id]),
             )
         except WorkerUnreachable:
             state.count("unreachable")
             transport.trip(config.unreachable_cooldown_ms)
             raise
-        kind, detail = outbox.classify(reply, message.message_id)
+        kind, detail = outbox.classify(reply, message_id)
         if kind == "ack":
+            if detail == "stale" and failures.failed(message_id):
+                raise outbox.overtaken(reply, message_id)  # final: dead-lettered by the caller
+            failures.forget([message_id])
             return detail
-        if kind == "final" or retried >= config.retries:
+        if kind == "final":
+            raise detail
+        failures.record([message_id])
+        if retried >= config.retries:
             raise detail
         retried += 1
         time.sleep(min(0.05 * 2**retried, 1.0))
@@ -261,6 +274,7 @@ def _run_local(config, model, instance, created, raw, using, update_fields, mess
         )
         if message.seq is not None:
             outbox.delete(using, [message.seq])
+    failures.forget([message.message_id])
     state.count("local")
     logger.warning(
         "signal_bridge: worker unreachable; message %s applied by the local receiver %s",

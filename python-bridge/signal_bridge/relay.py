@@ -12,7 +12,12 @@ backs off exponentially (``RELAY_BACKOFF_MS`` doubling up to
 
 Rows that stay after a failed round are retried from the oldest one, so the
 order per object holds (the worker's ``seq`` check drops anything older than
-what it applied).
+what it applied). Of an object whose oldest row failed retryably, the next
+rounds send that row alone and hold the object's later rows back until it is
+acked or dead-lettered (``failures``): a later row applied first would make
+the worker answer it ``stale``, and its change would be lost. Other objects
+proceed normally. A row larger than ``MAX_MESSAGE_BYTES`` goes to the dead
+letters unsent.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import threading
 
 from django.db import DatabaseError, connections
 
-from . import conf, envelope, outbox, state, transport
+from . import conf, failures, outbox, state, transport
+from .redaction import redact
 
 logger = logging.getLogger("signal_bridge")
 
@@ -90,14 +96,16 @@ def run(
                     break
                 stop.wait(config.relay_poll_ms / 1000.0)
                 continue
-            state.count("sent", len(messages))
-            result.sent += len(messages)
-            replies = transport.pipeline(
-                [(m.message_id, envelope.wire(m.payload, m.seq)) for m in messages],
-                endpoints=config.endpoints,
-                timeout_ms=config.timeout_ms,
-            )
-            acked, finals, left = outbox.settle(messages, replies)
+            # An object whose oldest row failed retryably before sends only that row this
+            # round; its later rows are held back until it is acked or dead-lettered.
+            candidates, held = failures.hold_back(messages)
+            frames, to_send, too_large = outbox.frames(candidates, config.max_message_bytes)
+            acked, finals, left = [], [], []
+            if to_send:
+                state.count("sent", len(to_send))
+                result.sent += len(to_send)
+                replies = transport.pipeline(frames, endpoints=config.endpoints, timeout_ms=config.timeout_ms)
+                acked, finals, left = outbox.settle(to_send, replies)
         except DatabaseError as error:
             # The outbox's own database is unavailable or locked past its timeout: like
             # an unreachable worker, a reason to wait, never to give up. Rows the worker
@@ -105,25 +113,27 @@ def run(
             result.failed_rounds += 1
             state.count("database_errors")
             _reconnect_later(using)
-            log(f"relay: the outbox database failed ({error}); retrying in {backoff_ms} ms")
+            log(f"relay: the outbox database failed ({redact(str(error))}); retrying in {backoff_ms} ms")
             if once:
                 break
             stop.wait(backoff_ms / 1000.0)
             backoff_ms = min(backoff_ms * 2, config.relay_backoff_max_ms)
             continue
         result.acked += len(acked)
-        result.dead_lettered += len(finals)
+        result.dead_lettered += len(finals) + len(too_large)
         if acked or finals:
             transport.reset_cooldown()
+        if held:
+            log(f"relay: {len(held)} rows wait behind an earlier row of their object that failed retryably")
         if not left:
             backoff_ms = config.relay_backoff_ms
             continue
         result.failed_rounds += 1
         reason = next((str(e) for _, e in left if e is not None), None) or (
-            f"no reply from {', '.join(config.endpoints)} within {config.timeout_ms} ms"
+            f"no reply from {redact(', '.join(config.endpoints))} within {config.timeout_ms} ms"
         )
-        log(f"relay: {len(left)} of {len(messages)} rows not acknowledged ({reason}); retrying in {backoff_ms} ms")
-        if once and not acked and not finals:
+        log(f"relay: {len(left)} of {len(to_send)} rows not acknowledged ({reason}); retrying in {backoff_ms} ms")
+        if once and not acked and not finals and not too_large:
             break
         stop.wait(backoff_ms / 1000.0)
         backoff_ms = min(backoff_ms * 2, config.relay_backoff_max_ms)

@@ -8,11 +8,15 @@ at once, under load an interval's messages go together; see ``_gather``):
 
 1. older rows of the same objects still in the outbox go first (no
    overtaking; one raw indexed ``SELECT`` per round tells whether any exist);
-2. everything is sent over one DEALER, pipelined, replies matched by id;
+   of an object whose oldest message failed retryably before, only that
+   message is sent, the others wait in the outbox until it is acked or
+   dead-lettered (``failures``); a message larger than ``MAX_MESSAGE_BYTES``
+   goes to the dead letters unsent;
+2. everything else is sent over one DEALER, pipelined, replies matched by id;
 3. acked rows (messages saved inside ``atomic()``) are deleted in one
    statement, final errors go to the dead letters, and messages without an
-   ack are left in the outbox for the relay: those from autocommit saves,
-   which had no row, get their rows now, in one transaction.
+   ack (or held back) are left in the outbox for the relay: those from
+   autocommit saves, which had no row, get their rows now, in one transaction.
 
 Messages from autocommit saves get an outbox row only when they could not be
 delivered: writing every one ahead of the send and deleting it after the ack
@@ -47,7 +51,7 @@ import time
 
 from django.db import DatabaseError, connections
 
-from . import conf, envelope, outbox, state, transport
+from . import conf, failures, outbox, state, transport
 
 logger = logging.getLogger("signal_bridge")
 
@@ -251,26 +255,36 @@ class Sender:
                 self.deferred_to.add(using)
                 continue
             older = outbox.backlog(using, messages) if outbox.has_backlog(using, messages) else []
-            to_send = sorted(older, key=lambda m: m.seq) + _seq_ordered(messages)
-            state.count("sent", len(to_send))
-            replies = transport.pipeline(
-                [(m.message_id, envelope.wire(m.payload, m.seq, durable=False)) for m in to_send],
-                endpoints=config.endpoints,
-                timeout_ms=config.timeout_ms,
-            )
-            if len(replies) < len(to_send):
-                state.count("unreachable")
-                transport.trip(config.unreachable_cooldown_ms)
-            _, _, left = outbox.settle(to_send, replies)
-            unsaved = [m for m, _ in left if m.seq is None]
+            ordered = sorted(older, key=lambda m: m.seq) + _seq_ordered(messages)
+            # An object whose oldest message here failed before sends only that one (failures).
+            candidates, held = failures.hold_back(ordered)
+            frames, to_send, _ = outbox.frames(candidates, config.max_message_bytes, durable=False)
+            left: list = []
+            if to_send:
+                state.count("sent", len(to_send))
+                replies = transport.pipeline(frames, endpoints=config.endpoints, timeout_ms=config.timeout_ms)
+                if len(replies) < len(to_send):
+                    state.count("unreachable")
+                    transport.trip(config.unreachable_cooldown_ms)
+                _, _, left = outbox.settle(to_send, replies)
+            waiting = {id(m) for m, _ in left} | {id(m) for m in held}
+            # Rows in send order, so that an object's seqs keep its order.
+            unsaved = [m for m in ordered if id(m) in waiting and m.seq is None]
             if unsaved:
                 outbox.insert_many(using, unsaved)
-            if left:
+            if waiting:
                 self.deferred_to.add(using)
-                state.count("deferred", len(left))
+                state.count("deferred", len(waiting))
+            if left:
                 logger.warning(
                     "signal_bridge: %d of %d messages not acknowledged; left in the outbox for the relay",
                     len(left), len(to_send),
+                )
+            if held:
+                logger.info(
+                    "signal_bridge: %d messages wait in the outbox behind an earlier message of their object "
+                    "that failed retryably",
+                    len(held),
                 )
 
     def _drain_deferred(self) -> None:

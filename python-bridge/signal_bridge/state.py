@@ -50,8 +50,9 @@ def stats() -> dict[str, int]:
     Names: ``published`` (post_save handled), ``sent``, ``acked``,
     ``acked.<action>``, ``errors``, ``errors.<code>``, ``unreachable``,
     ``deferred`` (left in the outbox for the relay), ``queue_full``,
-    ``local`` (run by the local receiver), ``dead_lettered``,
-    ``outbox_written``, ``outbox_deleted``.
+    ``local`` (run by the local receiver), ``dead_lettered``, ``overtaken``
+    (``stale`` after a retryable failure: dead-lettered), ``outbox_written``,
+    ``outbox_deleted``; ``errors.too_large`` counts messages never sent.
     """
     with _lock:
         return dict(_counters)

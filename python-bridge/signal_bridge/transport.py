@@ -45,6 +45,7 @@ import zmq
 
 from . import envelope
 from .exceptions import WorkerError, WorkerUnreachable
+from .redaction import redact
 
 logger = logging.getLogger("signal_bridge")
 
@@ -241,6 +242,7 @@ def request(
     endpoints: tuple[str, ...],
     timeout_ms: int,
     retries: int,
+    on_timeout=None,
 ) -> dict:
     """Send one request and return its reply (Lazy Pirate).
 
@@ -249,13 +251,22 @@ def request(
     ``timeout_ms`` each, each on a fresh socket after the first timed out.
     Raises ``WorkerUnreachable`` when every attempt timed out. Error replies
     are returned, not raised: the caller decides (retry
-    ``store_unavailable``, raise, dead-letter).
+    ``store_unavailable``, raise, dead-letter). ``on_timeout()``, if given,
+    is called after every attempt that got no reply.
     """
-    return _request_to(route(frame, message_id, endpoints), frame, message_id, endpoints, timeout_ms, retries)
+    return _request_to(
+        route(frame, message_id, endpoints), frame, message_id, endpoints, timeout_ms, retries, on_timeout
+    )
 
 
 def _request_to(
-    endpoint: str, frame: bytes, message_id: str, endpoints: tuple[str, ...], timeout_ms: int, retries: int
+    endpoint: str,
+    frame: bytes,
+    message_id: str,
+    endpoints: tuple[str, ...],
+    timeout_ms: int,
+    retries: int,
+    on_timeout=None,
 ) -> dict:
     """``request`` to a given ``endpoint`` (one of ``endpoints``, the configured list)."""
     attempts = retries + 1
@@ -266,18 +277,22 @@ def _request_to(
         except zmq.Again:
             logger.info(
                 "signal_bridge: no connection to %s within %d ms (attempt %d/%d, message %s)",
-                endpoint, timeout_ms, attempt, attempts, message_id,
+                redact(endpoint), timeout_ms, attempt, attempts, message_id,
             )
             _close(endpoint)
+            if on_timeout is not None:
+                on_timeout()
             continue
         reply = _await_reply(sock, message_id, timeout_ms)
         if reply is not None:
             return reply
         logger.info(
             "signal_bridge: no reply from %s within %d ms (attempt %d/%d, message %s)",
-            endpoint, timeout_ms, attempt, attempts, message_id,
+            redact(endpoint), timeout_ms, attempt, attempts, message_id,
         )
         _close(endpoint)  # Lazy Pirate: a fresh socket for the next attempt
+        if on_timeout is not None:
+            on_timeout()
     raise WorkerUnreachable(
         f"no reply after {attempts} attempt(s) of {timeout_ms} ms",
         message_id=message_id,
@@ -381,7 +396,7 @@ def _pipeline_many(
             if now - seen >= timeout_ms / 1000.0:
                 logger.info(
                     "signal_bridge: no reply from %s within %d ms (%d of %d messages unanswered)",
-                    endpoint, timeout_ms, len(wanted[endpoint] - replies.keys()), len(groups[endpoint]),
+                    redact(endpoint), timeout_ms, len(wanted[endpoint] - replies.keys()), len(groups[endpoint]),
                 )
                 poller.unregister(sockets[endpoint])
                 del last_reply[endpoint]
@@ -432,6 +447,8 @@ def ping(*, endpoints: tuple[str, ...], timeout_ms: int) -> float:
         if reply.get("status") != "ok":
             raise WorkerError.from_reply(reply, message_id)
         if (reply.get("result") or {}).get("action") != "pong":
-            raise WorkerError("bad_reply", f"unexpected answer to ping from {endpoint}: {reply!r}", message_id=message_id)
+            raise WorkerError(
+                "bad_reply", f"unexpected answer to ping from {redact(endpoint)}: {reply!r}", message_id=message_id
+            )
         slowest = max(slowest, elapsed)
     return slowest

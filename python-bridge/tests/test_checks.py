@@ -129,3 +129,61 @@ def test_deploy_check_is_tagged_deploy_only():
 
     assert checks.check_worker_reachable in registry.get_checks(include_deployment_checks=True)
     assert checks.check_worker_reachable not in registry.get_checks(include_deployment_checks=False)
+
+
+@pytest.mark.parametrize(
+    "fields, flagged",
+    [
+        (["username", "password"], ["password"]),
+        (["api_key", "stripe_key", "key", "password_hash", "salt", "otp", "pin"],
+         ["api_key", "stripe_key", "key", "password_hash", "salt", "otp", "pin"]),
+        (["secret_answer", "auth_token", "credentials", "ApiKey", "private_key"],
+         ["secret_answer", "auth_token", "credentials", "ApiKey", "private_key"]),
+        (["username", "email", "monkey", "keyboard", "hashtag", "spin"], []),
+        ("__all__", ["password"]),  # every concrete field of auth.user
+        (None, []),
+    ],
+)
+def test_secret_looking_fields_are_a_warning(bridge, fields, flagged):
+    sender = {"signals": ["post_save"], "attrs": ["_profile_data"]}
+    if fields is not None:
+        sender["fields"] = fields
+    bridge(SENDERS={"auth.user": sender})
+    warnings = [m for m in checks.check_settings() if m.id == "signal_bridge.W004"]
+    if not flagged:
+        assert warnings == []
+        return
+    (warning,) = warnings
+    assert warning.msg.startswith(
+        f"SIGNAL_BRIDGE['SENDERS']['auth.user'] sends {', '.join(map(repr, flagged))}, which look like secrets"
+    )
+    assert [m for m in checks.check_settings() if m.level >= 40] == []
+
+
+def test_a_password_in_an_endpoint_url_is_never_echoed(bridge):
+    bridge(ENDPOINT=["postgres://app:s3cret@db.internal/prod", None])  # a database URL pasted by mistake
+    (problem,) = [m for m in checks.check_settings() if m.id == "signal_bridge.E005"]
+    assert "s3cret" not in problem.msg and "postgres://app:***@db.internal/prod" in problem.msg
+    with pytest.raises(ImproperlyConfigured) as info:
+        conf.get()
+    assert "s3cret" not in str(info.value)
+
+
+def test_redact_hides_every_password_in_a_text():
+    from signal_bridge.exceptions import WorkerUnreachable
+    from signal_bridge.redaction import redact
+
+    text = "failed: postgres://ann:pa@ss@db:5432/x and 'postgresql://bob:pw@h/y', tcp://127.0.0.1:5557"
+    assert redact(text) == "failed: postgres://ann:***@db:5432/x and 'postgresql://bob:***@h/y', tcp://127.0.0.1:5557"
+    assert redact("postgres://ann@db/x") == "postgres://ann@db/x"
+    error = WorkerUnreachable("no reply", message_id="m", endpoints=("tcp://u:secret@host:5557",))
+    assert "secret" not in str(error)
+
+
+def test_the_example_settings_never_echo_a_database_password():
+    from exampleproject.settings import database_from_url
+
+    for url in ("postgres://app:s3cret@db:5432/", "mysql://app:s3cret@db/prod", "sqlite://app:s3cret@host/x"):
+        with pytest.raises(ImproperlyConfigured) as info:
+            database_from_url(url)
+        assert "s3cret" not in str(info.value) and "app:***@" in str(info.value)

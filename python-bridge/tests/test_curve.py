@@ -84,3 +84,37 @@ def test_open_secret_key_file_is_a_check_error(tmp_path):
     assert "chmod 600" in problems[0].msg
     _, broken = conf.validate({"CURVE": {"SERVER_PUBLIC_KEY_FILE": str(tmp_path / "missing.pub"), "SECRET_KEY_FILE": "x"}})
     assert [p.id for p in broken] == ["signal_bridge.E010"]
+
+
+def test_repr_of_the_keys_never_shows_the_secret_key(tmp_path):
+    from signal_bridge import conf
+
+    binary = worker_binary()
+    keygen(binary, "worker", tmp_path)
+    keygen(binary, "django", tmp_path)
+    config, problems = conf.validate(
+        {"CURVE": {"SERVER_PUBLIC_KEY_FILE": str(tmp_path / "worker.pub"), "SECRET_KEY_FILE": str(tmp_path / "django.key")}}
+    )
+    assert problems == []
+    keys = config.curve
+    assert keys.secret and keys.secret.decode() in (tmp_path / "django.key").read_text()
+    for text in (repr(keys), str(keys), repr(config)):
+        assert keys.secret.decode() not in text
+        assert "secret=<redacted>" in text and keys.public.decode() in text
+
+
+def test_a_worker_public_key_file_others_may_change_is_a_check_error(tmp_path):
+    """The worker's public key is what the bridge trusts (as the worker trusts its allowed-clients
+    directory): a file group or others may write could be swapped for an impostor's key."""
+    from signal_bridge import conf
+
+    binary = worker_binary()
+    keygen(binary, "worker", tmp_path)
+    keygen(binary, "django", tmp_path)
+    curve = {"SERVER_PUBLIC_KEY_FILE": str(tmp_path / "worker.pub"), "SECRET_KEY_FILE": str(tmp_path / "django.key")}
+    assert conf.validate({"CURVE": curve})[1] == [], "keygen's 0644 is fine"
+    for mode in (0o664, 0o646):
+        os.chmod(tmp_path / "worker.pub", mode)
+        config, problems = conf.validate({"CURVE": curve})
+        assert config is None and [p.id for p in problems] == ["signal_bridge.E010"]
+        assert "must not be writable by group or others" in problems[0].msg

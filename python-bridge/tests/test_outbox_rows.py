@@ -67,3 +67,26 @@ def test_a_duplicate_message_id_is_refused_like_the_orm_refuses_it():
     with pytest.raises(IntegrityError):
         with transaction.atomic():
             outbox.insert(make_message(message_id=message.message_id))
+
+
+def test_without_fields_a_sender_sends_the_primary_key_only(bridge):
+    """``fields`` left out: no model field travels, so no password hash reaches the outbox
+    (nor the wire, the dead letters, the admin); ``"__all__"`` opts in to every field."""
+    from django.contrib.auth.models import User
+
+    bridge(MODE="outbox")  # the tests' SENDERS name no fields
+    user = User.objects.create_user("pk-only", password="s3cret-pass")
+    user._profile_data = {"sex": "F"}
+    user.save()
+    payloads = list(OutboxMessage.objects.order_by("seq").values_list("payload", flat=True))
+    assert len(payloads) == 2
+    for payload in payloads:
+        message = json.loads(payload)
+        assert message["instance"] == {"model": "auth.user", "pk": user.pk, "fields": {}}
+        assert user.password not in payload
+    assert json.loads(payloads[1])["attrs"] == {"_profile_data": {"sex": "F"}}
+
+    bridge(MODE="outbox", SENDERS={"auth.user": {"attrs": ["_profile_data"], "fields": "__all__"}})
+    user.save()
+    everything = json.loads(OutboxMessage.objects.order_by("seq").last().payload)["instance"]["fields"]
+    assert everything["password"] == user.password and everything["username"] == "pk-only"

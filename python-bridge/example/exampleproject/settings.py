@@ -86,6 +86,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ATOMIC_REQUESTS = True
 
 
+def _without_password(url):
+    """``url`` with its password shown as ``***``: error messages never echo it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
 def database_from_url(url):
     """Return a ``DATABASES`` entry for a ``sqlite://`` or ``postgres://`` URL."""
     parts = urlsplit(url)
@@ -94,11 +104,11 @@ def database_from_url(url):
         # sqlite:///abs/path -> path "/abs/path"; sqlite://relative is not supported.
         if parts.netloc:
             raise ImproperlyConfigured(
-                f"DJANGO_DATABASE_URL {url!r}: use sqlite:///absolute/path (three slashes)"
+                f"DJANGO_DATABASE_URL {_without_password(url)!r}: use sqlite:///absolute/path (three slashes)"
             )
         path = unquote(parts.path)
         if not path:
-            raise ImproperlyConfigured(f"DJANGO_DATABASE_URL {url!r}: missing file path")
+            raise ImproperlyConfigured(f"DJANGO_DATABASE_URL {_without_password(url)!r}: missing file path")
         options = {
             # Seconds a writer waits for the lock (Python's default: 5). Django,
             # the worker and the relay write one file; under a sustained burst
@@ -124,7 +134,7 @@ def database_from_url(url):
     if scheme in {"postgres", "postgresql", "pgsql"}:
         name = unquote(parts.path.lstrip("/"))
         if not name:
-            raise ImproperlyConfigured(f"DJANGO_DATABASE_URL {url!r}: missing database name")
+            raise ImproperlyConfigured(f"DJANGO_DATABASE_URL {_without_password(url)!r}: missing database name")
         options = dict(parse_qsl(parts.query))
         return {
             "ENGINE": "django.db.backends.postgresql",
@@ -137,7 +147,7 @@ def database_from_url(url):
             "OPTIONS": options,
         }
     raise ImproperlyConfigured(
-        f"DJANGO_DATABASE_URL {url!r}: scheme must be sqlite:// or postgres://"
+        f"DJANGO_DATABASE_URL {_without_password(url)!r}: scheme must be sqlite:// or postgres://"
     )
 
 

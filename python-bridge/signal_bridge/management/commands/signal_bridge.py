@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from signal_bridge import conf, relay, transport
 from signal_bridge.exceptions import WorkerError
+from signal_bridge.redaction import redact
 
 
 def stop_on_signal(stop: threading.Event):
@@ -89,7 +90,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=1)
         finally:
             transport.close_socket()
-        self.stdout.write(f"pong from {', '.join(config.endpoints)} in {rtt * 1000:.2f} ms")
+        self.stdout.write(f"pong from {redact(', '.join(config.endpoints))} in {rtt * 1000:.2f} ms")
 
     def handle_status(self, *, database, **options):
         from signal_bridge.models import DeadLetter, OutboxMessage
