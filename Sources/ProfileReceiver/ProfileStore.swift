@@ -112,6 +112,15 @@ public struct WorkerTablesReport: Sendable, Hashable, CustomStringConvertible {
         self.movedSequences = movedSequences
     }
 
+    /// The error for worker tables at `version`, newer than this release's: they are left as they are.
+    public static func newerVersionError(_ version: Int) -> StoreError {
+        StoreError(
+            .schema,
+            "the worker tables are at schema version \(version), written by a newer signal-worker than this one "
+                + "(version \(currentVersion)): run the newer release",
+            operation: "prepare the worker tables")
+    }
+
     public var description: String {
         guard let upgradedFrom else { return "worker tables at schema version \(version)" }
         return "worker tables upgraded from schema version \(upgradedFrom) to \(version): \(movedSequences) "

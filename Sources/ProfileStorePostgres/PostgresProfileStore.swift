@@ -161,11 +161,7 @@ public final class PostgresProfileStore: ProfileStore, Service {
                 PostgresQuery(unsafeSQL: statements.readSchemaVersion), logger: logger
             ).decode(Int64?.self) { found = version }
             if let found, found > WorkerTablesReport.currentVersion {
-                throw StoreError(
-                    .schema,
-                    "the worker tables are at schema version \(found), written by a newer signal-worker than this one "
-                        + "(version \(WorkerTablesReport.currentVersion)): run the newer release",
-                    operation: "prepare the worker tables")
+                throw WorkerTablesReport.newerVersionError(Int(found))
             }
             var report = WorkerTablesReport()
             var binds = PostgresBindings(capacity: 1)

@@ -138,13 +138,7 @@ struct SQLiteStatements: Sendable {
     func prepareWorkerTables(in db: Database) throws -> WorkerTablesReport {
         try db.execute(sql: workerTablesDDL)
         let found = try Int.fetchOne(db, sql: "SELECT max(\"version\") FROM \(schemaVersion)")
-        if let found, found > WorkerTablesReport.currentVersion {
-            throw StoreError(
-                .schema,
-                "the worker tables are at schema version \(found), written by a newer signal-worker than this one "
-                    + "(version \(WorkerTablesReport.currentVersion)): run the newer release",
-                operation: "prepare the worker tables")
-        }
+        if let found, found > WorkerTablesReport.currentVersion { throw WorkerTablesReport.newerVersionError(found) }
         var report = WorkerTablesReport()
         let legacyExists =
             try Bool.fetchOne(

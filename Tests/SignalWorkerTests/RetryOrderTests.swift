@@ -24,9 +24,36 @@ struct RetryOrderTests {
         return holder
     }
 
-    /// A worker whose writes give up after 300 ms of waiting for the lock; `extra` arguments added.
-    static func arguments(_ database: SQLiteFixture, _ extra: [String] = []) -> [String] {
-        WorkerProcess.serveArguments(store: database.storeURL, metrics: false, extra: ["--sqlite-busy-timeout-ms", "300"] + extra)
+    /// A worker (writes give up after 300 ms of waiting for the lock; `extra` arguments added) on a
+    /// copy of Django's database where user 1 has a profile (created with seq 1), and a client.
+    static func withProfiledUser(
+        _ label: String, _ extra: [String] = [],
+        body: (_ database: SQLiteFixture, _ client: TestClient, _ worker: WorkerProcess) async throws -> Void
+    ) async throws {
+        let database = try await SQLiteFixture.make(label)
+        defer { database.remove() }
+        try database.insertUsers([1])
+        let arguments = WorkerProcess.serveArguments(
+            store: database.storeURL, metrics: false, extra: ["--sqlite-busy-timeout-ms", "300"] + extra)
+        try await withWorker(arguments) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            #expect(try client.request(Messages().signal(user: 1, created: true, seq: 1)).isOK("created"))
+            try await body(database, client, worker)
+        }
+    }
+
+    /// Sends `message` while a second connection holds the write lock, and returns its reply (which
+    /// must come within 30 s); the lock is released once the reply is in.
+    static func requestUnderLock(
+        _ message: (id: String, json: String), _ client: TestClient, _ database: SQLiteFixture
+    ) async throws -> ParsedReply {
+        let release = DispatchSemaphore(value: 0)
+        let holder = try await holdWriteLock(on: try database.open(), release: release)
+        let reply = Result { try client.request(message, timeout: .seconds(30)) }
+        release.signal()
+        try await holder.value
+        return try reply.get()
     }
 
     /// The next reply, which must come within 30 s.
@@ -37,16 +64,9 @@ struct RetryOrderTests {
 
     @Test("pipelined: seq 5 fails on the lock, seq 6 is held instead of applied; resent in order, both apply")
     func pipelinedLaterMessageIsHeld() async throws {
-        let database = try await SQLiteFixture.make("hold-pipelined")
-        defer { database.remove() }
-        try database.insertUsers([1])
         let messages = Messages()
         // One message per batch, as when they arrive apart: seq 6 is applied on its own after seq 5 failed.
-        try await withWorker(Self.arguments(database, ["--max-batch", "1"])) { worker in
-            let client = try TestClient(worker.endpoint)
-            defer { client.close() }
-            #expect(try client.request(messages.signal(user: 1, created: true, seq: 1)).isOK("created"))
-
+        try await Self.withProfiledUser("hold-pipelined", ["--max-batch", "1"]) { database, client, worker in
             let release = DispatchSemaphore(value: 0)
             let holder = try await Self.holdWriteLock(on: try database.open(), release: release)
             let five = messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 5)
@@ -75,21 +95,10 @@ struct RetryOrderTests {
 
     @Test("seq 6 sent after seq 5's error reply, with the lock already free: held until seq 5 is applied")
     func laterMessageAfterTheErrorIsHeld() async throws {
-        let database = try await SQLiteFixture.make("hold-after")
-        defer { database.remove() }
-        try database.insertUsers([1])
         let messages = Messages()
-        try await withWorker(Self.arguments(database)) { worker in
-            let client = try TestClient(worker.endpoint)
-            defer { client.close() }
-            #expect(try client.request(messages.signal(user: 1, created: true, seq: 1)).isOK("created"))
-
-            let release = DispatchSemaphore(value: 0)
-            let holder = try await Self.holdWriteLock(on: try database.open(), release: release)
+        try await Self.withProfiledUser("hold-after") { database, client, _ in
             let five = messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 5)
-            let failed = try client.request(five, timeout: .seconds(30))
-            release.signal()
-            try await holder.value
+            let failed = try await Self.requestUnderLock(five, client, database)
             #expect(failed.isError("store_unavailable"), "\(failed)")
 
             let six = messages.signal(user: 1, created: false, data: ["birthdate": "1990-01-02"], seq: 6)
@@ -108,21 +117,10 @@ struct RetryOrderTests {
 
     @Test("after the hold time the later message applies, and the resent one is stale with the seq that overtook it")
     func holdEndsAndStaleNamesTheNewerSequence() async throws {
-        let database = try await SQLiteFixture.make("hold-expiry")
-        defer { database.remove() }
-        try database.insertUsers([1])
         let messages = Messages()
-        try await withWorker(Self.arguments(database, ["--retry-hold-ms", "300"])) { worker in
-            let client = try TestClient(worker.endpoint)
-            defer { client.close() }
-            #expect(try client.request(messages.signal(user: 1, created: true, seq: 1)).isOK("created"))
-
-            let release = DispatchSemaphore(value: 0)
-            let holder = try await Self.holdWriteLock(on: try database.open(), release: release)
+        try await Self.withProfiledUser("hold-expiry", ["--retry-hold-ms", "300"]) { database, client, _ in
             let five = messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 5)
-            let failed = try client.request(five, timeout: .seconds(30))
-            release.signal()
-            try await holder.value
+            let failed = try await Self.requestUnderLock(five, client, database)
             #expect(failed.isError("store_unavailable"), "\(failed)")
 
             // Resent until the hold has ended (300 ms after the failure; a slow machine only waits longer).
