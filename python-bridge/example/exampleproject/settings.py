@@ -161,8 +161,9 @@ SIGNAL_BRIDGE = {
         # the message or the outbox (and half the rendering cost).
         "auth.user": {"signals": ["post_save"], "attrs": ["_profile_data"], "fields": ["username"]},
     },
-    # Sync mode, worker not answering: "raise" (default), "defer" (the relay
-    # sends it later) or "local" (run the Python receiver named here).
-    "ON_UNREACHABLE": "raise",
+    # Sync mode, worker not answering: ON_UNREACHABLE is left at its default,
+    # "defer" (save() returns after TIMEOUT_MS, the relay sends the message
+    # later); "raise" would answer the sign-up with a 500, "local" runs the
+    # Python receiver named here.
     "LOCAL_RECEIVERS": {"auth.user": "accounts.receivers.create_or_update_user_profile"},
 }

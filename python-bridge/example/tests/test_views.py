@@ -9,6 +9,8 @@ same pages against the Swift worker are exercised by ``scripts/demo --check``.
 
 import datetime
 import json
+import socket
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -270,3 +272,28 @@ def test_the_example_sends_the_username_and_never_the_password_hash(client, sett
     assert message["instance"] == {"model": "auth.user", "pk": user.pk, "fields": {"username": "bea"}}
     assert message["attrs"]["_profile_data"]["sex"] == "F"
     assert user.password and user.password not in row.payload
+
+
+@pytest.mark.django_db(transaction=True)
+def test_signup_with_the_worker_down_redirects_and_keeps_the_message(client, settings):
+    """The example's own SIGNAL_BRIDGE (sync, ON_UNREACHABLE left at its default)
+    with nothing listening: the sign-up still succeeds, quickly, and the message
+    waits in the outbox for the relay instead of the page answering 500."""
+    from signal_bridge.models import OutboxMessage
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    settings.SIGNAL_BRIDGE = {**settings.SIGNAL_BRIDGE, "ENABLED": True, "MODE": "sync", "ENDPOINT": endpoint}
+
+    started = time.monotonic()
+    response = signup(client, username="dora", sex="F")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 302, "the sign-up must not fail because the worker is down"
+    assert elapsed < 2.0, f"the sign-up took {elapsed:.2f} s"
+    user = get_user_model().objects.get(username="dora")
+    (row,) = OutboxMessage.objects.all()
+    assert json.loads(row.payload)["instance"]["pk"] == user.pk
+    page = client.get(response["Location"]).content.decode()
+    assert "No profile yet." in page
