@@ -74,6 +74,9 @@ USE_I18N = True
 USE_TZ = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# No static files (the pages inline their CSS); Django's test live server
+# (tests/test_browser.py) needs the setting all the same.
+STATIC_URL = "static/"
 
 
 # Every view runs in one transaction. For the bridge this matters: Django sends
