@@ -111,7 +111,7 @@ def database_from_url(url):
         if django.VERSION >= (5, 1):
             # Every atomic() starts with BEGIN IMMEDIATE, so a writer waits on
             # the busy timeout instead of failing with "database is locked"
-            # (see DESIGN.md §1); WAL on every connection.
+            # (docs/OPERATIONS.md, "SQLite shared with Django"); WAL on every connection.
             options["transaction_mode"] = "IMMEDIATE"
             options["init_command"] = "PRAGMA journal_mode=WAL;"
         # Django 4.2 has neither option: accounts.apps switches the file to WAL
