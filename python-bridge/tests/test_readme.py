@@ -82,3 +82,20 @@ def test_the_talking_to_the_worker_snippet_gets_the_reply_it_shows(trial_worker)
     with sqlite3.connect(directory / "db.sqlite3") as db:
         row = db.execute("SELECT profile_type, birthdate FROM accounts_userprofile WHERE user_id = 1").fetchone()
     assert row == ("business", "1990-01-02")
+
+
+def test_the_bridge_readme_installs_what_exists():
+    """python-bridge/README.md "Install": no PyPI name pip cannot find; the wheel it names is the one
+    ``pip wheel`` builds of this version; and pip's in-tree build directory is ignored by git."""
+    install = (REPO / "python-bridge" / "README.md").read_text(encoding="utf-8").split("## Install", 1)[1]
+    install = install.split("\n## ", 1)[0]
+    commands = "\n".join(re.findall(r"^```sh\n(.*?)^```", install, re.S | re.M))
+    assert "pip install ./python-bridge" in commands
+    assert not re.search(r"pip install django-signal-bridge\b", commands), "not on PyPI"
+    pyproject = (REPO / "python-bridge" / "pyproject.toml").read_text(encoding="utf-8")
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    wheels = re.findall(r"\S+\.whl", commands)
+    assert wheels and all(w.endswith(f"/django_signal_bridge-{version}-py3-none-any.whl") for w in wheels), wheels
+
+    ignored = subprocess.run(["git", "check-ignore", "-q", "python-bridge/build/lib/x.py"], cwd=REPO)
+    assert ignored.returncode == 0, "python-bridge/build/ (left by pip install ./python-bridge) is not in .gitignore"
