@@ -99,3 +99,17 @@ def test_the_bridge_readme_installs_what_exists():
 
     ignored = subprocess.run(["git", "check-ignore", "-q", "python-bridge/build/lib/x.py"], cwd=REPO)
     assert ignored.returncode == 0, "python-bridge/build/ (left by pip install ./python-bridge) is not in .gitignore"
+
+
+def test_the_readme_documents_every_demo_variable_and_links_the_demo_metrics():
+    """Each DEMO_* variable of ``scripts/demo --help`` is in the README's demo table (DEMO_WORKER_BIN, the
+    way to reuse a binary, was only in --help), and the demo section links the /metrics the demo serves."""
+    help_text = subprocess.run([str(REPO / "scripts" / "demo"), "--help"], capture_output=True, text=True,
+                               timeout=30, check=True).stdout
+    variables = set(re.findall(r"^\s*(DEMO_[A-Z_]+)", help_text, re.M)) - {"DEMO_CHECK"}  # = --check
+    demo = readme_section("Two commands")
+    documented = set(re.findall(r"^\| `(DEMO_[A-Z_]+)` \|", demo, re.M))
+    assert variables and variables <= documented, f"not in README.md's table: {sorted(variables - documented)}"
+    port = re.search(r"DEMO_METRICS_PORT\s+the worker's /metrics port on 127\.0\.0\.1 \(default (\d+)\)", help_text)
+    assert port, "scripts/demo --help gives the metrics port's default"
+    assert f"(http://127.0.0.1:{port.group(1)}/metrics)" in demo, "the demo section links the metrics endpoint"
