@@ -39,3 +39,22 @@ def store_kind(django_db_setup):
     from django.db import connection
 
     return {"postgresql": "postgres", "sqlite": "sqlite"}[connection.vendor]
+
+
+@pytest.fixture
+def in_process_receiver(settings):
+    """The Python receiver on ``post_save``, the bridge off."""
+    from django.contrib.auth import get_user_model
+    from django.db.models.signals import post_save
+
+    from accounts.receivers import create_or_update_user_profile
+
+    settings.ACCOUNTS_RECEIVER = "in_process"
+    settings.SIGNAL_BRIDGE = {**getattr(settings, "SIGNAL_BRIDGE", {}), "ENABLED": False}
+    user_model = get_user_model()
+    uid = "accounts.create_or_update_user_profile"
+    was_connected = post_save.disconnect(sender=user_model, dispatch_uid=uid)
+    post_save.connect(create_or_update_user_profile, sender=user_model, dispatch_uid=uid)
+    yield
+    if not was_connected:
+        post_save.disconnect(sender=user_model, dispatch_uid=uid)

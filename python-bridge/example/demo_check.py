@@ -7,7 +7,11 @@ data and that the Swift worker recorded the message in
 ``signal_worker_applied`` (so the worker, not Python, wrote it). Standard
 library only.
 
-    python demo_check.py --url http://127.0.0.1:8000 --database /abs/db.sqlite3 [--mode sync|async]
+    python demo_check.py --url http://127.0.0.1:8000 --database /abs/db.sqlite3 [--mode sync|async] \
+        [--metrics-url http://127.0.0.1:9557/metrics]
+
+With ``--metrics-url`` it also reads the worker's Prometheus metrics: one
+``created`` and one ``updated`` request, as the worker counted them.
 
 Exit status 0 when every check passed, 1 otherwise.
 """
@@ -132,7 +136,20 @@ def wait_until(label, predicate, seconds=5):
     print(f"  ok  {label}")
 
 
-def run(url, database_path, mode):
+def requests_total(metrics_url):
+    """``signal_worker_requests_total`` by label set, e.g. ``{'status="ok",action="created"': 1.0}``."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=HTTP_TIMEOUT) as response:
+            text = response.read().decode()
+    except OSError as error:
+        raise CheckFailed(f"GET {metrics_url}: {error}") from error
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"^signal_worker_requests_total\{([^}]*)\} (\S+)$", text, re.M)
+    }
+
+
+def run(url, database_path, mode, metrics_url=None):
     browser = Browser(url)
     db = Database(database_path)
     if not db.has_table("signal_worker_applied"):
@@ -183,6 +200,12 @@ def run(url, database_path, mode):
     _, page = browser.get("/")
     expect("user listed on /", f">{username}<" in page, True)
 
+    if metrics_url:
+        print(f"metrics at {metrics_url}")
+        counts = requests_total(metrics_url)
+        expect("signal_worker_requests_total created", counts.get('status="ok",action="created"'), 1.0)
+        expect("signal_worker_requests_total updated", counts.get('status="ok",action="updated"'), 1.0)
+
     # The bridge's own tables, when it has them: every message acknowledged
     # (acked outbox rows are deleted in the background) and none refused.
     if db.has_table("signal_bridge_outbox"):
@@ -203,9 +226,10 @@ def main():
     parser.add_argument("--url", required=True, help="the demo's base URL")
     parser.add_argument("--database", required=True, help="path of the SQLite database")
     parser.add_argument("--mode", choices=["sync", "async"], default="sync")
+    parser.add_argument("--metrics-url", help="the worker's /metrics (a worker that served only this check)")
     args = parser.parse_args()
     try:
-        run(args.url, args.database, args.mode)
+        run(args.url, args.database, args.mode, args.metrics_url)
     except CheckFailed as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ Errors come from the same validation ``conf.get()`` runs (``signal_bridge.E0xx``
 plus what needs the app registry: model labels and importable local
 receivers. Warnings cover SQLite set up so that the worker, which writes the
 same file, would make Django's writes fail with "database is locked"
-(DESIGN.md §1). The worker's reachability is a ``deploy`` check only: it
+(docs/OPERATIONS.md, "SQLite shared with Django"). The worker's reachability is a ``deploy`` check only: it
 talks to the network, so it never runs at import time or in a plain
 ``check``.
 """
@@ -150,7 +150,7 @@ def check_sqlite(app_configs=None, databases=None, **kwargs):
                 checks.Warning(
                     f"Database {alias!r} is SQLite without IMMEDIATE transactions: a transaction that "
                     "reads and then writes while the worker writes fails with 'database is locked' "
-                    "instead of waiting (DESIGN.md section 1).",
+                    'instead of waiting (docs/OPERATIONS.md, "SQLite shared with Django").',
                     hint=(
                         'Set DATABASES[...]["OPTIONS"]["transaction_mode"] = "IMMEDIATE".'
                         if _HAS_SQLITE_OPTIONS

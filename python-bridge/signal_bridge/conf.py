@@ -30,16 +30,37 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
     letters; ``"__all__"``: every concrete non-many-to-many field (list a
     many-to-many field to send it: it costs a query inside ``save()``).
     Secret-looking names in ``fields`` are reported by ``signal_bridge.W004``.
-``TIMEOUT_MS`` (``2000``)
-    How long one attempt waits for a reply (sync, async and relay).
-``RETRIES`` (``2``)
-    Sync only: attempts after the first, each on a fresh socket (Lazy Pirate).
-``ON_UNREACHABLE`` (``"raise"``)
+``TIMEOUT_MS`` (``300``)
+    How long one attempt waits for a reply (sync, async and relay; in a
+    pipeline, how long it may go without any reply).
+``RETRIES`` (``1``)
+    Sync only: attempts after the first, each on a fresh socket (Lazy Pirate);
+    also how often a ``store_unavailable`` reply is retried.
+``ON_UNREACHABLE`` (``"defer"``)
     Sync only, when no reply came after all attempts (or the worker kept
-    answering ``store_unavailable``): ``"raise"`` raises ``WorkerUnreachable``
-    (or the retryable ``WorkerError``), ``"defer"`` logs a warning; with both
-    the message stays in the outbox for the relay. ``"local"`` runs the Python
-    receiver named in ``LOCAL_RECEIVERS`` in process instead.
+    answering ``store_unavailable``): ``"defer"`` logs a warning and
+    returns, ``"raise"`` raises ``WorkerUnreachable`` (or the retryable
+    ``WorkerError``); with both the message stays in the outbox for the
+    relay. ``"local"`` runs the Python receiver named in
+    ``LOCAL_RECEIVERS`` in process instead.
+
+    Why these three defaults: with the worker down, the first sync
+    ``save()`` waits ``TIMEOUT_MS * (RETRIES + 1)`` = 0.6 s, returns, and
+    leaves the message in the outbox for the relay; the saves after it skip
+    the network for ``UNREACHABLE_COOLDOWN_MS``. (The earlier 2000 ms, 2
+    retries and ``"raise"`` made that first save wait 6 s and then raise
+    after the user's row had committed: a 500 page, a user without a
+    profile.) 300 ms is over twice the slowest sync ``save()`` measured
+    (p99 108-132 ms with four Django processes on SQLite, 6-22 ms on
+    PostgreSQL; README, "Configuration"). The one retry goes out on a fresh
+    socket with the same id: a reply that was only slow still arrives
+    within the same ``save()`` (the resend is answered ``duplicate`` once
+    the first commits), and behind ``signal-worker broker`` a resend after a
+    worker died reaches a live one. In the async and relay pipelines the
+    timeout bounds a silence (every reply restarts it); a round cut short
+    leaves its messages in the outbox, resent later with the same ids
+    (``duplicate``). Raise ``TIMEOUT_MS`` where the worker is known to pause
+    longer, e.g. SQLite shared with long Django transactions.
 ``LOCAL_RECEIVERS`` (``{}``)
     ``{"app_label.model": "dotted.path.to.receiver"}`` for ``"local"``.
 ``UNREACHABLE_COOLDOWN_MS`` (``5000``)
@@ -115,9 +136,9 @@ DEFAULTS: dict[str, Any] = {
     "ENDPOINT": "tcp://127.0.0.1:5557",
     "MODE": "sync",
     "SENDERS": {},
-    "TIMEOUT_MS": 2000,
-    "RETRIES": 2,
-    "ON_UNREACHABLE": "raise",
+    "TIMEOUT_MS": 300,
+    "RETRIES": 1,
+    "ON_UNREACHABLE": "defer",
     "LOCAL_RECEIVERS": {},
     "UNREACHABLE_COOLDOWN_MS": 5000,
     "ASYNC_QUEUE_SIZE": 10000,

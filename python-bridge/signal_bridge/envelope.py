@@ -42,7 +42,7 @@ def uuid7() -> str:
     """A UUIDv7 string (RFC 9562): 48-bit Unix milliseconds, then random bits.
 
     Time-ordered ids keep the worker's dedupe index growing at its right
-    edge (DESIGN.md §3). Within one millisecond a 12-bit counter in
+    edge (docs/PROTOCOL.md, "Request"). Within one millisecond a 12-bit counter in
     ``rand_a`` keeps the ids of this process increasing.
     """
     global _last_ms, _counter

@@ -1,7 +1,7 @@
 """The outbox and the dead-letter table, in the database that saved the sender.
 
 ``OutboxMessage.seq`` is the message's ``seq`` on the wire (docs/PROTOCOL.md,
-"Ordering by seq"): for one object, sequence order is commit order when the
+"Exactly once and ordering"): for one object, sequence order is commit order when the
 row is written in the save's transaction. ``payload`` is the request without
 ``seq`` (``envelope.wire`` adds it).
 """

@@ -1,6 +1,6 @@
 """ZeroMQ client for signal-worker: Lazy Pirate requests and pipelined batches.
 
-Rules this module keeps (``/work/shared/ZEROMQ.md``, pyzmq docs):
+Rules this module keeps (the ZeroMQ guide's Lazy Pirate pattern, pyzmq docs):
 
 - One ``zmq.Context`` per process, created lazily; after ``os.fork()`` the
   child forgets the parent's context and sockets (never closes them: they

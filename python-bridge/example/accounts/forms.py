@@ -8,6 +8,7 @@ and call ``user.save()``; the ``post_save`` receiver (the Swift worker through
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.utils import timezone
 
 from .models import UserProfile
 
@@ -28,9 +29,23 @@ class ProfileFields(forms.Form):
     )
     birthdate = forms.DateField(
         required=False,
-        # <input type="date"> submits and shows YYYY-MM-DD.
+        # <input type="date"> submits and shows YYYY-MM-DD. The browser checks
+        # it before submitting (the forms do not say novalidate): a date it
+        # cannot parse (02/30/1990 typed into the picker) would otherwise be
+        # sent as an empty value, i.e. "no birthdate", without a word.
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Today, when the form is made: the browser refuses later dates too.
+        self.fields["birthdate"].widget.attrs["max"] = timezone.localdate().isoformat()
+
+    def clean_birthdate(self):
+        birthdate = self.cleaned_data.get("birthdate")
+        if birthdate is not None and birthdate > timezone.localdate():
+            raise forms.ValidationError("A birthdate cannot be in the future.", code="future")
+        return birthdate
 
 
 class SignUpForm(ProfileFields):

@@ -8,12 +8,27 @@ sign-up did: put the profile data on ``user._profile_data`` and call
 """
 
 from django.contrib.auth import get_user_model
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 
 from .forms import ProfileEditForm, SignUpForm
 from .models import UserProfile
 
 RECENT_USERS = 20
+
+
+def _not_found(request, username):
+    """The styled 404 page (templates/404.html) for an unknown username.
+
+    Rendered here rather than raised as ``Http404``: with ``DEBUG`` on, as in
+    ``scripts/demo``, Django answers ``Http404`` with its debug page. Other
+    unknown URLs get the same template from Django's own handler when
+    ``DEBUG`` is off.
+    """
+    return render(request, "404.html", {"username": username}, status=404)
+
+
+def _user_or_none(username):
+    return get_user_model().objects.filter(username=username).first()
 
 
 def _profile_or_none(user):
@@ -48,7 +63,9 @@ def signup(request):
 
 
 def profile(request, username):
-    user = get_object_or_404(get_user_model(), username=username)
+    user = _user_or_none(username)
+    if user is None:
+        return _not_found(request, username)
     return render(
         request,
         "accounts/profile.html",
@@ -57,7 +74,9 @@ def profile(request, username):
 
 
 def profile_edit(request, username):
-    user = get_object_or_404(get_user_model(), username=username)
+    user = _user_or_none(username)
+    if user is None:
+        return _not_found(request, username)
     current = _profile_or_none(user)
     if current is None:
         # The receiver's update branch skips users without a profile: say so

@@ -74,6 +74,9 @@ USE_I18N = True
 USE_TZ = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# No static files (the pages inline their CSS); Django's test live server
+# (tests/test_browser.py) needs the setting all the same.
+STATIC_URL = "static/"
 
 
 # Every view runs in one transaction. For the bridge this matters: Django sends
@@ -118,7 +121,7 @@ def database_from_url(url):
         if django.VERSION >= (5, 1):
             # Every atomic() starts with BEGIN IMMEDIATE, so a writer waits on
             # the busy timeout instead of failing with "database is locked"
-            # (see DESIGN.md §1); WAL on every connection.
+            # (docs/OPERATIONS.md, "SQLite shared with Django"); WAL on every connection.
             options["transaction_mode"] = "IMMEDIATE"
             options["init_command"] = "PRAGMA journal_mode=WAL;"
         # Django 4.2 has neither option: accounts.apps switches the file to WAL
@@ -171,8 +174,9 @@ SIGNAL_BRIDGE = {
         # the message or the outbox (and half the rendering cost).
         "auth.user": {"signals": ["post_save"], "attrs": ["_profile_data"], "fields": ["username"]},
     },
-    # Sync mode, worker not answering: "raise" (default), "defer" (the relay
-    # sends it later) or "local" (run the Python receiver named here).
-    "ON_UNREACHABLE": "raise",
+    # Sync mode, worker not answering: ON_UNREACHABLE is left at its default,
+    # "defer" (save() returns after TIMEOUT_MS, the relay sends the message
+    # later); "raise" would answer the sign-up with a 500, "local" runs the
+    # Python receiver named here.
     "LOCAL_RECEIVERS": {"auth.user": "accounts.receivers.create_or_update_user_profile"},
 }

@@ -9,30 +9,19 @@ same pages against the Swift worker are exercised by ``scripts/demo --check``.
 
 import datetime
 import json
+import re
+import socket
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models.signals import post_save
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import UserProfile
-from accounts.receivers import create_or_update_user_profile
 
-RECEIVER_UID = "accounts.create_or_update_user_profile"
 NOT_SET = object()
-
-
-@pytest.fixture
-def in_process_receiver(settings):
-    """The Python receiver on ``post_save``, the bridge off."""
-    settings.ACCOUNTS_RECEIVER = "in_process"
-    settings.SIGNAL_BRIDGE = {**getattr(settings, "SIGNAL_BRIDGE", {}), "ENABLED": False}
-    user_model = get_user_model()
-    was_connected = post_save.disconnect(sender=user_model, dispatch_uid=RECEIVER_UID)
-    post_save.connect(create_or_update_user_profile, sender=user_model, dispatch_uid=RECEIVER_UID)
-    yield
-    if not was_connected:
-        post_save.disconnect(sender=user_model, dispatch_uid=RECEIVER_UID)
 
 
 @pytest.fixture
@@ -111,6 +100,9 @@ def test_signup_leaves_empty_optional_fields_out_of_profile_data(client, sent):
         ({"sex": "O"}, "sex"),
         ({"birthdate": "not a date"}, "birthdate"),
         ({"birthdate": "2021-02-29"}, "birthdate"),
+        ({"birthdate": "1990-02-30"}, "birthdate"),
+        ({"birthdate": "02/30/1990"}, "birthdate"),
+        ({"birthdate": "2999-01-01"}, "birthdate"),
     ],
     ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={v}" for k, v in v.items()),
 )
@@ -161,8 +153,59 @@ def test_profile_page_without_a_profile_says_so(client, in_process_receiver, rec
     assert "reload this page" in html
 
 
-def test_profile_page_of_an_unknown_user_is_404(client, in_process_receiver):
-    assert client.get(reverse("accounts:profile", args=["nobody"])).status_code == 404
+@pytest.mark.parametrize("view", ["accounts:profile", "accounts:profile_edit"])
+@pytest.mark.parametrize("debug", [True, False], ids=["DEBUG", "no-DEBUG"])
+def test_an_unknown_user_gets_the_demo_styled_404(client, in_process_receiver, settings, view, debug):
+    settings.DEBUG = debug  # scripts/demo runs with DEBUG on, where Http404 shows Django's debug page
+
+    response = client.get(reverse(view, args=["nobody"]))
+
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "There is no user “nobody”." in html
+    assert "DjangoSignalWorker demo" in html  # the site's layout, not Django's page
+    assert "Using the URLconf" not in html
+
+
+def test_an_unknown_url_gets_the_styled_404_without_debug(client, in_process_receiver, settings):
+    settings.DEBUG = False
+
+    response = client.get("/no/such/page/")
+
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "There is no page at /no/such/page/." in html
+    assert "DjangoSignalWorker demo" in html
+
+
+@pytest.mark.parametrize("name", ["signup", "edit"])
+def test_the_forms_let_the_browser_check_the_date_and_cap_it_at_today(client, sent, name):
+    """No ``novalidate``: the browser refuses a date it cannot parse instead of
+    sending it as an empty value; ``max`` is today (the server checks it too)."""
+    signup(client, username="cap")
+    url = reverse("accounts:signup") if name == "signup" else reverse("accounts:profile_edit", args=["cap"])
+
+    html = client.get(url).content.decode()
+
+    assert "novalidate" not in html
+    today = timezone.localdate().isoformat()
+    assert re.search(rf'<input type="date" name="birthdate"[^>]* max="{today}"', html), html
+
+
+def test_edit_refuses_a_birthdate_in_the_future(client, sent):
+    signup(client, birthdate="1990-01-02")
+    sent.clear()
+    tomorrow = timezone.localdate() + datetime.timedelta(days=1)
+
+    response = client.post(
+        reverse("accounts:profile_edit", args=["ann"]),
+        {"profile_type": "business", "birthdate": tomorrow.isoformat()},
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["birthdate"] == ["A birthdate cannot be in the future."]
+    assert sent == []
+    assert profile_row("ann")["birthdate"] == datetime.date(1990, 1, 2)
 
 
 def test_edit_sends_only_changed_fields_and_none_for_a_cleared_one(client, sent):
@@ -270,3 +313,30 @@ def test_the_example_sends_the_username_and_never_the_password_hash(client, sett
     assert message["instance"] == {"model": "auth.user", "pk": user.pk, "fields": {"username": "bea"}}
     assert message["attrs"]["_profile_data"]["sex"] == "F"
     assert user.password and user.password not in row.payload
+
+
+@pytest.mark.django_db(transaction=True)
+def test_signup_with_the_worker_down_redirects_and_keeps_the_message(client, settings):
+    """The example's own SIGNAL_BRIDGE (sync, ON_UNREACHABLE left at its default)
+    with nothing listening: the sign-up still succeeds, quickly, and the message
+    waits in the outbox for the relay instead of the page answering 500."""
+    from signal_bridge.models import OutboxMessage
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    settings.SIGNAL_BRIDGE = {**settings.SIGNAL_BRIDGE, "ENABLED": True, "MODE": "sync", "ENDPOINT": endpoint}
+    # Time the bridge, not PBKDF2 (about a second for one password on a busy 2-core machine).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+    started = time.monotonic()
+    response = signup(client, username="dora", sex="F")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 302, "the sign-up must not fail because the worker is down"
+    assert elapsed < 2.0, f"the sign-up took {elapsed:.2f} s"
+    user = get_user_model().objects.get(username="dora")
+    (row,) = OutboxMessage.objects.all()
+    assert json.loads(row.payload)["instance"]["pk"] == user.pk
+    page = client.get(response["Location"]).content.decode()
+    assert "No profile yet." in page
