@@ -69,6 +69,10 @@ public struct CurveServerSecurity: Sendable, Hashable {
     public var serverKeys: CurveKeyPair
     /// The client public keys admitted, by name (the key file's name, for logs).
     public var allowedClients: [String: CurveKey]
+    /// TEST ONLY (fault injection, `SIGNAL_WORKER_TEST_ONLY_ZAP_FAULT_AT_REQUEST`): the authentication
+    /// handler fails when it receives this authentication request (1-based), so tests can see the
+    /// worker stop rather than admit clients unchecked. `nil` in production.
+    public var testOnlyHandlerFaultAtRequest: Int?
 
     /// Creates the settings.
     public init(serverKeys: CurveKeyPair, allowedClients: [String: CurveKey]) {

@@ -159,6 +159,9 @@ struct ServeCommand: AsyncParsableCommand {
         if !curveSecretKeyFile.isEmpty {
             configuration.curve = try CurveServerSecurity.load(
                 secretKeyFile: curveSecretKeyFile, allowedClientsDirectory: curveAllowedClients)
+            // Test only: not an option, so it is not in --help; it can only make the worker stop.
+            configuration.curve?.testOnlyHandlerFaultAtRequest =
+                EnvironmentDefault.optionalString("SIGNAL_WORKER_TEST_ONLY_ZAP_FAULT_AT_REQUEST").flatMap { Int($0) }
         }
         return configuration
     }
