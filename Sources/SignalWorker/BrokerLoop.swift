@@ -82,11 +82,12 @@ final class BrokerLoop: Sendable {
     /// A ROUTER bound to `endpoint`, and the endpoint with a `*` port resolved; the backend also sends ZMTP heartbeats, so a worker whose host
     /// vanished without closing its connection is noticed by libzmq too.
     private func bind(_ endpoint: String, role: String) throws(WorkerError) -> (Socket, String) {
+        try configuration.checkBindIsAuthenticated(role: role)
         do {
             let socket = try Socket(context: thread.context, type: .router)
             try socket.set(.routerMandatory, true)
             try socket.set(.maxMessageSize, configuration.maxMessageBytes)
-            try socket.set(.receiveHighWaterMark, configuration.highWaterMark)
+            try socket.set(.receiveHighWaterMark, configuration.receiveHighWaterMark)
             try socket.set(.sendHighWaterMark, configuration.highWaterMark)
             try socket.set(.linger, configuration.linger)
             if role == "backend" {

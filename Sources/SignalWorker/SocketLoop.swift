@@ -124,6 +124,7 @@ final class SocketLoop: Sendable {
     /// The bound ROUTER clients connect to (the default mode), and its CURVE authentication
     /// handler if it has one.
     private func bindRouter() throws(WorkerError) -> (Socket, String, ZAPAuthenticator?) {
+        try configuration.checkBindIsAuthenticated()
         var authenticator: ZAPAuthenticator?
         if let curve = configuration.curve {
             // The handler must listen before the first client can finish a handshake.
@@ -184,7 +185,7 @@ final class SocketLoop: Sendable {
 
     private func setLimits(on socket: Socket) throws(ZeroMQError) {
         try socket.set(.maxMessageSize, configuration.maxMessageBytes)
-        try socket.set(.receiveHighWaterMark, configuration.highWaterMark)
+        try socket.set(.receiveHighWaterMark, configuration.receiveHighWaterMark)
         try socket.set(.sendHighWaterMark, configuration.highWaterMark)
         try socket.set(.linger, configuration.linger)
     }

@@ -39,12 +39,17 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var maxBatchWait: Duration = .zero
     /// Largest request frame decoded; larger ones get `bad_request`.
     public var maxRequestBytes: Int = 64 * 1024
-    /// Transport cap (`ZMQ_MAXMSGSIZE`): a peer sending more is disconnected by libzmq.
-    public var maxMessageBytes: Int64 = 1024 * 1024
+    /// Transport cap (`ZMQ_MAXMSGSIZE`, per frame): a peer sending a bigger frame is disconnected by
+    /// libzmq. Keep it above ``maxRequestBytes`` so that a frame a little too large is answered
+    /// `bad_request` rather than dropped; the default is ``maxRequestBytes`` + 64 KiB.
+    public var maxMessageBytes: Int64 = 128 * 1024
     /// Requests waiting for the store before the worker stops reading the socket (backpressure).
     public var maxQueuedRequests: Int = 10_000
-    /// ZeroMQ receive and send high-water marks (messages).
+    /// ZeroMQ send high-water mark (replies queued per peer).
     public var highWaterMark: Int = 100_000
+    /// ZeroMQ receive high-water mark: complete requests libzmq queues per peer before it stops
+    /// reading that peer's connection (so one peer holds at most this many × ``maxMessageBytes``).
+    public var receiveHighWaterMark: Int = 1_000
     /// How long closing the socket may wait for final replies to flush.
     public var linger: Duration = .seconds(2)
     /// SQLite durability of acknowledged commits (`PRAGMA synchronous`): `.full` survives power loss.
@@ -57,6 +62,8 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var metricsBind: String?
     /// CURVE encryption and client authentication, or `nil` for plaintext (loopback only).
     public var curve: CurveServerSecurity?
+    /// Bind a non-loopback ``bind`` without CURVE (`--allow-unauthenticated`); refused otherwise.
+    public var allowUnauthenticated: Bool = false
 
     /// Creates the default configuration.
     public init() {}
@@ -86,21 +93,6 @@ public struct CurveServerSecurity: Sendable, Hashable {
             serverKeys: try CurveKeyFiles.readKeyPair(secretKeyFile: secretKeyFile),
             allowedClients: try CurveKeyFiles.readAllowedClients(directory: allowedClientsDirectory))
     }
-}
-
-/// Whether a ZeroMQ endpoint can only be reached from this machine (`ipc://`, `inproc://`,
-/// TCP on a loopback address); anything else is exposed to the network.
-public func endpointIsLocal(_ endpoint: String) -> Bool {
-    if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
-    guard endpoint.hasPrefix("tcp://") else { return false }
-    let address = endpoint.dropFirst("tcp://".count)
-    let host: Substring
-    if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
-        host = address[address.index(after: address.startIndex)..<close]
-    } else {
-        host = address.split(separator: ":", maxSplits: 1).first ?? ""
-    }
-    return host == "localhost" || host == "::1" || host.hasPrefix("127.") || host == "lo"
 }
 
 /// Which database the worker writes, parsed from `--store`.

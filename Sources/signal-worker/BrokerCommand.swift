@@ -31,7 +31,8 @@ struct BrokerCommand: AsyncParsableCommand {
 
             No live worker: the broker answers store_unavailable (retryable) at once. SIGTERM or \
             SIGINT stops it within about a second, exit status 0. The broker's sockets are plaintext \
-            (no CURVE): keep both endpoints on loopback or a private network.
+            (no CURVE): it refuses to bind them on an address reachable from the network unless \
+            --allow-unauthenticated says a firewall or private network keeps strangers out.
             """)
 
     @Option(
@@ -53,8 +54,19 @@ struct BrokerCommand: AsyncParsableCommand {
     var heartbeatInterval: DurationArgument = EnvironmentDefault.duration(
         "SIGNAL_WORKER_BROKER_HEARTBEAT_INTERVAL", .seconds(1))
 
-    @Option(help: "Transport cap (ZMQ_MAXMSGSIZE) on both sockets: a peer sending a bigger frame is disconnected. [env: SIGNAL_WORKER_BROKER_MAX_MESSAGE_BYTES]")
-    var maxMessageBytes: Int = EnvironmentDefault.int("SIGNAL_WORKER_BROKER_MAX_MESSAGE_BYTES", 1024 * 1024)
+    @Option(help: "Transport cap (ZMQ_MAXMSGSIZE) per frame on both sockets: a peer sending a bigger frame is disconnected. Keep it at least the workers' --max-message-bytes. [env: SIGNAL_WORKER_BROKER_MAX_MESSAGE_BYTES]")
+    var maxMessageBytes: Int = EnvironmentDefault.int("SIGNAL_WORKER_BROKER_MAX_MESSAGE_BYTES", 128 * 1024)
+
+    @Flag(
+        name: .customLong("allow-unauthenticated"),
+        help: "Allow --frontend or --backend on an address reachable from the network without authentication (refused otherwise): anyone who can connect could send requests (frontend) or take them (backend). Only behind a firewall or on a private network. [env: SIGNAL_WORKER_ALLOW_UNAUTHENTICATED=1]"
+    )
+    var allowUnauthenticatedFlag = false
+
+    /// `--allow-unauthenticated` or its variable (a flag's default cannot be `true`).
+    var allowUnauthenticated: Bool {
+        allowUnauthenticatedFlag || EnvironmentDefault.flag("SIGNAL_WORKER_ALLOW_UNAUTHENTICATED")
+    }
 
     @OptionGroup var logging: LoggingOptions
 
@@ -75,9 +87,16 @@ struct BrokerCommand: AsyncParsableCommand {
         configuration.backend = backend
         configuration.heartbeatInterval = heartbeatInterval.duration
         configuration.maxMessageBytes = Int64(maxMessageBytes)
+        configuration.allowUnauthenticated = allowUnauthenticated
+        do {
+            try configuration.checkBindsAreAuthenticated()
+        } catch {
+            logger.critical("cannot run the broker: \(error.message)")
+            throw ExitCode.failure
+        }
         for (role, endpoint) in [("frontend", frontend), ("backend", backend)] where !endpointIsLocal(endpoint) {
             logger.warning(
-                "the broker's \(role) \(endpoint) is reachable from the network and has no CURVE: anyone who can connect can send (frontend) or take (backend) requests. Keep it on a private network.")
+                "the broker's \(role) \(endpoint) is reachable from the network and has no CURVE (--allow-unauthenticated): anyone who can connect can send (frontend) or take (backend) requests. Keep it on a private network.")
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -62,8 +62,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest request frame decoded; larger ones get bad_request. [env: SIGNAL_WORKER_MAX_REQUEST_BYTES]")
     var maxRequestBytes: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_REQUEST_BYTES", 64 * 1024)
 
-    @Option(help: "Transport cap (ZMQ_MAXMSGSIZE): a client sending a bigger frame is disconnected. [env: SIGNAL_WORKER_MAX_MESSAGE_BYTES]")
-    var maxMessageBytes: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_MESSAGE_BYTES", 1024 * 1024)
+    @Option(help: "Transport cap (ZMQ_MAXMSGSIZE) per frame: a client sending a bigger frame is disconnected without a reply. Default: --max-request-bytes + 65536, so a frame a little over --max-request-bytes still gets bad_request. [env: SIGNAL_WORKER_MAX_MESSAGE_BYTES]")
+    var maxMessageBytes: Int?
+
+    /// `--max-message-bytes`, else its variable, else --max-request-bytes + 64 KiB.
+    var effectiveMaxMessageBytes: Int {
+        maxMessageBytes ?? EnvironmentDefault.optionalString("SIGNAL_WORKER_MAX_MESSAGE_BYTES").flatMap { Int($0) }
+            ?? maxRequestBytes + 64 * 1024
+    }
 
     @Option(help: "Milliseconds the socket may take on shutdown to flush final replies (LINGER). [env: SIGNAL_WORKER_LINGER_MS]")
     var lingerMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_LINGER_MS", 2_000)
@@ -86,6 +92,17 @@ struct ServeCommand: AsyncParsableCommand {
             valueName: "directory"))
     var curveAllowedClients: String = EnvironmentDefault.string("SIGNAL_WORKER_CURVE_ALLOWED_CLIENTS", "")
 
+    @Flag(
+        name: .customLong("allow-unauthenticated"),
+        help: "Allow --bind on an address reachable from the network without CURVE (refused otherwise): anyone who can connect could write profiles. Only behind a firewall or on a private network. [env: SIGNAL_WORKER_ALLOW_UNAUTHENTICATED=1]"
+    )
+    var allowUnauthenticatedFlag = false
+
+    /// `--allow-unauthenticated` or its variable (a flag's default cannot be `true`).
+    var allowUnauthenticated: Bool {
+        allowUnauthenticatedFlag || EnvironmentDefault.flag("SIGNAL_WORKER_ALLOW_UNAUTHENTICATED")
+    }
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -97,7 +114,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-concurrent-batches must be 0 (the store's choice) to 16")
         }
         guard maxBatchWaitMs >= 0, lingerMs >= 0 else { throw ValidationError("durations must not be negative") }
-        guard maxRequestBytes >= 256, maxMessageBytes >= maxRequestBytes else {
+        guard maxRequestBytes >= 256, effectiveMaxMessageBytes >= maxRequestBytes else {
             throw ValidationError("--max-request-bytes must be ≥ 256 and ≤ --max-message-bytes")
         }
         guard dedupeRetentionHours >= 1 else { throw ValidationError("--dedupe-retention-hours must be at least 1") }
@@ -152,10 +169,11 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.maxBatchWait = .milliseconds(maxBatchWaitMs)
         configuration.maxQueuedRequests = maxQueuedRequests
         configuration.maxRequestBytes = maxRequestBytes
-        configuration.maxMessageBytes = Int64(maxMessageBytes)
+        configuration.maxMessageBytes = Int64(effectiveMaxMessageBytes)
         configuration.linger = .milliseconds(lingerMs)
         configuration.dedupeRetention = .seconds(dedupeRetentionHours * 3600)
         configuration.metricsBind = metricsBind.isEmpty ? nil : metricsBind
+        configuration.allowUnauthenticated = allowUnauthenticated
         if !curveSecretKeyFile.isEmpty {
             configuration.curve = try CurveServerSecurity.load(
                 secretKeyFile: curveSecretKeyFile, allowedClientsDirectory: curveAllowedClients)
@@ -190,11 +208,13 @@ struct ServeCommand: AsyncParsableCommand {
                 "zeromq": "\(RuntimeInfo.zeroMQDescription)",
                 "curve": "\(configuration.curve.map { "on, \($0.allowedClients.count) client key(s)" } ?? "off")",
             ])
-        if configuration.connect == nil, configuration.curve == nil, !endpointIsLocal(configuration.bind) {
+        if configuration.connect == nil, configuration.curve == nil, !endpointIsLocal(configuration.bind),
+            configuration.allowUnauthenticated
+        {
             let warning =
-                "\(configuration.bind) is reachable from the network WITHOUT CURVE: anyone who can connect can write "
-                + "profiles, and traffic is plaintext. Bind 127.0.0.1 or an ipc:// path, or pass --curve-secret-key-file "
-                + "and --curve-allowed-clients (see `signal-worker keygen`)."
+                "\(configuration.bind) is reachable from the network WITHOUT CURVE (--allow-unauthenticated): anyone who "
+                + "can connect can write profiles, and traffic is plaintext. Bind 127.0.0.1 or an ipc:// path, or pass "
+                + "--curve-secret-key-file and --curve-allowed-clients (see `signal-worker keygen`)."
             logger.warning("\(warning)")
         }
         do {
