@@ -77,7 +77,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Hours applied message ids are kept for dedupe. [env: SIGNAL_WORKER_DEDUPE_RETENTION_HOURS]")
     var dedupeRetentionHours: Int = EnvironmentDefault.int("SIGNAL_WORKER_DEDUPE_RETENTION_HOURS", 7 * 24)
 
-    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9557; empty (the default) serves none. [env: SIGNAL_WORKER_METRICS_BIND]")
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9557; a bare port binds 127.0.0.1; empty (the default) serves none. No authentication: any other host logs a warning. At most 16 connections, each closed if its request is not complete within 5 s. [env: SIGNAL_WORKER_METRICS_BIND]")
     var metricsBind: String = EnvironmentDefault.string("SIGNAL_WORKER_METRICS_BIND", "")
 
     @Option(

@@ -11,10 +11,14 @@ import Darwin
 final class RawTCPConnection {
     private(set) var descriptor: Int32
 
-    /// Connects to `host:port` (IPv4), or throws.
-    init(host: String, port: Int) throws {
+    /// Connects to `host:port` (IPv4) within `timeout`, or throws.
+    init(host: String, port: Int, timeout: Duration = .seconds(10)) throws {
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw TestFailure("socket(): \(String(cString: strerror(errno)))") }
+        // Linux applies SO_SNDTIMEO to connect(): a listener that stopped accepting fails the
+        // test instead of hanging it.
+        var limit = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
