@@ -1,6 +1,7 @@
 import Foundation
 
 import ProfileReceiver
+import ProfileStorePostgres
 import ProfileStoreSQLite
 import ZeroMQ
 
@@ -111,6 +112,9 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Parses `sqlite:///abs/path`, `sqlite://relative/path`, a bare path, or `postgres://…`/`postgresql://…`.
+    ///
+    /// Anything else that starts like a URL (`scheme:`) is refused rather than taken for a file
+    /// name: `postgres:/app:pw@db/app` is a typo, not a path. Errors show it password redacted.
     public init(parsing text: String) throws(WorkerError) {
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
             self = .postgres(url: text)
@@ -120,29 +124,30 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
                 throw WorkerError(.configuration, "store URL \(text) has no path; use sqlite:///abs/path/db.sqlite3")
             }
             self = .sqlite(path: path)
-        } else if text.contains("://") {
+        } else if text.contains("://") || Self.startsWithScheme(text) {
             throw WorkerError(
-                .configuration, "unknown store scheme in \(text); use sqlite:///path/db.sqlite3 or postgres://user@host:port/db")
+                .configuration,
+                "unknown store scheme in \(URLRedaction.redactingPassword(in: text)); use sqlite:///path/db.sqlite3 or "
+                    + "postgres://user@host:port/db")
         } else {
             self = .sqlite(path: text)
         }
+    }
+
+    /// `letters:` at the start (RFC 3986 scheme characters), as URLs begin and file paths do not.
+    private static func startsWithScheme(_ text: String) -> Bool {
+        guard let colon = text.firstIndex(of: ":"), let first = text.first, first.isASCII, first.isLetter else {
+            return false
+        }
+        return text[..<colon].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }
     }
 
     /// The location for logs: the SQLite path or the PostgreSQL URL without its password.
     public var description: String {
         switch self {
         case .sqlite(let path): return "sqlite://\(path)"
-        case .postgres(let url): return Self.redacted(url)
+        case .postgres(let url): return URLRedaction.redactingPassword(in: url)
         }
-    }
-
-    private static func redacted(_ url: String) -> String {
-        guard let schemeEnd = url.range(of: "://"), let at = url[schemeEnd.upperBound...].lastIndex(of: "@") else {
-            return url
-        }
-        let credentials = url[schemeEnd.upperBound..<at]
-        guard let colon = credentials.firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":***" + String(url[at...])
     }
 }
 
