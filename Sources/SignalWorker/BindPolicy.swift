@@ -81,8 +81,11 @@ extension BrokerConfiguration {
     public func checkBindIsAuthenticated(role: String) throws(WorkerError) {
         let frontend = role == "frontend"
         try BindPolicy.check(
-            frontend ? self.frontend : backend, role: "the broker's --\(role)", curve: false,
-            allowUnauthenticated: allowUnauthenticated, curveOptions: nil,
+            frontend ? self.frontend : backend, role: "the broker's --\(role)",
+            curve: (frontend ? frontendCurve : backendCurve) != nil, allowUnauthenticated: allowUnauthenticated,
+            curveOptions: frontend
+                ? "--frontend-curve-secret-key-file and --frontend-curve-allowed-clients"
+                : "--backend-curve-secret-key-file and --backend-curve-allowed-workers",
             exposure: frontend
                 ? "without authentication anyone who can connect could send requests that workers apply"
                 : "without authentication anyone who can connect could pose as a worker and take requests")

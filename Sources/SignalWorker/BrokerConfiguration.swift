@@ -20,6 +20,13 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxMessageBytes: Int64 = 128 * 1024
     /// Bind a non-loopback frontend or backend without CURVE (`--allow-unauthenticated`); refused otherwise.
     public var allowUnauthenticated: Bool = false
+    /// CURVE on the frontend: the broker's key pair and the client public keys admitted (the
+    /// Django shim's); `nil` for plaintext.
+    public var frontendCurve: CurveServerSecurity?
+    /// CURVE on the backend: the broker's key pair and the worker public keys admitted
+    /// (`serve --connect --curve-secret-key-file`); `nil` for plaintext, when anyone who can
+    /// connect could pose as a worker and take requests.
+    public var backendCurve: CurveServerSecurity?
     /// How long closing the sockets may take to flush messages already queued.
     public var linger: Duration = .milliseconds(200)
     /// Most messages read from one socket before the other gets its turn.

@@ -163,12 +163,19 @@ final class SocketLoop: Sendable {
         guard configuration.curve == nil else {
             throw WorkerError(
                 .configuration,
-                "CURVE is not available with --connect (the broker's sockets are plaintext); keep the broker's backend on a private network or loopback")
+                "--curve-allowed-clients is for a worker that binds; behind a broker the broker admits the clients "
+                    + "(give the worker --curve-secret-key-file and --curve-server-key-file instead)")
         }
         do {
             let socket = try Socket(context: thread.context, type: .dealer)
             try socket.set(.routingID, Self.processRoutingID())
             try setLimits(on: socket)
+            if let curve = configuration.brokerCurve {
+                // A broker whose backend has CURVE admits only the workers whose keys it lists.
+                try socket.set(.curveServerKey, curve.serverKey)
+                try socket.set(.curvePublicKey, curve.clientKeys.publicKey)
+                try socket.set(.curveSecretKey, curve.clientKeys.secretKey)
+            }
             // ZMTP heartbeats: a broker that vanished without closing the connection is noticed,
             // and libzmq reconnects in the background.
             try socket.set(.heartbeatInterval, configuration.heartbeatInterval)
@@ -176,7 +183,10 @@ final class SocketLoop: Sendable {
             try socket.connect(broker)
             logger.info(
                 "connecting to the broker",
-                metadata: ["backend": "\(broker)", "heartbeat_interval": "\(configuration.heartbeatInterval)"])
+                metadata: [
+                    "backend": "\(broker)", "heartbeat_interval": "\(configuration.heartbeatInterval)",
+                    "curve": "\(configuration.brokerCurve == nil ? "off" : "on")",
+                ])
             return (socket, broker)
         } catch {
             throw WorkerError(.socket, "cannot connect to the broker at \(broker): \(error)")

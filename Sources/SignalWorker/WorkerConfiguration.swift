@@ -13,8 +13,8 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var bind: String = "tcp://127.0.0.1:5557"
     /// A broker's backend (`signal-worker broker --backend`) to connect to instead of binding: the
     /// socket is then a DEALER that announces itself with `worker_ready` every ``heartbeatInterval``
-    /// and gets the same request frames a bound ROUTER would. `nil`: bind ``bind``. CURVE is not
-    /// available in this mode.
+    /// and gets the same request frames a bound ROUTER would. `nil`: bind ``bind``. CURVE in this
+    /// mode is ``brokerCurve``.
     public var connect: String?
     /// How often a worker in connect mode sends `worker_ready` (the broker's `--heartbeat-interval`:
     /// it drops a worker after three missed ones).
@@ -65,6 +65,9 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var curve: CurveServerSecurity?
     /// Bind a non-loopback ``bind`` without CURVE (`--allow-unauthenticated`); refused otherwise.
     public var allowUnauthenticated: Bool = false
+    /// With ``connect``: CURVE towards the broker's backend (this worker's key pair, which the broker
+    /// must list, and the broker's public key); `nil` for plaintext.
+    public var brokerCurve: HealthCheck.CurveClient?
 
     /// Creates the default configuration.
     public init() {}

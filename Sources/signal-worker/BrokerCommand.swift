@@ -30,9 +30,15 @@ struct BrokerCommand: AsyncParsableCommand {
             go round-robin.
 
             No live worker: the broker answers store_unavailable (retryable) at once. SIGTERM or \
-            SIGINT stops it within about a second, exit status 0. The broker's sockets are plaintext \
-            (no CURVE): it refuses to bind them on an address reachable from the network unless \
-            --allow-unauthenticated says a firewall or private network keeps strangers out.
+            SIGINT stops it within about a second, exit status 0.
+
+            Security: either socket can have CURVE (encryption, and a ZAP handler that admits only the \
+            listed public keys): --backend-curve-secret-key-file with --backend-curve-allowed-workers (each \
+            worker then runs `serve --connect ... --curve-secret-key-file WORKER.key \
+            --curve-server-key-file BROKER.pub`), --frontend-curve-secret-key-file with \
+            --frontend-curve-allowed-clients (the shim's CURVE setting, as for a worker). A socket without \
+            CURVE on an address reachable from the network is refused unless --allow-unauthenticated says \
+            a firewall or private network keeps strangers out.
             """)
 
     @Option(
@@ -68,6 +74,30 @@ struct BrokerCommand: AsyncParsableCommand {
         allowUnauthenticatedFlag || EnvironmentDefault.flag("SIGNAL_WORKER_ALLOW_UNAUTHENTICATED")
     }
 
+    @Option(
+        help: ArgumentHelp(
+            "CURVE on the frontend: the broker's secret key file (mode 0600; `signal-worker keygen`). [env: SIGNAL_WORKER_BROKER_FRONTEND_CURVE_SECRET_KEY_FILE]",
+            valueName: "path"))
+    var frontendCurveSecretKeyFile: String = EnvironmentDefault.string("SIGNAL_WORKER_BROKER_FRONTEND_CURVE_SECRET_KEY_FILE", "")
+
+    @Option(
+        help: ArgumentHelp(
+            "CURVE on the frontend: a directory of the client public keys (*.pub) admitted. [env: SIGNAL_WORKER_BROKER_FRONTEND_CURVE_ALLOWED_CLIENTS]",
+            valueName: "directory"))
+    var frontendCurveAllowedClients: String = EnvironmentDefault.string("SIGNAL_WORKER_BROKER_FRONTEND_CURVE_ALLOWED_CLIENTS", "")
+
+    @Option(
+        help: ArgumentHelp(
+            "CURVE on the backend: the broker's secret key file (workers need its public key). [env: SIGNAL_WORKER_BROKER_BACKEND_CURVE_SECRET_KEY_FILE]",
+            valueName: "path"))
+    var backendCurveSecretKeyFile: String = EnvironmentDefault.string("SIGNAL_WORKER_BROKER_BACKEND_CURVE_SECRET_KEY_FILE", "")
+
+    @Option(
+        help: ArgumentHelp(
+            "CURVE on the backend: a directory of the worker public keys (*.pub) admitted; any other worker gets no requests. [env: SIGNAL_WORKER_BROKER_BACKEND_CURVE_ALLOWED_WORKERS]",
+            valueName: "directory"))
+    var backendCurveAllowedWorkers: String = EnvironmentDefault.string("SIGNAL_WORKER_BROKER_BACKEND_CURVE_ALLOWED_WORKERS", "")
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -77,6 +107,12 @@ struct BrokerCommand: AsyncParsableCommand {
         guard maxMessageBytes >= 256 else { throw ValidationError("--max-message-bytes must be at least 256") }
         guard frontend != backend || frontend.hasSuffix(":*") else {
             throw ValidationError("--frontend and --backend must differ")
+        }
+        guard frontendCurveSecretKeyFile.isEmpty == frontendCurveAllowedClients.isEmpty else {
+            throw ValidationError("CURVE on the frontend needs both --frontend-curve-secret-key-file and --frontend-curve-allowed-clients")
+        }
+        guard backendCurveSecretKeyFile.isEmpty == backendCurveAllowedWorkers.isEmpty else {
+            throw ValidationError("CURVE on the backend needs both --backend-curve-secret-key-file and --backend-curve-allowed-workers")
         }
     }
 
@@ -89,12 +125,26 @@ struct BrokerCommand: AsyncParsableCommand {
         configuration.maxMessageBytes = Int64(maxMessageBytes)
         configuration.allowUnauthenticated = allowUnauthenticated
         do {
+            // Test only: not an option, so it is not in --help; it can only make the broker stop.
+            let fault = EnvironmentDefault.optionalString("SIGNAL_WORKER_TEST_ONLY_ZAP_FAULT_AT_REQUEST").flatMap { Int($0) }
+            if !frontendCurveSecretKeyFile.isEmpty {
+                configuration.frontendCurve = try CurveServerSecurity.load(
+                    secretKeyFile: frontendCurveSecretKeyFile, allowedClientsDirectory: frontendCurveAllowedClients)
+                configuration.frontendCurve?.testOnlyHandlerFaultAtRequest = fault
+            }
+            if !backendCurveSecretKeyFile.isEmpty {
+                configuration.backendCurve = try CurveServerSecurity.load(
+                    secretKeyFile: backendCurveSecretKeyFile, allowedClientsDirectory: backendCurveAllowedWorkers)
+                configuration.backendCurve?.testOnlyHandlerFaultAtRequest = fault
+            }
             try configuration.checkBindsAreAuthenticated()
         } catch {
             logger.critical("cannot run the broker: \(error.message)")
             throw ExitCode.failure
         }
-        for (role, endpoint) in [("frontend", frontend), ("backend", backend)] where !endpointIsLocal(endpoint) {
+        for (role, endpoint, curve) in [
+            ("frontend", frontend, configuration.frontendCurve), ("backend", backend, configuration.backendCurve),
+        ] where curve == nil && !endpointIsLocal(endpoint) {
             logger.warning(
                 "the broker's \(role) \(endpoint) is reachable from the network and has no CURVE (--allow-unauthenticated): anyone who can connect can send (frontend) or take (backend) requests. Keep it on a private network.")
         }

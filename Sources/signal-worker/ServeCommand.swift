@@ -18,7 +18,9 @@ struct ServeCommand: AsyncParsableCommand {
             (`signal-worker broker`, several workers), it connects to the broker's backend instead \
             (--connect tcp://BROKER:5558): it announces itself with worker_ready every --heartbeat-interval, \
             and the broker sends each user's messages to one worker. --bind and --connect exclude each \
-            other; CURVE needs --bind.
+            other. CURVE with --bind: --curve-secret-key-file and --curve-allowed-clients (the worker admits \
+            the listed clients); with --connect: --curve-secret-key-file (the worker's own key, listed by \
+            the broker's --backend-curve-allowed-workers) and --curve-server-key-file (the broker's public key).
             """)
 
     @OptionGroup var storeOptions: StoreOptions
@@ -31,7 +33,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Work behind `signal-worker broker`: connect a DEALER to the broker's backend (e.g. tcp://broker-host:5558) instead of binding. One broker per worker; not with --bind or CURVE. [env: SIGNAL_WORKER_BROKER]",
+            "Work behind `signal-worker broker`: connect a DEALER to the broker's backend (e.g. tcp://broker-host:5558) instead of binding. One broker per worker; not with --bind. [env: SIGNAL_WORKER_BROKER]",
             valueName: "endpoint"))
     var connect: String?
 
@@ -82,7 +84,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "CURVE: the worker's secret key file (mode 0600; `signal-worker keygen` writes one). With --curve-allowed-clients, traffic is encrypted and only the listed clients get in. [env: SIGNAL_WORKER_CURVE_SECRET_KEY_FILE]",
+            "CURVE: the worker's secret key file (mode 0600; `signal-worker keygen` writes one). With --bind and --curve-allowed-clients, traffic is encrypted and only the listed clients get in; with --connect and --curve-server-key-file, the worker authenticates itself to the broker's backend. [env: SIGNAL_WORKER_CURVE_SECRET_KEY_FILE]",
             valueName: "path"))
     var curveSecretKeyFile: String = EnvironmentDefault.string("SIGNAL_WORKER_CURVE_SECRET_KEY_FILE", "")
 
@@ -91,6 +93,12 @@ struct ServeCommand: AsyncParsableCommand {
             "CURVE: a directory of the client public keys (*.pub) the worker admits; every other client is refused. [env: SIGNAL_WORKER_CURVE_ALLOWED_CLIENTS]",
             valueName: "directory"))
     var curveAllowedClients: String = EnvironmentDefault.string("SIGNAL_WORKER_CURVE_ALLOWED_CLIENTS", "")
+
+    @Option(
+        help: ArgumentHelp(
+            "CURVE with --connect: the broker's public key file (the key of its --backend-curve-secret-key-file). [env: SIGNAL_WORKER_CURVE_SERVER_KEY_FILE]",
+            valueName: "path"))
+    var curveServerKeyFile: String = EnvironmentDefault.string("SIGNAL_WORKER_CURVE_SERVER_KEY_FILE", "")
 
     @Flag(
         name: .customLong("allow-unauthenticated"),
@@ -118,16 +126,21 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-request-bytes must be ≥ 256 and ≤ --max-message-bytes")
         }
         guard dedupeRetentionHours >= 1 else { throw ValidationError("--dedupe-retention-hours must be at least 1") }
-        guard curveSecretKeyFile.isEmpty == curveAllowedClients.isEmpty else {
-            throw ValidationError("CURVE needs both --curve-secret-key-file and --curve-allowed-clients")
+        if try socketMode().connect == nil {
+            guard curveSecretKeyFile.isEmpty == curveAllowedClients.isEmpty, curveServerKeyFile.isEmpty else {
+                throw ValidationError(
+                    "CURVE with --bind needs both --curve-secret-key-file and --curve-allowed-clients "
+                        + "(--curve-server-key-file is for --connect)")
+            }
+        } else {
+            guard curveSecretKeyFile.isEmpty == curveServerKeyFile.isEmpty, curveAllowedClients.isEmpty else {
+                throw ValidationError(
+                    "CURVE with --connect needs both --curve-secret-key-file (this worker's key) and --curve-server-key-file "
+                        + "(the broker's public key); the broker admits the clients, not --curve-allowed-clients")
+            }
         }
         guard heartbeatInterval.duration >= .milliseconds(10) else {
             throw ValidationError("--heartbeat-interval must be at least 10ms")
-        }
-        if try socketMode().connect != nil, !curveSecretKeyFile.isEmpty {
-            throw ValidationError(
-                "CURVE (--curve-secret-key-file) is not available with --connect: the broker's sockets are plaintext. "
-                    + "Keep the broker's backend on loopback or a private network, or serve alone with --bind and CURVE.")
         }
     }
 
@@ -174,7 +187,11 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.dedupeRetention = .seconds(dedupeRetentionHours * 3600)
         configuration.metricsBind = metricsBind.isEmpty ? nil : metricsBind
         configuration.allowUnauthenticated = allowUnauthenticated
-        if !curveSecretKeyFile.isEmpty {
+        if !curveSecretKeyFile.isEmpty, configuration.connect != nil {
+            configuration.brokerCurve = HealthCheck.CurveClient(
+                clientKeys: try CurveKeyFiles.readKeyPair(secretKeyFile: curveSecretKeyFile),
+                serverKey: try CurveKeyFiles.readPublicKey(curveServerKeyFile))
+        } else if !curveSecretKeyFile.isEmpty {
             configuration.curve = try CurveServerSecurity.load(
                 secretKeyFile: curveSecretKeyFile, allowedClientsDirectory: curveAllowedClients)
             // Test only: not an option, so it is not in --help; it can only make the worker stop.
@@ -206,7 +223,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "endpoint": "\(configuration.connect ?? configuration.bind)",
                 "mode": "\(configuration.connect == nil ? "bind" : "connect (behind a broker)")",
                 "zeromq": "\(RuntimeInfo.zeroMQDescription)",
-                "curve": "\(configuration.curve.map { "on, \($0.allowedClients.count) client key(s)" } ?? "off")",
+                "curve": "\(configuration.curve.map { "on, \($0.allowedClients.count) client key(s)" } ?? (configuration.brokerCurve == nil ? "off" : "on, to the broker"))",
             ])
         if configuration.connect == nil, configuration.curve == nil, !endpointIsLocal(configuration.bind),
             configuration.allowUnauthenticated

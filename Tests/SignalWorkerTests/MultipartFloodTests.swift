@@ -64,8 +64,8 @@ struct MultipartFloodTests {
             let stranger = try TestClient(worker.endpoint, curve: (try keys.pair("stranger.key"), server))
             defer { stranger.close() }
             for _ in 0..<Self.frames { try stranger.socket.send([UInt8](repeating: 0x78, count: Self.frameBytes), more: true) }
-            try await waitUntil("the unknown key is refused", worker) { worker in
-                worker.logs.contains { $0.message.contains("refused a connection: unknown client public key") }
+            try await waitUntil("the unknown key is refused", logsOf: worker.child) {
+                $0.contains { $0.message.contains("refused a connection: unknown client public key") }
             }
 
             // Raw peers that flood anyway: one offering NULL (the worker answers with CURVE), one

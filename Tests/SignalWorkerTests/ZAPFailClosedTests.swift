@@ -33,8 +33,8 @@ struct ZAPFailClosedTests {
         let first = try TestClient(worker.endpoint, curve: (try keys.pair("stranger.key"), server))
         defer { first.close() }
         try first.send(messages.signal(user: 1, created: true).json)
-        try await waitUntil("the handler's failure is logged", worker) {
-            $0.logs.contains { $0.level == "error" && $0.message.contains("CURVE authentication handler stopped") }
+        try await waitUntil("the handler's failure is logged", logsOf: worker.child) {
+            $0.contains { $0.level == "error" && $0.message.contains("CURVE authentication handler stopped") }
         }
 
         // With no handler bound, libzmq would admit this new connection unchecked (ECONNREFUSED from
@@ -60,14 +60,15 @@ struct ZAPFailClosedTests {
     }
 }
 
-/// Waits (up to `timeout`) until `condition` holds for `worker`; throws with its stderr otherwise.
+/// Waits (up to `timeout`) until `condition` holds for the JSON log lines `child` wrote so far;
+/// throws with its stderr otherwise.
 func waitUntil(
-    _ what: String, _ worker: WorkerProcess, timeout: Duration = .seconds(20), _ condition: (WorkerProcess) -> Bool
+    _ what: String, logsOf child: ChildProcess, timeout: Duration = .seconds(20), _ condition: ([LogLine]) -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
-    while !condition(worker) {
+    while !condition(LogLine.parse(child.lines(.standardError))) {
         if ContinuousClock.now >= deadline {
-            throw TestFailure("not within \(timeout): \(what); stderr:\n\(worker.child.stderrTail())")
+            throw TestFailure("not within \(timeout): \(what); stderr:\n\(child.stderrTail())")
         }
         try await Task.sleep(for: .milliseconds(10))
     }
