@@ -118,7 +118,7 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     /// (seconds), `application_name`. Everything else is an error, so that a typo
     /// does not go unnoticed.
     public init(url: String) throws(URLError) {
-        let redacted = Self.redacted(url)
+        let redacted = URLRedaction.redactingPassword(in: url)
         func fail(_ problem: String) -> URLError { URLError(url: redacted, problem: problem) }
 
         guard let schemeEnd = url.range(of: "://") else {
@@ -227,17 +227,5 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     /// The settings without the password.
     public var description: String {
         "postgres://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database)"
-    }
-
-    /// `url` with the password (between the first `:` and the last `@` of the authority) replaced.
-    static func redacted(_ url: String) -> String {
-        guard let schemeEnd = url.range(of: "://") else { return url }
-        let afterScheme = url[schemeEnd.upperBound...]
-        let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
-        let authority = afterScheme[..<authorityEnd]
-        guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else {
-            return url
-        }
-        return String(url[..<colon]) + ":***" + String(url[at...])
     }
 }

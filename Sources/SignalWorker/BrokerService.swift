@@ -32,6 +32,8 @@ public final class BrokerService: Service, Sendable {
                 "version": "\(SignalWorkerVersion.current)", "zeromq": "\(RuntimeInfo.zeroMQDescription)",
                 "frontend": "\(endpoints.frontend)", "backend": "\(endpoints.backend)",
                 "heartbeat_interval": "\(configuration.heartbeatInterval)", "worker_expiry": "\(configuration.workerExpiry)",
+                "frontend_curve": "\(configuration.frontendCurve.map { "on, \($0.allowedClients.count) client key(s)" } ?? "off")",
+                "backend_curve": "\(configuration.backendCurve.map { "on, \($0.allowedClients.count) worker key(s)" } ?? "off")",
             ])
         onListening(endpoints)
         await withTaskCancellationHandler {
@@ -43,6 +45,7 @@ public final class BrokerService: Service, Sendable {
         } onCancel: {
             loop.requestStop()
         }
+        try loop.throwIfAuthenticationFailed()
         logger.info("broker stopped")
     }
 }

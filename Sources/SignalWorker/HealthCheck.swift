@@ -12,11 +12,12 @@ public enum HealthCheck {
         public var reply: String
     }
 
-    /// A CURVE client's keys: its own pair and the worker's public key.
-    public struct CurveClient: Sendable {
-        /// The client's key pair (its public key must be in the worker's allowed clients).
+    /// A CURVE client's keys: its own pair and the server's public key (a worker's, or a broker's
+    /// frontend or backend).
+    public struct CurveClient: Sendable, Hashable {
+        /// The client's key pair (its public key must be in the server's allowed keys).
         public var clientKeys: CurveKeyPair
-        /// The worker's public key.
+        /// The server's public key.
         public var serverKey: CurveKey
 
         /// Creates the settings.

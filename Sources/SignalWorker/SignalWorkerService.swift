@@ -70,6 +70,7 @@ public final class SignalWorkerService: Service, Sendable {
         }
         socketLoop.applyLoopFinished()
         await socketLoop.waitForExit()
+        try socketLoop.throwIfAuthenticationFailed()
         logger.info("stopped: every request read was answered")
     }
 

@@ -19,6 +19,8 @@ final class SocketLoop: Sendable {
     private struct State: Sendable {
         var phase: Phase = .starting
         var applyFinished = false
+        /// Why the CURVE authentication handler stopped, once it did: the socket closes at once.
+        var authenticationFailure: String?
     }
 
     let configuration: WorkerConfiguration
@@ -69,18 +71,39 @@ final class SocketLoop: Sendable {
         await thread.waitForExit()
     }
 
+    /// Throws if the socket was closed because the CURVE authentication handler stopped: the
+    /// worker must then exit with an error rather than serve (or look as if it stopped normally).
+    func throwIfAuthenticationFailed() throws(WorkerError) {
+        guard let cause = state.withLock({ $0.authenticationFailure }) else { return }
+        throw WorkerError(
+            .socket,
+            "stopped serving: the CURVE authentication handler failed (\(cause)); without it libzmq would admit "
+                + "any CURVE client unchecked")
+    }
+
+    /// Called by the authentication handler's thread when it stops: close the socket now.
+    private func authenticationFailed(_ cause: String) {
+        state.withLock { state in
+            if state.authenticationFailure == nil { state.authenticationFailure = cause }
+        }
+        mailbox.wake()
+    }
+
     // MARK: - The thread
 
     private func threadMain(started: (Result<String, WorkerError>) -> Void) {
         let socket: Socket
         let endpoint: String
+        var authenticator: ZAPAuthenticator?
         do throws(WorkerError) {
             if let broker = configuration.connect {
                 (socket, endpoint) = try connectDealer(to: broker)
             } else {
-                (socket, endpoint) = try bindRouter()
+                (socket, endpoint, authenticator) = try bindRouter()
             }
         } catch {
+            authenticator?.release()
+            thread.context.terminate()
             started(.failure(error))
             thread.finished()
             return
@@ -88,33 +111,48 @@ final class SocketLoop: Sendable {
         state.withLock { if $0.phase == .starting { $0.phase = .serving } }
         started(.success(endpoint))
 
-        serve(socket)
-
-        for reply in mailbox.takeAll() { send(reply, on: socket) }
+        if serve(socket) == .completed {
+            for reply in mailbox.takeAll() { send(reply, on: socket) }
+        }
         socket.close()  // LINGER bounds how long queued replies may take to flush
+        // Only now may a failed authentication handler unbind: the socket it guarded is closed.
+        authenticator?.release()
         thread.context.terminate()
         thread.finished()
     }
 
-    /// The bound ROUTER clients connect to (the default mode).
-    private func bindRouter() throws(WorkerError) -> (Socket, String) {
+    /// The bound ROUTER clients connect to (the default mode), and its CURVE authentication
+    /// handler if it has one.
+    private func bindRouter() throws(WorkerError) -> (Socket, String, ZAPAuthenticator?) {
+        try configuration.checkBindIsAuthenticated()
+        var authenticator: ZAPAuthenticator?
+        if let curve = configuration.curve {
+            // The handler must listen before the first client can finish a handshake.
+            let handler = ZAPAuthenticator(
+                context: thread.context, domains: [Self.zapDomain: curve.allowedClients],
+                faultAtRequest: curve.testOnlyHandlerFaultAtRequest, logger: logger)
+            try handler.start { [self] cause in authenticationFailed(cause) }
+            authenticator = handler
+        }
         do {
             let socket = try Socket(context: thread.context, type: .router)
             try socket.set(.routerMandatory, true)
             try setLimits(on: socket)
             if let curve = configuration.curve {
-                // The handler must listen before the first client can finish a handshake.
-                try ZAPAuthenticator(context: thread.context, allowedClients: curve.allowedClients, logger: logger).start()
                 try socket.set(.curveServer, true)
                 try socket.set(.curveSecretKey, curve.serverKeys.secretKey)
-                try socket.set(.zapDomain, "signal-worker")
+                try socket.set(.zapDomain, Self.zapDomain)
             }
             try socket.bind(configuration.bind)
-            return (socket, try socket.lastEndpoint)
+            return (socket, try socket.lastEndpoint, authenticator)
         } catch {
+            authenticator?.release()
             throw WorkerError(.socket, "cannot listen on \(configuration.bind): \(error)")
         }
     }
+
+    /// The ZAP domain of the worker's ROUTER.
+    private static let zapDomain = "signal-worker"
 
     /// A DEALER connected to a broker's backend (`--connect`): it reads `[client, (delimiter,) body]`,
     /// the frames a bound ROUTER reads, so everything after the socket is the same in both modes.
@@ -125,12 +163,19 @@ final class SocketLoop: Sendable {
         guard configuration.curve == nil else {
             throw WorkerError(
                 .configuration,
-                "CURVE is not available with --connect (the broker's sockets are plaintext); keep the broker's backend on a private network or loopback")
+                "--curve-allowed-clients is for a worker that binds; behind a broker the broker admits the clients "
+                    + "(give the worker --curve-secret-key-file and --curve-server-key-file instead)")
         }
         do {
             let socket = try Socket(context: thread.context, type: .dealer)
             try socket.set(.routingID, Self.processRoutingID())
             try setLimits(on: socket)
+            if let curve = configuration.brokerCurve {
+                // A broker whose backend has CURVE admits only the workers whose keys it lists.
+                try socket.set(.curveServerKey, curve.serverKey)
+                try socket.set(.curvePublicKey, curve.clientKeys.publicKey)
+                try socket.set(.curveSecretKey, curve.clientKeys.secretKey)
+            }
             // ZMTP heartbeats: a broker that vanished without closing the connection is noticed,
             // and libzmq reconnects in the background.
             try socket.set(.heartbeatInterval, configuration.heartbeatInterval)
@@ -138,7 +183,10 @@ final class SocketLoop: Sendable {
             try socket.connect(broker)
             logger.info(
                 "connecting to the broker",
-                metadata: ["backend": "\(broker)", "heartbeat_interval": "\(configuration.heartbeatInterval)"])
+                metadata: [
+                    "backend": "\(broker)", "heartbeat_interval": "\(configuration.heartbeatInterval)",
+                    "curve": "\(configuration.brokerCurve == nil ? "off" : "on")",
+                ])
             return (socket, broker)
         } catch {
             throw WorkerError(.socket, "cannot connect to the broker at \(broker): \(error)")
@@ -147,7 +195,7 @@ final class SocketLoop: Sendable {
 
     private func setLimits(on socket: Socket) throws(ZeroMQError) {
         try socket.set(.maxMessageSize, configuration.maxMessageBytes)
-        try socket.set(.receiveHighWaterMark, configuration.highWaterMark)
+        try socket.set(.receiveHighWaterMark, configuration.receiveHighWaterMark)
         try socket.set(.sendHighWaterMark, configuration.highWaterMark)
         try socket.set(.linger, configuration.linger)
     }
@@ -169,7 +217,15 @@ final class SocketLoop: Sendable {
         }
     }
 
-    private func serve(_ socket: Socket) {
+    /// How ``serve(_:)`` ended.
+    private enum ServeEnd {
+        /// Stop requested, everything read answered: send the last replies.
+        case completed
+        /// The authentication handler stopped: close the socket at once.
+        case authenticationFailed
+    }
+
+    private func serve(_ socket: Socket) -> ServeEnd {
         let decoder = RequestDecoder(maxFrameBytes: configuration.maxRequestBytes)
         let poller = Poller()
         let socketIndex = poller.register(socket, for: .readable)
@@ -182,7 +238,16 @@ final class SocketLoop: Sendable {
         }
 
         while true {
-            let (phase, applyFinished) = state.withLock { ($0.phase, $0.applyFinished) }
+            let (phase, applyFinished, authenticationFailure) = state.withLock {
+                ($0.phase, $0.applyFinished, $0.authenticationFailure)
+            }
+            if let authenticationFailure {
+                logger.error(
+                    "closing the socket: the CURVE authentication handler stopped (\(authenticationFailure)); no client may connect unchecked, so the worker stops serving"
+                )
+                if !queueClosed { queue.close() }
+                return .authenticationFailed
+            }
             if phase != .serving, !queueClosed {
                 // Stop reading first, then tell the apply loop nothing more will come.
                 queueClosed = true
@@ -194,7 +259,7 @@ final class SocketLoop: Sendable {
                     heartbeat = nil
                 }
             }
-            if queueClosed, applyFinished { return }
+            if queueClosed, applyFinished { return .completed }
             let now = ContinuousClock.now
             if heartbeat?.isDue(at: now) == true { sendControl(.workerReady, on: socket) }
 

@@ -1,6 +1,7 @@
 import Foundation
 
 import ProfileReceiver
+import ProfileStorePostgres
 import ProfileStoreSQLite
 import ZeroMQ
 
@@ -12,8 +13,8 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var bind: String = "tcp://127.0.0.1:5557"
     /// A broker's backend (`signal-worker broker --backend`) to connect to instead of binding: the
     /// socket is then a DEALER that announces itself with `worker_ready` every ``heartbeatInterval``
-    /// and gets the same request frames a bound ROUTER would. `nil`: bind ``bind``. CURVE is not
-    /// available in this mode.
+    /// and gets the same request frames a bound ROUTER would. `nil`: bind ``bind``. CURVE in this
+    /// mode is ``brokerCurve``.
     public var connect: String?
     /// How often a worker in connect mode sends `worker_ready` (the broker's `--heartbeat-interval`:
     /// it drops a worker after three missed ones).
@@ -39,12 +40,17 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var maxBatchWait: Duration = .zero
     /// Largest request frame decoded; larger ones get `bad_request`.
     public var maxRequestBytes: Int = 64 * 1024
-    /// Transport cap (`ZMQ_MAXMSGSIZE`): a peer sending more is disconnected by libzmq.
-    public var maxMessageBytes: Int64 = 1024 * 1024
+    /// Transport cap (`ZMQ_MAXMSGSIZE`, per frame): a peer sending a bigger frame is disconnected by
+    /// libzmq. Keep it above ``maxRequestBytes`` so that a frame a little too large is answered
+    /// `bad_request` rather than dropped; the default is ``maxRequestBytes`` + 64 KiB.
+    public var maxMessageBytes: Int64 = 128 * 1024
     /// Requests waiting for the store before the worker stops reading the socket (backpressure).
     public var maxQueuedRequests: Int = 10_000
-    /// ZeroMQ receive and send high-water marks (messages).
+    /// ZeroMQ send high-water mark (replies queued per peer).
     public var highWaterMark: Int = 100_000
+    /// ZeroMQ receive high-water mark: complete requests libzmq queues per peer before it stops
+    /// reading that peer's connection (so one peer holds at most this many × ``maxMessageBytes``).
+    public var receiveHighWaterMark: Int = 1_000
     /// How long closing the socket may wait for final replies to flush.
     public var linger: Duration = .seconds(2)
     /// SQLite durability of acknowledged commits (`PRAGMA synchronous`): `.full` survives power loss.
@@ -68,6 +74,11 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var metricsBind: String?
     /// CURVE encryption and client authentication, or `nil` for plaintext (loopback only).
     public var curve: CurveServerSecurity?
+    /// Bind a non-loopback ``bind`` without CURVE (`--allow-unauthenticated`); refused otherwise.
+    public var allowUnauthenticated: Bool = false
+    /// With ``connect``: CURVE towards the broker's backend (this worker's key pair, which the broker
+    /// must list, and the broker's public key); `nil` for plaintext.
+    public var brokerCurve: HealthCheck.CurveClient?
 
     /// Creates the default configuration.
     public init() {}
@@ -80,6 +91,10 @@ public struct CurveServerSecurity: Sendable, Hashable {
     public var serverKeys: CurveKeyPair
     /// The client public keys admitted, by name (the key file's name, for logs).
     public var allowedClients: [String: CurveKey]
+    /// TEST ONLY (fault injection, `SIGNAL_WORKER_TEST_ONLY_ZAP_FAULT_AT_REQUEST`): the authentication
+    /// handler fails when it receives this authentication request (1-based), so tests can see the
+    /// worker stop rather than admit clients unchecked. `nil` in production.
+    public var testOnlyHandlerFaultAtRequest: Int?
 
     /// Creates the settings.
     public init(serverKeys: CurveKeyPair, allowedClients: [String: CurveKey]) {
@@ -93,21 +108,6 @@ public struct CurveServerSecurity: Sendable, Hashable {
             serverKeys: try CurveKeyFiles.readKeyPair(secretKeyFile: secretKeyFile),
             allowedClients: try CurveKeyFiles.readAllowedClients(directory: allowedClientsDirectory))
     }
-}
-
-/// Whether a ZeroMQ endpoint can only be reached from this machine (`ipc://`, `inproc://`,
-/// TCP on a loopback address); anything else is exposed to the network.
-public func endpointIsLocal(_ endpoint: String) -> Bool {
-    if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
-    guard endpoint.hasPrefix("tcp://") else { return false }
-    let address = endpoint.dropFirst("tcp://".count)
-    let host: Substring
-    if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
-        host = address[address.index(after: address.startIndex)..<close]
-    } else {
-        host = address.split(separator: ":", maxSplits: 1).first ?? ""
-    }
-    return host == "localhost" || host == "::1" || host.hasPrefix("127.") || host == "lo"
 }
 
 /// Which database the worker writes, parsed from `--store`.
@@ -126,6 +126,9 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Parses `sqlite:///abs/path`, `sqlite://relative/path`, a bare path, or `postgres://…`/`postgresql://…`.
+    ///
+    /// Anything else that starts like a URL (`scheme:`) is refused rather than taken for a file
+    /// name: `postgres:/app:pw@db/app` is a typo, not a path. Errors show it password redacted.
     public init(parsing text: String) throws(WorkerError) {
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
             self = .postgres(url: text)
@@ -135,29 +138,30 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
                 throw WorkerError(.configuration, "store URL \(text) has no path; use sqlite:///abs/path/db.sqlite3")
             }
             self = .sqlite(path: path)
-        } else if text.contains("://") {
+        } else if text.contains("://") || Self.startsWithScheme(text) {
             throw WorkerError(
-                .configuration, "unknown store scheme in \(text); use sqlite:///path/db.sqlite3 or postgres://user@host:port/db")
+                .configuration,
+                "unknown store scheme in \(URLRedaction.redactingPassword(in: text)); use sqlite:///path/db.sqlite3 or "
+                    + "postgres://user@host:port/db")
         } else {
             self = .sqlite(path: text)
         }
+    }
+
+    /// `letters:` at the start (RFC 3986 scheme characters), as URLs begin and file paths do not.
+    private static func startsWithScheme(_ text: String) -> Bool {
+        guard let colon = text.firstIndex(of: ":"), let first = text.first, first.isASCII, first.isLetter else {
+            return false
+        }
+        return text[..<colon].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }
     }
 
     /// The location for logs: the SQLite path or the PostgreSQL URL without its password.
     public var description: String {
         switch self {
         case .sqlite(let path): return "sqlite://\(path)"
-        case .postgres(let url): return Self.redacted(url)
+        case .postgres(let url): return URLRedaction.redactingPassword(in: url)
         }
-    }
-
-    private static func redacted(_ url: String) -> String {
-        guard let schemeEnd = url.range(of: "://"), let at = url[schemeEnd.upperBound...].lastIndex(of: "@") else {
-            return url
-        }
-        let credentials = url[schemeEnd.upperBound..<at]
-        guard let colon = credentials.firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":***" + String(url[at...])
     }
 }
 

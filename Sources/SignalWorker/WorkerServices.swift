@@ -19,6 +19,7 @@ public struct WorkerServices: Sendable {
         metrics: WorkerMetrics = WorkerMetrics(), onListening: @escaping @Sendable (String) -> Void = { _ in },
         onMetricsListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) throws(WorkerError) {
+        try configuration.checkBindIsAuthenticated()  // before the store: a refused bind is a quick, clear error
         let opened = try OpenedStore.open(configuration, logger: logger)
         var services: [any Service] = []
         if let storeService = opened.service { services.append(storeService) }

@@ -18,7 +18,9 @@ struct ServeCommand: AsyncParsableCommand {
             (`signal-worker broker`, several workers), it connects to the broker's backend instead \
             (--connect tcp://BROKER:5558): it announces itself with worker_ready every --heartbeat-interval, \
             and the broker sends each user's messages to one worker. --bind and --connect exclude each \
-            other; CURVE needs --bind.
+            other. CURVE with --bind: --curve-secret-key-file and --curve-allowed-clients (the worker admits \
+            the listed clients); with --connect: --curve-secret-key-file (the worker's own key, listed by \
+            the broker's --backend-curve-allowed-workers) and --curve-server-key-file (the broker's public key).
             """)
 
     @OptionGroup var storeOptions: StoreOptions
@@ -31,7 +33,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Work behind `signal-worker broker`: connect a DEALER to the broker's backend (e.g. tcp://broker-host:5558) instead of binding. One broker per worker; not with --bind or CURVE. [env: SIGNAL_WORKER_BROKER]",
+            "Work behind `signal-worker broker`: connect a DEALER to the broker's backend (e.g. tcp://broker-host:5558) instead of binding. One broker per worker; not with --bind. [env: SIGNAL_WORKER_BROKER]",
             valueName: "endpoint"))
     var connect: String?
 
@@ -62,8 +64,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest request frame decoded; larger ones get bad_request. [env: SIGNAL_WORKER_MAX_REQUEST_BYTES]")
     var maxRequestBytes: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_REQUEST_BYTES", 64 * 1024)
 
-    @Option(help: "Transport cap (ZMQ_MAXMSGSIZE): a client sending a bigger frame is disconnected. [env: SIGNAL_WORKER_MAX_MESSAGE_BYTES]")
-    var maxMessageBytes: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_MESSAGE_BYTES", 1024 * 1024)
+    @Option(help: "Transport cap (ZMQ_MAXMSGSIZE) per frame: a client sending a bigger frame is disconnected without a reply. Default: --max-request-bytes + 65536, so a frame a little over --max-request-bytes still gets bad_request. [env: SIGNAL_WORKER_MAX_MESSAGE_BYTES]")
+    var maxMessageBytes: Int?
+
+    /// `--max-message-bytes`, else its variable, else --max-request-bytes + 64 KiB.
+    var effectiveMaxMessageBytes: Int {
+        maxMessageBytes ?? EnvironmentDefault.optionalString("SIGNAL_WORKER_MAX_MESSAGE_BYTES").flatMap { Int($0) }
+            ?? maxRequestBytes + 64 * 1024
+    }
 
     @Option(help: "Milliseconds the socket may take on shutdown to flush final replies (LINGER). [env: SIGNAL_WORKER_LINGER_MS]")
     var lingerMs: Int = EnvironmentDefault.int("SIGNAL_WORKER_LINGER_MS", 2_000)
@@ -77,12 +85,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Hours applied message ids are kept for dedupe. [env: SIGNAL_WORKER_DEDUPE_RETENTION_HOURS]")
     var dedupeRetentionHours: Int = EnvironmentDefault.int("SIGNAL_WORKER_DEDUPE_RETENTION_HOURS", 7 * 24)
 
-    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9557; empty (the default) serves none. [env: SIGNAL_WORKER_METRICS_BIND]")
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9557; a bare port binds 127.0.0.1; empty (the default) serves none. No authentication: any other host logs a warning. At most 16 connections, each closed if its request is not complete within 5 s. [env: SIGNAL_WORKER_METRICS_BIND]")
     var metricsBind: String = EnvironmentDefault.string("SIGNAL_WORKER_METRICS_BIND", "")
 
     @Option(
         help: ArgumentHelp(
-            "CURVE: the worker's secret key file (mode 0600; `signal-worker keygen` writes one). With --curve-allowed-clients, traffic is encrypted and only the listed clients get in. [env: SIGNAL_WORKER_CURVE_SECRET_KEY_FILE]",
+            "CURVE: the worker's secret key file (mode 0600; `signal-worker keygen` writes one). With --bind and --curve-allowed-clients, traffic is encrypted and only the listed clients get in; with --connect and --curve-server-key-file, the worker authenticates itself to the broker's backend. [env: SIGNAL_WORKER_CURVE_SECRET_KEY_FILE]",
             valueName: "path"))
     var curveSecretKeyFile: String = EnvironmentDefault.string("SIGNAL_WORKER_CURVE_SECRET_KEY_FILE", "")
 
@@ -91,6 +99,23 @@ struct ServeCommand: AsyncParsableCommand {
             "CURVE: a directory of the client public keys (*.pub) the worker admits; every other client is refused. [env: SIGNAL_WORKER_CURVE_ALLOWED_CLIENTS]",
             valueName: "directory"))
     var curveAllowedClients: String = EnvironmentDefault.string("SIGNAL_WORKER_CURVE_ALLOWED_CLIENTS", "")
+
+    @Option(
+        help: ArgumentHelp(
+            "CURVE with --connect: the broker's public key file (the key of its --backend-curve-secret-key-file). [env: SIGNAL_WORKER_CURVE_SERVER_KEY_FILE]",
+            valueName: "path"))
+    var curveServerKeyFile: String = EnvironmentDefault.string("SIGNAL_WORKER_CURVE_SERVER_KEY_FILE", "")
+
+    @Flag(
+        name: .customLong("allow-unauthenticated"),
+        help: "Allow --bind on an address reachable from the network without CURVE (refused otherwise): anyone who can connect could write profiles. Only behind a firewall or on a private network. [env: SIGNAL_WORKER_ALLOW_UNAUTHENTICATED=1]"
+    )
+    var allowUnauthenticatedFlag = false
+
+    /// `--allow-unauthenticated` or its variable (a flag's default cannot be `true`).
+    var allowUnauthenticated: Bool {
+        allowUnauthenticatedFlag || EnvironmentDefault.flag("SIGNAL_WORKER_ALLOW_UNAUTHENTICATED")
+    }
 
     @OptionGroup var logging: LoggingOptions
 
@@ -103,20 +128,25 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-concurrent-batches must be 0 (the store's choice) to 16")
         }
         guard maxBatchWaitMs >= 0, lingerMs >= 0, retryHoldMs >= 0, activityLogSeconds >= 0 else { throw ValidationError("durations must not be negative") }
-        guard maxRequestBytes >= 256, maxMessageBytes >= maxRequestBytes else {
+        guard maxRequestBytes >= 256, effectiveMaxMessageBytes >= maxRequestBytes else {
             throw ValidationError("--max-request-bytes must be ≥ 256 and ≤ --max-message-bytes")
         }
         guard dedupeRetentionHours >= 1 else { throw ValidationError("--dedupe-retention-hours must be at least 1") }
-        guard curveSecretKeyFile.isEmpty == curveAllowedClients.isEmpty else {
-            throw ValidationError("CURVE needs both --curve-secret-key-file and --curve-allowed-clients")
+        if try socketMode().connect == nil {
+            guard curveSecretKeyFile.isEmpty == curveAllowedClients.isEmpty, curveServerKeyFile.isEmpty else {
+                throw ValidationError(
+                    "CURVE with --bind needs both --curve-secret-key-file and --curve-allowed-clients "
+                        + "(--curve-server-key-file is for --connect)")
+            }
+        } else {
+            guard curveSecretKeyFile.isEmpty == curveServerKeyFile.isEmpty, curveAllowedClients.isEmpty else {
+                throw ValidationError(
+                    "CURVE with --connect needs both --curve-secret-key-file (this worker's key) and --curve-server-key-file "
+                        + "(the broker's public key); the broker admits the clients, not --curve-allowed-clients")
+            }
         }
         guard heartbeatInterval.duration >= .milliseconds(10) else {
             throw ValidationError("--heartbeat-interval must be at least 10ms")
-        }
-        if try socketMode().connect != nil, !curveSecretKeyFile.isEmpty {
-            throw ValidationError(
-                "CURVE (--curve-secret-key-file) is not available with --connect: the broker's sockets are plaintext. "
-                    + "Keep the broker's backend on loopback or a private network, or serve alone with --bind and CURVE.")
         }
     }
 
@@ -158,15 +188,23 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.maxBatchWait = .milliseconds(maxBatchWaitMs)
         configuration.maxQueuedRequests = maxQueuedRequests
         configuration.maxRequestBytes = maxRequestBytes
-        configuration.maxMessageBytes = Int64(maxMessageBytes)
+        configuration.maxMessageBytes = Int64(effectiveMaxMessageBytes)
         configuration.linger = .milliseconds(lingerMs)
         configuration.dedupeRetention = .seconds(dedupeRetentionHours * 3600)
         configuration.retryHold = .milliseconds(retryHoldMs)
         configuration.activitySummaryInterval = .seconds(activityLogSeconds)
         configuration.metricsBind = metricsBind.isEmpty ? nil : metricsBind
-        if !curveSecretKeyFile.isEmpty {
+        configuration.allowUnauthenticated = allowUnauthenticated
+        if !curveSecretKeyFile.isEmpty, configuration.connect != nil {
+            configuration.brokerCurve = HealthCheck.CurveClient(
+                clientKeys: try CurveKeyFiles.readKeyPair(secretKeyFile: curveSecretKeyFile),
+                serverKey: try CurveKeyFiles.readPublicKey(curveServerKeyFile))
+        } else if !curveSecretKeyFile.isEmpty {
             configuration.curve = try CurveServerSecurity.load(
                 secretKeyFile: curveSecretKeyFile, allowedClientsDirectory: curveAllowedClients)
+            // Test only: not an option, so it is not in --help; it can only make the worker stop.
+            configuration.curve?.testOnlyHandlerFaultAtRequest =
+                EnvironmentDefault.optionalString("SIGNAL_WORKER_TEST_ONLY_ZAP_FAULT_AT_REQUEST").flatMap { Int($0) }
         }
         return configuration
     }
@@ -193,13 +231,15 @@ struct ServeCommand: AsyncParsableCommand {
                 "endpoint": "\(configuration.connect ?? configuration.bind)",
                 "mode": "\(configuration.connect == nil ? "bind" : "connect (behind a broker)")",
                 "zeromq": "\(RuntimeInfo.zeroMQDescription)",
-                "curve": "\(configuration.curve.map { "on, \($0.allowedClients.count) client key(s)" } ?? "off")",
+                "curve": "\(configuration.curve.map { "on, \($0.allowedClients.count) client key(s)" } ?? (configuration.brokerCurve == nil ? "off" : "on, to the broker"))",
             ])
-        if configuration.connect == nil, configuration.curve == nil, !endpointIsLocal(configuration.bind) {
+        if configuration.connect == nil, configuration.curve == nil, !endpointIsLocal(configuration.bind),
+            configuration.allowUnauthenticated
+        {
             let warning =
-                "\(configuration.bind) is reachable from the network WITHOUT CURVE: anyone who can connect can write "
-                + "profiles, and traffic is plaintext. Bind 127.0.0.1 or an ipc:// path, or pass --curve-secret-key-file "
-                + "and --curve-allowed-clients (see `signal-worker keygen`)."
+                "\(configuration.bind) is reachable from the network WITHOUT CURVE (--allow-unauthenticated): anyone who "
+                + "can connect can write profiles, and traffic is plaintext. Bind 127.0.0.1 or an ipc:// path, or pass "
+                + "--curve-secret-key-file and --curve-allowed-clients (see `signal-worker keygen`)."
             logger.warning("\(warning)")
         }
         do {

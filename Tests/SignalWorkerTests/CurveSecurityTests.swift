@@ -3,8 +3,8 @@ import SignalWorker
 import Testing
 import ZeroMQ
 
-/// `serve` with CURVE: only the listed client keys get in, keys on disk are checked, `keygen`
-/// writes them safely, and a network bind without CURVE is called out.
+/// `serve` with CURVE: only the listed client keys get in, keys on disk are checked, and `keygen`
+/// writes them safely. (A network bind without CURVE: `SafeBindTests`.)
 @Suite("signal-worker CURVE security", .enabled(if: ZeroMQ.has(.curve), "libzmq was built without CURVE"))
 struct CurveSecurityTests {
     /// A directory with `worker.key`/`worker.pub`, `clients/django.*` (allowed) and `stranger.*`
@@ -139,24 +139,5 @@ struct CurveSecurityTests {
         #expect(again.exit == CommandLineTests.failure)
         #expect(again.output.contains("not overwriting"), "\(again.output)")
         #expect(try String(contentsOfFile: keys.workerSecretFile, encoding: .utf8) == before)
-    }
-
-    @Test("binding a non-loopback address without CURVE logs a loud warning; loopback does not")
-    func networkBindWithoutCurveWarns() async throws {
-        let database = try await SQLiteFixture.make("curve-warn-db")
-        defer { database.remove() }
-        let exposed = ["serve", "--store", database.storeURL, "--bind", "tcp://0.0.0.0:*", "--log-format", "json"]
-        try await withWorker(exposed) { worker in
-            #expect(worker.logs.contains { $0.level == "warning" && $0.message.contains("WITHOUT CURVE") })
-        }
-        try await withWorker(WorkerProcess.serveArguments(store: database.storeURL, metrics: false)) { worker in
-            #expect(!worker.logs.contains { $0.message.contains("WITHOUT CURVE") })
-        }
-        #expect(endpointIsLocal("tcp://127.0.0.1:5557"))
-        #expect(endpointIsLocal("tcp://[::1]:5557"))
-        #expect(endpointIsLocal("ipc:///run/signal-worker.sock"))
-        #expect(!endpointIsLocal("tcp://0.0.0.0:5557"))
-        #expect(!endpointIsLocal("tcp://*:5557"))
-        #expect(!endpointIsLocal("tcp://10.0.0.5:5557"))
     }
 }

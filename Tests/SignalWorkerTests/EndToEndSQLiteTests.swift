@@ -136,6 +136,44 @@ struct EndToEndSQLiteTests {
         }
     }
 
+    @Test("with the default limits, a frame one byte over --max-request-bytes gets bad_request; one over the transport cap gets nothing")
+    func defaultLimitsLeaveHeadroomForBadRequest() async throws {
+        let database = try await SQLiteFixture.make("e2e-default-limits")
+        defer { database.remove() }
+        try database.insertUsers([1])
+        let messages = Messages()
+        // A request of exactly `size` bytes: the padding field makes up the difference.
+        func request(size: Int) -> (id: String, json: String) {
+            let id = messages.nextID()
+            let base = messages.signal(id: id, user: 1, created: true, padding: 1).json.utf8.count
+            return messages.signal(id: id, user: 1, created: true, padding: 1 + size - base)
+        }
+
+        try await withWorker(WorkerProcess.serveArguments(store: database.storeURL)) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+
+            // Defaults: --max-request-bytes 65536, --max-message-bytes 65536 + 65536.
+            let justOver = request(size: 65_536 + 1)
+            #expect(justOver.json.utf8.count == 65_537)
+            let rejected = try client.request(justOver)
+            #expect(rejected.isError("bad_request"), "\(rejected)")
+            #expect(rejected.raw.contains("exceeds the limit of 65536 bytes"), "\(rejected)")
+            let atCap = request(size: 131_072)
+            #expect(try client.request(atCap).isError("bad_request"), "a frame at the transport cap still reaches the decoder")
+            #expect(try database.profiles().isEmpty)
+
+            let overCap = try TestClient(worker.endpoint)
+            defer { overCap.close() }
+            #expect(try overCap.request(messages.ping()).isOK("pong"))
+            try overCap.send(request(size: 131_072 + 1).json)
+            #expect(try overCap.receive(timeout: .seconds(1)) == nil, "libzmq drops a peer over ZMQ_MAXMSGSIZE")
+
+            let fits = try client.request(messages.signal(user: 1, created: true))
+            #expect(fits.isOK("created"), "\(fits)")
+        }
+    }
+
     @Test("a frame over --max-message-bytes disconnects only that client; another one is still answered")
     func oversizedTransportFrame() async throws {
         let database = try await SQLiteFixture.make("e2e-transport-limit")

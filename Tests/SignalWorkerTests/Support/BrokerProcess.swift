@@ -25,8 +25,10 @@ struct BrokerProcess: Sendable {
     }
 
     /// Starts the broker and waits (up to `timeout`) for its "broker listening" line.
-    static func start(_ arguments: [String], timeout: Duration = .seconds(20)) async throws -> BrokerProcess {
-        let child = try ChildProcess(try TestEnvironment.workerBinary(), arguments)
+    static func start(
+        _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(20)
+    ) async throws -> BrokerProcess {
+        let child = try ChildProcess(try TestEnvironment.workerBinary(), arguments, environment: environment)
         let deadline = ContinuousClock.now + timeout
         while true {
             let listening = LogLine.parse(child.lines(.standardError)).first { $0.message == "broker listening" }

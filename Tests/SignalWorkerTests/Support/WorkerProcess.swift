@@ -23,10 +23,21 @@ struct WorkerProcess: Sendable {
 
     /// Starts `signal-worker` with `arguments` and waits (up to `timeout`) for its "listening" line,
     /// and for "metrics endpoint listening" when `--metrics-bind` is among the arguments or the environment.
+    /// `openFilesLimit` starts it under `ulimit -n` (through `/bin/sh`, which `exec`s it: same pid).
     static func start(
-        _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(20)
+        _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(20),
+        openFilesLimit: Int? = nil
     ) async throws -> WorkerProcess {
-        let child = try ChildProcess(try TestEnvironment.workerBinary(), arguments, environment: environment)
+        let binary = try TestEnvironment.workerBinary()
+        let child =
+            if let openFilesLimit {
+                try ChildProcess(
+                    URL(fileURLWithPath: "/bin/sh"),
+                    ["-c", "ulimit -n \(openFilesLimit) && exec \"$0\" \"$@\"", binary.path] + arguments,
+                    environment: environment)
+            } else {
+                try ChildProcess(binary, arguments, environment: environment)
+            }
         let wantsMetrics = arguments.contains("--metrics-bind") || environment["SIGNAL_WORKER_METRICS_BIND"] != nil
         let deadline = ContinuousClock.now + timeout
         while true {
