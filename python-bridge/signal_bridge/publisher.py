@@ -182,7 +182,7 @@ def _send_one(config, message: outbox.Message) -> str:
             raise
         kind, detail = outbox.classify(reply, message_id)
         if kind == "ack":
-            if detail == "stale" and failures.failed(message_id):
+            if detail == "stale" and failures.seen_failing(message):
                 raise outbox.overtaken(reply, message_id)  # final: dead-lettered by the caller
             failures.forget([message_id])
             return detail
