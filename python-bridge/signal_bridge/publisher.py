@@ -156,7 +156,7 @@ def _send_one(config, message: outbox.Message) -> str:
     """
     frame = envelope.wire(message.payload, message.seq)
     outbox.check_size(message, frame, config.max_message_bytes)  # MessageTooLarge: final
-    if transport.cooling_down():
+    if not transport.may_send(endpoints=config.endpoints, timeout_ms=config.timeout_ms):
         state.count("unreachable")
         raise WorkerUnreachable(
             "skipped: the worker was unreachable moments ago (UNREACHABLE_COOLDOWN_MS)",
