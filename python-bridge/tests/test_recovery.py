@@ -16,7 +16,7 @@ import pytest
 import signal_bridge
 from accounts.models import UserProfile
 from bridge_helpers import make_user, wait_for
-from signal_bridge import WorkerUnreachable, transport
+from signal_bridge import WorkerUnreachable, sender, transport
 from signal_bridge.models import OutboxMessage
 
 COOLDOWN_MS = 60_000
@@ -35,6 +35,8 @@ def killed_worker(worker):
 
 @pytest.fixture(autouse=True)
 def no_cooldown_left():
+    """No cool-down and no sender thread left by earlier tests (its drain would probe too)."""
+    sender.shutdown(timeout=5)
     transport.reset_cooldown()
     yield
     transport.reset_cooldown()
