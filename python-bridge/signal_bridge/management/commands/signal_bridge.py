@@ -17,10 +17,9 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
-
-import argparse
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Min
