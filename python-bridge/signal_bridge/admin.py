@@ -5,11 +5,15 @@ imports this module). Both tables are the bridge's: nobody adds or edits a
 row by hand. Outbox rows cannot be deleted here either: a row is a message
 not yet delivered, and deleting it loses the message (the relay delivers it,
 or moves it to the dead letters on a final error). Dead letters are kept for
-people to read; delete them once dealt with.
+people to read; delete them once dealt with, or, once their cause is fixed,
+requeue them (the action "Requeue ...", for users who may delete dead
+letters: it does what ``manage.py signal_bridge deadletters requeue ID...``
+does, see ``signal_bridge.deadletters``).
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from . import deadletters
 from .models import DeadLetter, OutboxMessage
 
 
@@ -38,3 +42,24 @@ class DeadLetterAdmin(_WrittenByTheBridge):
     list_display = ("id", "failed_at", "code", "field", "message", "sender", "object_pk", "message_id")
     list_filter = ("code", "sender")
     search_fields = ("message_id", "object_pk")
+    actions = ["requeue"]
+
+    @admin.action(
+        description="Requeue selected dead letters (their cause is fixed): back into the outbox, same id and seq",
+        permissions=["delete"],
+    )
+    def requeue(self, request, queryset):
+        try:
+            result = deadletters.requeue(queryset.db, ids=list(queryset.values_list("id", flat=True)))
+        except LookupError as error:  # deleted or requeued by someone else meanwhile
+            self.message_user(request, f"{error}; nothing requeued", messages.ERROR)
+            return
+        if result.requeued:
+            self.message_user(
+                request,
+                f"Requeued {len(result.requeued)} dead letters into the outbox "
+                f"({', '.join(f'#{r.letter_id} as seq {r.seq}' for r in result.requeued)}); the relay sends them.",
+                messages.SUCCESS,
+            )
+        for letter_id, why in result.skipped:
+            self.message_user(request, f"Not requeued #{letter_id}: {why}", messages.WARNING)

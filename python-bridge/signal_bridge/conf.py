@@ -67,7 +67,12 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
     After the worker was found unreachable, sync and async sends skip the
     network for this long and apply the failure policy at once (so one dead
     worker does not add ``TIMEOUT_MS * (RETRIES + 1)`` to every ``save()``).
-    ``0`` disables it.
+    Half-open: meanwhile one send at a time (process-wide) first pings the
+    worker, waiting at most 250 ms (``TIMEOUT_MS`` if shorter); a pong ends
+    the cool-down for the process and the send goes ahead, so the first
+    ``save()`` after the worker is back is delivered at once; no pong keeps
+    the cool-down and that send is deferred too. Sends that find another
+    thread probing do not wait. ``0`` disables it.
 ``ASYNC_QUEUE_SIZE`` (``10000``)
     Async only: messages waiting for the background sender. When full,
     ``save()`` does not block: the message goes to the outbox for the relay.

@@ -8,7 +8,8 @@ any ``ok`` would silently drop its change. So every path records here the
 messages it saw fail (sync ``save()``, the async sender, the relay: one
 record per process), and:
 
-- a ``stale`` answer to a recorded message is not an acknowledgement: the
+- a ``stale`` answer to a recorded message (or to one whose outbox row
+  records a failure, see below) is not an acknowledgement: the
   message goes to the dead letters, code ``stale``, "overtaken by seq N"
   (``outbox.settle``, ``publisher._send_one``);
 - the async sender and the relay send nothing else of an object whose oldest
@@ -20,10 +21,15 @@ A message leaves the record once it is acked or dead-lettered. A ``stale``
 answer to a message that never failed here is what the protocol documents
 (another process sent a newer message of the object first) and is deleted.
 
-Process memory only, and bounded: at most ``MAX_TRACKED`` ids in an
-``OrderedDict``, the oldest dropped first. A message dropped from it (only
-after that many other failures) or one that failed in another process is
-treated as never seen failing. No Django imports here.
+Process memory, and bounded: at most ``MAX_TRACKED`` ids in an
+``OrderedDict``, the oldest dropped first. For ``stale``, the outbox row
+speaks too (:func:`seen_failing`): a row whose ``attempts`` > 0 failed in
+some process, or is a dead letter put back by ``deadletters.requeue``, and
+counts as seen failing in every process. A failure the row does not record
+(rows written for messages that had none when they failed start at 0) and
+that this process never saw, or dropped from the record after that many
+other failures, is treated as never seen. Holding an object back
+(:func:`hold_back`) uses this process's record only. No Django imports here.
 """
 
 from __future__ import annotations
@@ -60,6 +66,19 @@ def failed(message_id: str) -> bool:
     """Whether this process saw ``message_id`` fail retryably and has not settled it since."""
     with _lock:
         return message_id in _failed
+
+
+def seen_failing(message) -> bool:
+    """Whether a ``stale`` answer to ``message`` (an ``outbox.Message``) means its change was lost.
+
+    True when this process saw it fail retryably (:func:`failed`) or when its
+    outbox row says it failed before (``attempts`` > 0): a row that failed in
+    another process, or a dead letter put back into the outbox by
+    ``deadletters.requeue``, which marks its row that way. The row is read by
+    whichever process sends it (the relay, the async sender, a sync ``save()``
+    of the same object), so the mark holds across processes.
+    """
+    return message.attempts > 0 or failed(message.message_id)
 
 
 def count() -> int:

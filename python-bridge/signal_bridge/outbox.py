@@ -6,10 +6,12 @@ a final error moves it to the dead-letter table so it never blocks later
 rows; a retryable error or no reply leaves it (with ``attempts`` and
 ``last_error`` updated) for a later attempt.
 
-One exception: ``stale`` to a message this process saw fail retryably
-(``failures``) means a newer message of its object was applied while it
-waited, and its own change never was. It is a final error, code ``stale``,
-"overtaken by seq N", and goes to the dead letters instead of being deleted.
+One exception: ``stale`` to a message seen failing retryably (by this
+process, or by any process: its row's ``attempts`` > 0, which a requeued dead
+letter also has; ``failures.seen_failing``) means a newer message of its
+object was applied while it waited, and its own change never was. It is a
+final error, code ``stale``, "overtaken by seq N", and goes to the dead
+letters instead of being deleted.
 """
 
 from __future__ import annotations
@@ -370,7 +372,7 @@ def settle(messages: list[Message], replies: dict[str, dict], *, delete_acked: b
 
     ``acked``: messages answered ok (rows deleted when ``delete_acked``);
     ``final_errors``: ``(message, WorkerError)`` moved to dead letters, among
-    them ``stale`` answers to messages this process saw fail (:func:`overtaken`);
+    them ``stale`` answers to messages seen failing (:func:`overtaken`);
     ``left``: ``(message, WorkerError | None)`` without a final answer
     (retryable error, or no reply: ``None``), rows kept and the messages
     recorded in ``failures``. Replies are applied in the order of ``messages``
@@ -386,7 +388,7 @@ def settle(messages: list[Message], replies: dict[str, dict], *, delete_acked: b
             continue
         kind, detail = classify(reply, message.message_id)
         if kind == "ack":
-            if detail == "stale" and failures.failed(message.message_id):
+            if detail == "stale" and failures.seen_failing(message):
                 finals.append((message, overtaken(reply, message.message_id)))
             else:
                 acked.append(message)

@@ -156,7 +156,7 @@ def _send_one(config, message: outbox.Message) -> str:
     """
     frame = envelope.wire(message.payload, message.seq)
     outbox.check_size(message, frame, config.max_message_bytes)  # MessageTooLarge: final
-    if transport.cooling_down():
+    if not transport.may_send(endpoints=config.endpoints, timeout_ms=config.timeout_ms):
         state.count("unreachable")
         raise WorkerUnreachable(
             "skipped: the worker was unreachable moments ago (UNREACHABLE_COOLDOWN_MS)",
@@ -182,7 +182,7 @@ def _send_one(config, message: outbox.Message) -> str:
             raise
         kind, detail = outbox.classify(reply, message_id)
         if kind == "ack":
-            if detail == "stale" and failures.failed(message_id):
+            if detail == "stale" and failures.seen_failing(message):
                 raise outbox.overtaken(reply, message_id)  # final: dead-lettered by the caller
             failures.forget([message_id])
             return detail

@@ -249,7 +249,7 @@ class Sender:
         for message in batch:
             groups.setdefault(message.using, []).append(message)
         for using, messages in groups.items():
-            if transport.cooling_down():
+            if not transport.may_send(endpoints=config.endpoints, timeout_ms=config.timeout_ms):
                 outbox.insert_many(using, [m for m in messages if m.seq is None])
                 state.count("deferred", len(messages))
                 self.deferred_to.add(using)
@@ -288,8 +288,14 @@ class Sender:
                 )
 
     def _drain_deferred(self) -> None:
-        """One relay pass per database this process deferred to, once idle and not cooling down."""
-        if not self.deferred_to or transport.cooling_down() or time.monotonic() < self.next_drain:
+        """One relay pass per database this process deferred to, once idle and not cooling down.
+
+        During a cool-down a probe (``transport.may_send``) may find the worker back and end it.
+        """
+        if not self.deferred_to or time.monotonic() < self.next_drain:
+            return
+        config = conf.get()
+        if not transport.may_send(endpoints=config.endpoints, timeout_ms=config.timeout_ms):
             return
         from . import relay
 

@@ -43,7 +43,7 @@ import time
 
 import zmq
 
-from . import envelope
+from . import envelope, state
 from .exceptions import WorkerError, WorkerUnreachable
 from .redaction import redact
 
@@ -53,6 +53,7 @@ _lock = threading.Lock()
 _context: zmq.Context | None = None
 _local = threading.local()
 _unreachable_until = 0.0  # monotonic seconds; the cool-down "breaker"
+_probe_lock = threading.Lock()  # held by the one send probing the worker during a cool-down
 # Objects inherited over fork: kept referenced so their destructors never
 # run in the child (they belong to the parent process).
 _inherited: list = []
@@ -71,11 +72,12 @@ def context() -> zmq.Context:
 
 
 def _after_fork_in_child() -> None:
-    global _context, _local, _unreachable_until, _lock
+    global _context, _local, _unreachable_until, _lock, _probe_lock
     _inherited.append((_context, _local))
     _context = None
     _local = threading.local()
     _lock = threading.Lock()
+    _probe_lock = threading.Lock()
     _unreachable_until = 0.0
 
 
@@ -93,11 +95,54 @@ def shutdown() -> None:
 
 
 # --- cool-down after the worker was found unreachable -------------------------
+#
+# A half-open breaker: after a send found the worker unreachable, sends skip
+# the network for UNREACHABLE_COOLDOWN_MS (``trip``), except one at a time,
+# process-wide, that first pings the worker with a short timeout
+# (``may_send``). A pong ends the cool-down for the whole process and that send
+# goes on as usual; no pong keeps the cool-down as it was, and the probing send
+# is deferred like the others. So a worker that is back is used by the first
+# send after it answers, and a dead one costs at most one short probe at a
+# time instead of TIMEOUT_MS * (RETRIES + 1) per send.
+
+# Longest wait for the probe's pong (TIMEOUT_MS if that is shorter): a ping is
+# answered without touching the store, in well under a millisecond locally.
+PROBE_TIMEOUT_MS = 250
 
 
 def cooling_down() -> bool:
-    """True while sends should skip the network (see ``UNREACHABLE_COOLDOWN_MS``)."""
+    """True while the cool-down runs (see ``UNREACHABLE_COOLDOWN_MS``); :func:`may_send` may end it."""
     return time.monotonic() < _unreachable_until
+
+
+def may_send(*, endpoints: tuple[str, ...], timeout_ms: int) -> bool:
+    """Whether a send may use the network now; during a cool-down, probe first.
+
+    Outside a cool-down: ``True`` at once. During one: if no other thread is
+    probing, ping every endpoint with ``min(timeout_ms, PROBE_TIMEOUT_MS)``;
+    all answered: the cool-down ends (for every thread) and ``True``; one did
+    not: the cool-down stays as it was and ``False``. While another thread
+    probes: ``False`` at once (the caller defers, as during the cool-down).
+    """
+    if not cooling_down():
+        return True
+    if not _probe_lock.acquire(blocking=False):
+        return False
+    try:
+        if not cooling_down():
+            return True  # ended meanwhile (another probe, an ack)
+        state.count("probes")
+        try:
+            ping(endpoints=endpoints, timeout_ms=max(1, min(timeout_ms, PROBE_TIMEOUT_MS)))
+        except WorkerError as error:
+            logger.debug("signal_bridge: probe during the cool-down failed: %s", error)
+            return False
+        reset_cooldown()
+        state.count("recovered")
+        logger.info("signal_bridge: the worker answers again; cool-down ended early")
+        return True
+    finally:
+        _probe_lock.release()
 
 
 def trip(cooldown_ms: int) -> None:

@@ -85,6 +85,19 @@ def test_stale_to_a_message_that_never_failed_here_is_deleted():
 
 
 @pytest.mark.django_db
+def test_stale_to_a_row_whose_attempts_record_a_failure_elsewhere_goes_to_the_dead_letters():
+    message = row()
+    outbox.record_failure("default", [message.seq], "no reply")  # another process saw it fail
+    (read_back,) = outbox.oldest("default", 10)
+    assert not failures.failed(message.message_id) and read_back.attempts == 1
+
+    acked, finals, _ = outbox.settle([read_back], stale(read_back, last_seq=message.seq + 3))
+
+    assert acked == [] and [e.message for _, e in finals] == [f"overtaken by seq {message.seq + 3}"]
+    assert DeadLetter.objects.get().message_id == message.message_id
+
+
+@pytest.mark.django_db
 def test_an_ack_after_a_failure_ends_the_watch():
     message = row()
     outbox.settle([message], reply(message, **STORE_UNAVAILABLE))

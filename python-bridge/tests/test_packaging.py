@@ -200,6 +200,63 @@ def test_admin_shows_the_outbox_and_dead_letters_read_only(fresh_project):
     assert out.stdout.strip().endswith("admin ok"), out.stdout
 
 
+def test_admin_action_requeues_a_dead_letter_for_users_who_may_delete_dead_letters(fresh_project):
+    """The "Requeue" action on the dead-letter page puts the message back with its id and seq; the relay applies it.
+
+    The dead letter: a user saved in ``atomic()`` beside a stray profile (``conflict``); the operator deletes
+    the stray profile (the cause) and requeues. A staff user who may only view dead letters is not offered
+    the action: posting it changes nothing.
+    """
+    out = fresh_project.shell(
+        "from django.test.utils import setup_test_environment\n"
+        "setup_test_environment()\n"
+        "from django.contrib.auth.models import Permission, User\n"
+        "from django.db import transaction\n"
+        "from django.test import Client\n"
+        "from accounts.models import UserProfile\n"
+        "from signal_bridge import WorkerError\n"
+        "from signal_bridge.models import DeadLetter, OutboxMessage\n"
+        "try:\n"
+        "    with transaction.atomic():\n"
+        "        u = User(username='stray')\n"
+        "        u._profile_data = {'sex': 'F'}\n"
+        "        u.save()\n"
+        "        UserProfile.objects.create(user=u)\n"
+        "    raise SystemExit('no WorkerError')\n"
+        "except WorkerError as error:\n"
+        "    assert error.code == 'conflict', error\n"
+        "dead = DeadLetter.objects.get(object_pk=str(u.pk))\n"
+        "assert dead.seq is not None\n"
+        "OutboxMessage.objects.filter(payload='{}').delete()\n"  # a row of the test above, not a message
+        "UserProfile.objects.filter(user=u).delete()\n"
+        "form = {'action': 'requeue', '_selected_action': [dead.pk]}\n"
+        "viewer = User.objects.create_user('viewer', password='pw', is_staff=True)\n"
+        "viewer.user_permissions.add(Permission.objects.get(codename='view_deadletter'))\n"
+        "client = Client()\n"
+        "client.force_login(viewer)\n"
+        "page = client.get('/admin/signal_bridge/deadletter/')\n"
+        "assert page.status_code == 200 and b'value=\"requeue\"' not in page.content\n"
+        "client.post('/admin/signal_bridge/deadletter/', form)\n"
+        "assert DeadLetter.objects.filter(pk=dead.pk).exists()\n"
+        "assert not OutboxMessage.objects.filter(message_id=dead.message_id).exists()\n"
+        "client.force_login(User.objects.create_superuser('root2', 'root2@example.com', 'pw'))\n"
+        "page = client.get('/admin/signal_bridge/deadletter/')\n"
+        "assert b'value=\"requeue\"' in page.content\n"
+        "response = client.post('/admin/signal_bridge/deadletter/', form, follow=True)\n"
+        "assert response.status_code == 200, response.status_code\n"
+        "assert f'#{dead.pk} as seq {dead.seq}'.encode() in response.content, response.content\n"
+        "assert not DeadLetter.objects.filter(pk=dead.pk).exists()\n"
+        "row = OutboxMessage.objects.get(message_id=dead.message_id)\n"
+        "assert (row.message_id, row.seq) == (dead.message_id, dead.seq), row\n"
+        "print('requeued', u.pk)\n")
+    user_pk = int(out.stdout.strip().splitlines()[-1].split()[-1])
+    relayed = fresh_project.run("signal_bridge", "relay", "--once")
+    assert "acked 1," in relayed.stdout, relayed.stdout
+    assert fresh_project.query(f"SELECT sex FROM accounts_userprofile WHERE user_id = {user_pk}") == [("F",)]
+    assert fresh_project.query("SELECT COUNT(*) FROM signal_bridge_deadletter WHERE object_pk = "
+                               f"'{user_pk}'") == [(0,)]
+
+
 def test_release_artifacts_pass_twine_check(tmp_path):
     """``python -m build`` makes an sdist and a wheel that ``twine check`` accepts, typed, licensed, classified."""
     import zipfile

@@ -6,11 +6,18 @@
   the round in flight.
 - ``ping``: exit 0 and print the round-trip time if the worker answers, 1 if not.
 - ``status``: outbox depth, age of the oldest row, dead letters.
-- ``deadletters [--limit N]``: list the dead letters, newest last.
+- ``deadletters [--limit N]``: list the dead letters, newest last, each
+  with its id (``#12``).
+- ``deadletters requeue (ID... | --all) [--reason TEXT]``: put dead letters
+  back into the outbox with their message id and seq, after the cause was
+  fixed (``signal_bridge.deadletters.requeue``).
+- ``deadletters purge --older-than DURATION [--dry-run]``: delete dead
+  letters that failed more than DURATION ago (``7d``, ``12h``).
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
 
@@ -18,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Min
 from django.utils import timezone
 
-from signal_bridge import conf, relay, transport
+from signal_bridge import conf, deadletters, relay, transport
 from signal_bridge.exceptions import WorkerError
 from signal_bridge.redaction import redact
 
@@ -53,9 +60,53 @@ class Command(BaseCommand):
         sub.add_parser("ping", help="Ping the worker; exit 1 if it does not answer.")
         status_parser = sub.add_parser("status", help="Outbox depth, oldest row age, dead letters.")
         status_parser.add_argument("--database", default="default")
-        dead_parser = sub.add_parser("deadletters", help="List the messages the worker refused.")
-        dead_parser.add_argument("--database", default="default")
-        dead_parser.add_argument("--limit", type=int, default=50)
+        dead_parser = sub.add_parser(
+            "deadletters",
+            help="List the messages the worker refused (newest last); requeue or purge them.",
+            description="Without a subcommand: list the dead letters, newest last, each with its id (#ID).",
+        )
+        dead_parser.add_argument("--database", default="default", help="Database alias of the outbox.")
+        dead_parser.add_argument("--limit", type=int, default=50, help="Most dead letters listed (default 50).")
+        dead_sub = dead_parser.add_subparsers(dest="deadletters_action", metavar="{requeue,purge}")
+        # SUPPRESS: "--database" may also come after the subcommand without resetting the value given before it.
+        database_option = {"default": argparse.SUPPRESS, "help": "Database alias of the outbox (default: default)."}
+        requeue_parser = dead_sub.add_parser(
+            "requeue",
+            help="Put dead letters back into the outbox, with their message id and seq, once the cause is fixed.",
+            description=(
+                "Put dead letters back into the outbox and remove them from the dead letters, in one transaction. "
+                "Each keeps its message id (the worker's dedupe still applies) and its seq: the relay sends it "
+                "before every newer row of its object. If a newer message of its object was applied since it "
+                "failed, the worker answers stale and it returns to the dead letters as 'overtaken by seq N'. "
+                "A dead letter without a seq (an autocommit save) gets a new seq: it is sent after every row now "
+                "in the outbox and applied as the newest message of its object, over whatever was saved since. "
+                "Dead letters with code stale are never requeued (the worker remembers their id and would "
+                "answer duplicate without applying them). The relay (or the next save of the object) sends them."
+            ),
+        )
+        which = requeue_parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("ids", nargs="*", type=int, default=[], metavar="ID",
+                           help="Dead letter ids, as `deadletters` lists them (#ID).")
+        which.add_argument("--all", dest="all_letters", action="store_true", help="Every dead letter (narrow it with --reason).")
+        requeue_parser.add_argument(
+            "--reason", metavar="TEXT", default=None,
+            help="Only dead letters whose code is exactly TEXT (e.g. conflict, invalid_value) or whose message "
+                 "contains TEXT as a case-sensitive substring (e.g. 'a profile already exists'). Applies to the "
+                 "listed ids as well as to --all.",
+        )
+        requeue_parser.add_argument("--database", **database_option)
+        purge_parser = dead_sub.add_parser(
+            "purge",
+            help="Delete dead letters that failed more than DURATION ago.",
+            description="Delete the dead letters whose failed_at is older than DURATION and print how many.",
+        )
+        purge_parser.add_argument(
+            "--older-than", required=True, metavar="DURATION",
+            help="A whole number and a unit: s (seconds), m (minutes), h (hours), d (days) or w (weeks), "
+                 "e.g. 7d, 12h, 90m. Dead letters whose failed_at is before now minus DURATION are deleted.",
+        )
+        purge_parser.add_argument("--dry-run", action="store_true", help="Only print how many would be deleted.")
+        purge_parser.add_argument("--database", **database_option)
 
     def handle(self, *args, action, **options):
         return getattr(self, f"handle_{action}")(**options)
@@ -102,8 +153,13 @@ class Command(BaseCommand):
         dead = DeadLetter.objects.using(database).count()
         self.stdout.write(f"outbox: {depth} rows, oldest {age}\ndead letters: {dead}")
 
-    def handle_deadletters(self, *, database, limit, **options):
+    def handle_deadletters(self, *, database, limit, deadletters_action=None, **options):
         from signal_bridge.models import DeadLetter
+
+        if deadletters_action == "requeue":
+            return self.requeue(database=database, **options)
+        if deadletters_action == "purge":
+            return self.purge(database=database, **options)
 
         letters = list(DeadLetter.objects.using(database).order_by("-id")[:limit])
         if not letters:
@@ -112,6 +168,32 @@ class Command(BaseCommand):
         for d in reversed(letters):
             field = f" field={d.field}" if d.field else ""
             self.stdout.write(
-                f"{d.failed_at.isoformat()} seq={d.seq} id={d.message_id} {d.sender}:{d.object_pk} "
+                f"#{d.id} {d.failed_at.isoformat()} seq={d.seq} message_id={d.message_id} {d.sender}:{d.object_pk} "
                 f"code={d.code}{field} attempts={d.attempts}: {d.message}"
             )
+
+    def requeue(self, *, database, ids, all_letters, reason, **options):
+        try:
+            result = deadletters.requeue(database, ids=None if all_letters else ids, reason=reason)
+        except LookupError as error:
+            raise CommandError(f"{error}; nothing requeued") from None
+        for item in result.requeued:
+            how = "a new seq: it had none" if item.new_seq else "its seq"
+            self.stdout.write(f"requeued #{item.letter_id} as outbox seq {item.seq} ({how}), message {item.message_id}")
+        for letter_id, why in result.skipped:
+            self.stderr.write(f"not requeued #{letter_id}: {why}")
+        self.stdout.write(
+            f"requeued {len(result.requeued)}, not requeued {len(result.skipped)}"
+            + ("; the relay sends them (manage.py signal_bridge relay)" if result.requeued else "")
+        )
+        if result.skipped and not all_letters:
+            raise CommandError(f"{len(result.skipped)} of the dead letters named could not be requeued", returncode=1)
+
+    def purge(self, *, database, older_than, dry_run, **options):
+        try:
+            age = deadletters.parse_duration(older_than)
+        except ValueError as error:
+            raise CommandError(f"--older-than: {error}") from None
+        count, cutoff = deadletters.purge(database, older_than=age, dry_run=dry_run)
+        verb = "would purge" if dry_run else "purged"
+        self.stdout.write(f"{verb} {count} dead letters that failed before {cutoff.isoformat()}")
