@@ -18,7 +18,7 @@ after every row there and applied as the newest message of its object.
 
 Not requeued (reported as skipped): letters with code ``stale``, because the
 worker recorded their id when it answered ``stale`` (docs/PROTOCOL.md,
-"Dedupe") and would answer the same id ``duplicate`` without applying
+"Exactly once and ordering") and would answer the same id ``duplicate`` without applying
 anything; and letters whose message id (or seq) is already in the outbox.
 
 **Purge** deletes the dead letters that failed more than a given time ago.
