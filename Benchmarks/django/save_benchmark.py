@@ -30,7 +30,8 @@ outbox-row deletion variants), one child process of this script:
 The "acked rows not deleted by Django" variants replace the bridge's delete
 of acked outbox rows, in the child process only, by a no-op that records the
 rows (deleted off the clock between the phases): see ``_keep_acked``.
-Optional extra runs profile the handler with cProfile.
+Optional extra runs (profile runs) time the bridge's functions and every thread's CPU, and count
+SQL statements per save.
 
 The parent starts a fresh ``signal-worker serve`` (own port, same database,
 ``--metrics-bind`` for its transaction count and request time) for each
@@ -171,21 +172,12 @@ def child_main(spec: dict) -> None:
         wrapper.__name__ = fn.__name__
         return wrapper
 
-    import cProfile
-
-    profiler = cProfile.Profile() if spec.get("profile") else None
-    profiler_box = [profiler]  # replaced by a fresh one after the warm-up
+    # Profile runs: exclusive CPU time of the bridge's (or the receiver's) functions, per
+    # thread, and the CPU of every thread of the process (see Sections).
+    profiler = Sections() if spec.get("profile") else None
 
     def profiled(fn):
-        def wrapper(*args, **kwargs):
-            current = profiler_box[0]
-            current.enable()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                current.disable()
-
-        return wrapper
+        return fn if profiler is None else profiler.wrap(fn, "receiver")
 
     rounds = {"rounds": 0, "messages": 0}
     if bridge:
@@ -203,9 +195,9 @@ def child_main(spec: dict) -> None:
             return original_round(self, batch, deletes)
 
         sender.Sender._round = counted_round
-        handler = publisher.on_post_save
         if profiler is not None:
-            handler = profiled(handler)
+            profiler.instrument()
+        handler = publisher.on_post_save
         publisher.on_post_save = timed(handler, receiver_time)
         publisher.deliver_sync = timed(publisher.deliver_sync, commit_time)
         publisher.connect_receivers()  # reconnects the wrapped receiver
@@ -217,15 +209,15 @@ def child_main(spec: dict) -> None:
         uid = "accounts.create_or_update_user_profile"
         if not post_save.disconnect(sender=User, dispatch_uid=uid):
             problems.append("the in-process receiver was not connected")
-        handler = create_or_update_user_profile
-        if profiler is not None:
-            handler = profiled(handler)
+        handler = profiled(create_or_update_user_profile)
         post_save.connect(timed(handler, receiver_time), sender=User, dispatch_uid=uid, weak=False)
 
     per_save: list[float] = []  # the last save_all()'s durations, one per save
     cpu_marks: dict = {}  # CPU clocks of the last save_all() (see process_cpu)
 
     def save_all(users):
+        if profiler is not None:
+            profiler.window_start()
         cpu_marks["process"], cpu_marks["thread"] = process_cpu(), time.thread_time()
         start, end, per_save[:] = time_saves(users, spec["atomic"])
         cpu_marks["thread_loop"] = time.thread_time() - cpu_marks["thread"]
@@ -236,6 +228,8 @@ def child_main(spec: dict) -> None:
         """Seconds of CPU of the last save_all(): the process from the loop's start until its
         messages were delivered (``delivered_at``, a process_cpu() reading), the process
         during the loop only, and save()'s thread during the loop."""
+        if profiler is not None:
+            profiler.window_end()
         return {"cpu_s": delivered_at - cpu_marks["process"], "loop_cpu_s": cpu_marks["process_loop"],
                 "thread_cpu_s": cpu_marks["thread_loop"]}
 
@@ -331,8 +325,8 @@ def child_main(spec: dict) -> None:
             time.sleep(0.005)
         sender.flush(WAIT_TIMEOUT_S)
     if profiler is not None:
-        profiler_box[0] = cProfile.Profile()
         statements = _count_statements(connection)
+        profiler.start()
     rounds.update(rounds=0, messages=0)
     if bridge:
         state.reset_stats()
@@ -389,10 +383,7 @@ def child_main(spec: dict) -> None:
         if rows:
             problems.append(f"outbox not empty: {rows} rows")
     if profiler is not None:
-        try:
-            result["profile"] = _profile_summary(profiler_box[0], 2 * n)
-        except TypeError:  # nothing was profiled (no receiver): pstats refuses an empty profile
-            result["profile"] = {"total_us": 0.0, "top": [], "top_self": []}
+        result["profile"] = profiler.summary(2 * n)
         # The delivery checks above ran queries too: count only the two timed loops.
         result["profile"]["statements"] = {k: v / (2 * n) for k, v in statements["loops"].items()}
     if connection.vendor == "sqlite":
@@ -477,40 +468,130 @@ def time_saves(users, atomic: bool, clock=time.perf_counter) -> tuple[float, flo
     return start, before, durations
 
 
-def _profile_summary(profiler, calls: int, top: int = 15) -> dict:
-    """The functions under the receiver with the most cumulative time, µs per save.
+# The functions a profile run times (module, attribute, label). Missing ones are skipped, so the
+# list can name functions of several versions of the bridge.
+SECTIONS = [
+    ("signal_bridge.publisher", "on_post_save", "handler (rest)"),
+    ("signal_bridge.publisher", "deliver_sync", "deliver (rest)"),
+    ("signal_bridge.publisher", "_send_one", "send one (rest)"),
+    ("signal_bridge.envelope", "uuid7", "message id"),
+    ("signal_bridge.envelope", "capture", "capture"),
+    ("signal_bridge.envelope:Draft", "render", "render JSON"),
+    ("signal_bridge.envelope:Draft", "frame", "render JSON"),
+    ("signal_bridge.outbox", "insert", "outbox INSERT"),
+    ("signal_bridge.outbox", "has_backlog", "backlog check"),
+    ("signal_bridge.outbox", "backlog", "backlog rows"),
+    ("signal_bridge.outbox", "delete", "DELETE acked rows"),
+    ("signal_bridge.outbox", "classify", "reply handling"),
+    ("signal_bridge.outbox", "settle", "settle replies"),
+    ("signal_bridge.outbox", "frames", "frames"),
+    ("signal_bridge.outbox", "insert_many", "rows for undelivered"),
+    ("signal_bridge.transport", "request", "request: send, wait, read"),
+    ("signal_bridge.transport", "pipeline", "pipeline: send, read"),
+    ("signal_bridge.sender:Sender", "enqueue", "enqueue"),
+    ("signal_bridge.sender:Sender", "delete_later", "hand acked seq to sender"),
+    ("signal_bridge.sender:Sender", "_round", "sender round (rest)"),
+    ("signal_bridge.sender:Sender", "_gather", "sender gathering (rest)"),
+    ("signal_bridge.sender:Sender", "_run", "sender loop (rest)"),
+]
 
-    A bridge function is marked ``thin`` when one bridge function it calls
-    takes ≥ 85 % of its time (a pass-through; the callee says more).
+
+SENDER_THREADS = "other threads (the bridge's sender)"
+
+
+class Sections:
+    """Exclusive CPU time (``time.thread_time``) of chosen functions, per thread, and the CPU
+    of every thread of the process (``/proc/self/task/*/schedstat``), in profile runs.
+
+    A function's own time excludes the timed functions it calls. Timing costs about a
+    microsecond per call, so a profile run's numbers are a little above the timed runs'.
+    Only the timed windows count: from the first save of a phase until its delivery work
+    was done (as ``cpu_s``).
     """
-    import pstats
 
-    stats = pstats.Stats(profiler)
-    total = sum(tt for (_, _, tt, _, _) in stats.stats.values())
+    def __init__(self) -> None:
+        import collections
+        import threading
 
-    def name(key):
-        filename, line, func = key
-        short = filename
-        for marker in ("site-packages/", "python-bridge/", "lib/python3"):
-            if marker in filename:
-                short = filename.split(marker, 1)[1]
-                break
-        return f"{short}:{line}({func})"
+        self.threading = threading
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.main = threading.get_ident()
+        self.totals = collections.defaultdict(float)  # (thread, label) -> seconds
+        self.threads = collections.defaultdict(float)  # thread kind -> seconds
+        self.on = False
+        self.marks: dict = {}
 
-    child_time: dict = {}
-    for key, (_, _, _, _, callers) in stats.stats.items():
-        if "signal_bridge/" not in key[0]:
-            continue
-        for caller, values in callers.items():
-            child_time.setdefault(caller, []).append(values[3])
-    rows = []
-    for key, (_, ncalls, tottime, cumtime, _) in stats.stats.items():
-        thin = any(t >= 0.85 * cumtime for t in child_time.get(key, [])) if cumtime else False
-        rows.append({"func": name(key), "calls": ncalls, "cum_us": 1e6 * cumtime / calls,
-                     "self_us": 1e6 * tottime / calls, "thin": thin})
-    rows.sort(key=lambda r: -r["cum_us"])
-    return {"total_us": 1e6 * total / calls, "top": rows[:top],
-            "top_self": sorted(rows, key=lambda r: -r["self_us"])[:top]}
+    def wrap(self, fn, label):
+        import functools
+
+        def wrapper(*args, **kwargs):
+            if not self.on:
+                return fn(*args, **kwargs)
+            stack = getattr(self.local, "stack", None)
+            if stack is None:
+                stack = self.local.stack = []
+            stack.append(0.0)
+            started = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.thread_time() - started
+                children = stack.pop()
+                if stack:
+                    stack[-1] += elapsed
+                where = "main" if self.threading.get_ident() == self.main else "background"
+                with self.lock:
+                    self.totals[(where, label)] += elapsed - children
+
+        return functools.update_wrapper(wrapper, fn)
+
+    def instrument(self) -> None:
+        import importlib
+
+        for where, name, label in SECTIONS:
+            module_name, _, class_name = where.partition(":")
+            owner = importlib.import_module(module_name)
+            if class_name:
+                owner = getattr(owner, class_name, None)
+            fn = getattr(owner, name, None) if owner is not None else None
+            if callable(fn):
+                setattr(owner, name, self.wrap(fn, label))
+
+    def start(self) -> None:
+        self.on = True
+
+    @staticmethod
+    def _thread_cpu() -> dict:
+        """Nanoseconds on CPU of every thread now: {(tid, name): ns}."""
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                ns = int(Path(f"/proc/self/task/{tid}/schedstat").read_text().split()[0])
+                name = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+            except (OSError, ValueError, IndexError):
+                continue
+            out[(int(tid), name)] = ns
+        return out
+
+    def window_start(self) -> None:
+        if self.on:
+            self.marks = self._thread_cpu()
+
+    def window_end(self) -> None:
+        if not self.on:
+            return
+        main = self.threading.get_native_id()
+        for (tid, name), ns in self._thread_cpu().items():
+            spent = (ns - self.marks.get((tid, name), 0)) / 1e9
+            kind = ("save()'s thread" if tid == main else "libzmq I/O thread" if name.startswith("ZMQbg")
+                    else SENDER_THREADS)
+            self.threads[kind] += spent
+
+    def summary(self, saves: int) -> dict:
+        sections = {f"{where}:{label}": 1e6 * seconds / saves for (where, label), seconds in self.totals.items()}
+        threads = {kind: 1e6 * seconds / saves for kind, seconds in self.threads.items()}
+        return {"sections": sections, "threads": threads}
 
 
 def _keep_acked(outbox, result: dict) -> None:
@@ -1006,6 +1087,7 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw
     lines.append("")
 
     lines += where_time_goes(dbs, configs, results, rows, profiles, n)
+    lines += cpu_section(dbs, configs, profiles, results)
     lines += statements_section(dbs, configs, profiles)
     lines += per_save_section(dbs, configs, results)
     lines += deletion_section(dbs, results)
@@ -1240,31 +1322,51 @@ def sync_floor_text(sync: dict, in_process: dict, none: dict) -> str:
     return text + " (" + "; ".join(verdicts) + ")"
 
 
-GLOSS = {"_await_reply": "waiting for the reply", "has_backlog": "backlog SELECT", "insert": "outbox INSERT",
-         "build": "the request's JSON", "serialize_instance": "Django's serializer", "enqueue": "hand-off to the sender",
-         "uuid7": "message id"}
-
-
 def profile_text(prof: dict) -> str:
-    """The bridge functions that cost most inside the handler (cProfile, one extra run)."""
-    total = prof["total_us"]
-    picks = []
-    for row in prof["top"]:
-        func = row["func"]
-        if "signal_bridge/" not in func or "on_post_save" in func or row.get("thin"):
-            continue
-        name = func.split("(")[-1].rstrip(")")
-        module = func.split(":")[0].rsplit("/", 1)[-1].removesuffix(".py")
-        label = f"`{module}.{name}`" + (f" ({GLOSS[name]})" if name in GLOSS else "")
-        if any(label == p[0] for p in picks):
-            continue
-        picks.append((label, row["cum_us"]))
-        if len(picks) == 5:
-            break
+    """The costliest parts of the bridge per save, from the profile run (exclusive CPU µs)."""
+    picks = sorted(((us, name) for name, us in prof.get("sections", {}).items() if us >= 1), reverse=True)[:5]
     if not picks:
         return ""
-    parts = ", ".join(f"{label} {100 * us / total:.0f} %" for label, us in picks)
-    return f"cProfile of one extra run, cumulative share of the handler's time, nested calls overlap: {parts}"
+    parts = ", ".join(f"{name.replace('main:', '').replace('background:', 'sender thread: ')} {us:.0f}"
+                      for us, name in picks)
+    return f"profile run, CPU µs per save: {parts}"
+
+
+def cpu_section(dbs, configs, profiles, results) -> list[str]:
+    """Where the CPU of a save goes, per thread and per function (the profile runs)."""
+    rows = []
+    for db in dbs:
+        for c in configs:
+            prof = profiles.get(db, {}).get(c.key)
+            if not prof or "threads" not in prof:
+                continue
+            threads = prof["threads"]
+            main = threads.get("save()'s thread", 0.0)
+            sections = prof.get("sections", {})
+            mine = {k.split(":", 1)[1]: v for k, v in sections.items() if k.startswith("main:")}
+            background = {k.split(":", 1)[1]: v for k, v in sections.items() if k.startswith("background:")}
+            django = main - sum(mine.values())
+
+            def listing(parts):
+                shown = [f"{name} {us:.0f}" for name, us in sorted(parts.items(), key=lambda kv: -kv[1]) if us >= 0.5]
+                return " · ".join(shown) or "—"
+
+            total = sum(threads.values())
+            sender_cpu = threads.get(SENDER_THREADS, 0.0)
+            rows.append(f"| {db} | {c.name} | {c.pattern} | {total:,.0f} | {django:,.0f} | {listing(mine)} "
+                        f"| {sender_cpu:,.0f}: {listing(background)} "
+                        f"| {threads.get('libzmq I/O thread', 0):,.0f} |")
+    if not rows:
+        return []
+    return ["## Where the CPU of a save goes", "",
+            "One extra run per configuration with timing on, creates and updates together, µs of CPU per save "
+            "(`/proc/self/task/*/schedstat` per thread; inside save()'s thread and the sender, the exclusive "
+            "`thread_time` of the bridge's functions, or of the in-process receiver). *Django*: save()'s thread "
+            "minus the timed functions: Django's own save, its SQL and commit. Timing adds about 1 µs per timed "
+            "call, so these totals are a little above the summary's.", "",
+            "| database | configuration | pattern | process | save()'s thread: Django | save()'s thread: receiver "
+            "or bridge | sender thread: total: functions | libzmq I/O thread |",
+            "| --- | --- | --- | ---: | ---: | --- | --- | ---: |", *rows, ""]
 
 
 def statements_section(dbs, configs, profiles) -> list[str]:
@@ -1435,7 +1537,7 @@ def parent_main(args) -> int:
                     log(f"[{done}/{total} {time.monotonic() - started:4.0f} s] round {r + 1} {db.name:10} "
                         f"{c.key:26} creates {fmt(rate(n, p.get('create', {}).get('save_s'))):>6}/s "
                         f"updates {fmt(rate(n, p.get('update', {}).get('save_s'))):>6}/s  {status}")
-        # One more run of async (and sync) with cProfile on the handler: what its time is made of.
+        # One more run of each main configuration with timing on: where its CPU goes.
         for db in dbs:
             for key in profile_keys:
                 result = run_config(db, CONFIG_BY_KEY[key], n, tmp, profile=True)
@@ -1533,12 +1635,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, help="saves per phase (default 300; --quick: 150)")
     parser.add_argument("--rounds", type=int, help="rounds (default 3; --quick: 1)")
-    parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run (no cProfile runs)")
+    parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run (no profile runs)")
     parser.add_argument("--postgres-url", help="PostgreSQL server URL (a user that may CREATE DATABASE)")
     parser.add_argument("--output", help="write the Markdown report here too")
     parser.add_argument("--raw", help="write every round's raw results (JSON) here")
     parser.add_argument("--only", help="comma-separated configuration keys: " + ", ".join(CONFIG_BY_KEY))
-    parser.add_argument("--no-profile", action="store_true", help="skip the extra cProfile runs")
+    parser.add_argument("--no-profile", action="store_true", help="skip the extra profile runs")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (worker logs, SQLite files)")
     parser.add_argument("--worker", help=f"the signal-worker binary (default {WORKER.relative_to(ROOT)})")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
