@@ -87,9 +87,14 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
     sender_config = config.senders.get(label)
     if sender_config is None or "post_save" not in sender_config.signals:
         return
+    connection = transaction.get_connection(using)
+    atomic = connection.in_atomic_block
+    autocommit = not atomic and connection.get_autocommit()
+    # An async message without a row is rendered later, on the sender thread, from a
+    # detached copy of the values; every other message is rendered at once (for its row
+    # or its send), straight from the instance.
+    later = config.mode == "async" and autocommit
     message_id = envelope.uuid7()
-    # Captured now, rendered when first needed: at once for an outbox row or
-    # a sync send, on the sender thread for an async message without a row.
     message = outbox.Message(
         message_id=message_id,
         using=using,
@@ -106,15 +111,15 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
             instance=instance,
             attrs=sender_config.attrs,
             fields=sender_config.fields,
+            detach=later,
         ),
     )
     state.count("published")
-    connection = transaction.get_connection(using)
 
     if config.mode == "outbox":
         outbox.insert(message)
         return
-    if connection.in_atomic_block:
+    if atomic:
         outbox.insert(message)  # same transaction as the save: gets its seq, cannot be lost
         if config.mode == "sync":
             local = _local_receiver(config, sender, instance, created, raw, using, update_fields)
@@ -122,7 +127,7 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
         else:
             transaction.on_commit(lambda: _enqueue(config, message), using=using)
         return
-    if not connection.get_autocommit():
+    if not autocommit:
         # Manual transaction management: on_commit() is not available; the
         # row commits (or not) with the caller's transaction, the relay sends.
         outbox.insert(message)
@@ -134,7 +139,9 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
 
 
 def _local_receiver(config, model, instance, created, raw, using, update_fields):
-    """``_run_local`` bound to this save, for ``ON_UNREACHABLE = "local"``."""
+    """``_run_local`` bound to this save, for ``ON_UNREACHABLE = "local"`` (else None)."""
+    if config.on_unreachable != "local":
+        return None
     return functools.partial(_run_local, config, model, instance, created, raw, using, update_fields)
 
 
