@@ -57,6 +57,8 @@ def record(message_ids) -> None:
 
 def forget(message_ids) -> None:
     """The messages were acked or dead-lettered: nothing to watch for any more."""
+    if not _failed:  # nothing recorded, the usual case: no lock to take
+        return
     with _lock:
         for message_id in message_ids:
             _failed.pop(message_id, None)

@@ -46,6 +46,9 @@ class Message:
     seq: int | None = None
     created_at: datetime.datetime = dataclasses.field(default_factory=timezone.now)
     attempts: int = 0
+    # Whether older rows of the object were in the outbox when this row was written, when
+    # the INSERT could tell exactly (see insert()); None: ask before sending (has_backlog).
+    older: bool | None = None
 
     @property
     def payload(self) -> str:
@@ -138,7 +141,7 @@ def _rowcount(cursor) -> int:
     return max(cursor.rowcount, 0)
 
 
-def insert(message: Message) -> int:
+def insert(message: Message, *, older: bool = False) -> int:
     """Write one row (joins the caller's transaction, if any); sets ``seq``.
 
     One raw ``INSERT`` rather than ``OutboxMessage(...).save()``: this runs
@@ -149,6 +152,16 @@ def insert(message: Message) -> int:
     on the DB-API connection (:func:`_execute`). Values are prepared as the
     ORM would (``adapt_datetimefield_value``), so the row reads back
     identically (tests/test_outbox_rows.py).
+
+    ``older=True`` (a sync message saved inside ``atomic()``): on SQLite the
+    same statement also says whether older rows of the object are in the
+    outbox (``message.older``), which spares the backlog query before the
+    send. That answer is the one the query would give after the commit:
+    the save's transaction holds SQLite's only write lock from its first
+    write (the object's row, before this one) to its commit, so no row can
+    be added or removed in between, and rows added after the commit are
+    newer. On PostgreSQL, whose writers do not wait for each other, the
+    query still runs at send time.
     """
     connection = connections[message.using]
     sql, returns_seq = _insert_statement(connection)
@@ -162,7 +175,11 @@ def insert(message: Message) -> int:
         "",
     )
     if returns_seq:
-        seq = _execute(connection, sql, params, _first_value)
+        if older and connection.vendor == "sqlite":
+            row = _execute(connection, _insert_and_older_statement(connection), params, _first_row)
+            seq, message.older = row[0], bool(row[1])
+        else:
+            seq = _execute(connection, sql, params, _first_value)
     else:
         from .models import OutboxMessage
 
@@ -171,6 +188,29 @@ def insert(message: Message) -> int:
     message.seq = seq
     state.count("outbox_written")
     return seq
+
+
+def _first_row(cursor):
+    return cursor.fetchone()
+
+
+_INSERT_AND_OLDER: dict[str, str] = {}
+
+
+def _insert_and_older_statement(connection) -> str:
+    """``INSERT ... RETURNING seq, <an older row of the object exists>`` (SQLite)."""
+    sql = _INSERT_AND_OLDER.get(connection.vendor)
+    if sql is None:
+        from .models import OutboxMessage
+
+        quote = connection.ops.quote_name
+        table = quote(OutboxMessage._meta.db_table)
+        base, _ = _insert_statement(connection)
+        sql = _INSERT_AND_OLDER[connection.vendor] = (
+            f"{base}, EXISTS (SELECT 1 FROM {table} AS older WHERE older.sender = {table}.sender "
+            f"AND older.object_pk = {table}.object_pk AND older.seq < {table}.seq)"
+        )
+    return sql
 
 
 _INSERT_STATEMENTS: dict[str, tuple[str, bool]] = {}
@@ -253,22 +293,29 @@ def has_backlog(using: str, messages: list[Message]) -> bool:
     message has a seq, only rows older than the newest one do.
     """
     connection = connections[using]
-    by_sender: dict[str, set[str]] = {}
-    for m in messages:
-        by_sender.setdefault(m.label, set()).add(m.object_pk)
-    own = [m.seq for m in messages if m.seq is not None]
-    every_seq = bool(own) and len(own) == len(messages)
-    shape = (connection.vendor, tuple(len(pks) for pks in by_sender.values()), len(own), every_seq)
+    if len(messages) == 1:  # a sync send: no grouping to do
+        m = messages[0]
+        if m.seq is None:
+            shape, params = (connection.vendor, (1,), 0, False), (m.label, m.object_pk)
+        else:
+            shape, params = (connection.vendor, (1,), 1, True), (m.label, m.object_pk, m.seq, m.seq)
+    else:
+        by_sender: dict[str, set[str]] = {}
+        for m in messages:
+            by_sender.setdefault(m.label, set()).add(m.object_pk)
+        own = [m.seq for m in messages if m.seq is not None]
+        every_seq = bool(own) and len(own) == len(messages)
+        shape = (connection.vendor, tuple(len(pks) for pks in by_sender.values()), len(own), every_seq)
+        params = []
+        for label, pks in by_sender.items():
+            params.append(label)
+            params += sorted(pks)
+        params += own
+        if every_seq:
+            params.append(max(own))
     sql = _BACKLOG_STATEMENTS.get(shape)
     if sql is None:
         sql = _BACKLOG_STATEMENTS[shape] = _backlog_statement(connection, shape)
-    params: list = []
-    for label, pks in by_sender.items():
-        params.append(label)
-        params += sorted(pks)
-    params += own
-    if every_seq:
-        params.append(max(own))
     return _execute(connection, sql, params, _first_value) is not None
 
 
@@ -362,12 +409,10 @@ def classify(reply: dict, message_id: str) -> tuple[str, object]:
     """``("ack", action)``, ``("final", WorkerError)`` or ``("retry", WorkerError)``."""
     if reply.get("status") == "ok":
         action = (reply.get("result") or {}).get("action") or "unknown"
-        state.count("acked")
-        state.count(f"acked.{action}")
+        state.count_each("acked", "acked." + action)
         return "ack", action
     error = WorkerError.from_reply(reply, message_id)
-    state.count("errors")
-    state.count(f"errors.{error.code}")
+    state.count_each("errors", f"errors.{error.code}")
     logger.warning(
         "signal_bridge: message %s got %s%s: %s",
         error.message_id, error.code, f" (field {error.field})" if error.field else "", error.message,

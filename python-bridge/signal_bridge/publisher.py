@@ -29,6 +29,7 @@ from django.db.models.signals import post_save
 from django.utils.module_loading import import_string
 
 from . import conf, envelope, failures, outbox, state, transport
+from . import sender as background
 from .exceptions import WorkerError, WorkerUnreachable
 
 logger = logging.getLogger("signal_bridge")
@@ -120,7 +121,8 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
         outbox.insert(message)
         return
     if atomic:
-        outbox.insert(message)  # same transaction as the save: gets its seq, cannot be lost
+        # Same transaction as the save: gets its seq, cannot be lost.
+        outbox.insert(message, older=config.mode == "sync")
         if config.mode == "sync":
             local = _local_receiver(config, sender, instance, created, raw, using, update_fields)
             transaction.on_commit(lambda: deliver_sync(config, message, local), using=using)
@@ -146,9 +148,7 @@ def _local_receiver(config, model, instance, created, raw, using, update_fields)
 
 
 def _enqueue(config, message: outbox.Message) -> None:
-    from . import sender
-
-    sender.get().enqueue(config, message)
+    background.get().enqueue(config, message)
 
 
 def _send_one(config, message: outbox.Message) -> str:
@@ -212,7 +212,10 @@ def deliver_sync(config, message: outbox.Message, run_local) -> None:
     ``WorkerError``; the message then stays in the outbox.
     """
     try:
-        older_rows = outbox.backlog(message.using, [message]) if outbox.has_backlog(message.using, [message]) else []
+        older = message.older  # known when the INSERT could tell (outbox.insert)
+        if older is None:
+            older = outbox.has_backlog(message.using, [message])
+        older_rows = outbox.backlog(message.using, [message]) if older else []
         for older in older_rows:
             try:
                 _send_one(config, older)
@@ -233,9 +236,7 @@ def deliver_sync(config, message: outbox.Message, run_local) -> None:
         if config.delete_acked == "inline":
             outbox.delete(message.using, [message.seq])
         else:
-            from . import sender
-
-            sender.get().delete_later(message.using, message.seq)
+            background.get().delete_later(message.using, message.seq)
 
 
 def _on_unreachable(config, message: outbox.Message, error: WorkerError, run_local) -> None:

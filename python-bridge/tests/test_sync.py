@@ -133,3 +133,18 @@ def test_backlog_of_the_same_user_goes_first(bridge):
     profile = UserProfile.objects.get(user_id=user.pk)
     assert (profile.sex, profile.birthdate) == ("O", datetime.date(2000, 1, 1))
     assert OutboxMessage.objects.count() == 0
+
+
+def test_backlog_of_the_same_user_goes_first_inside_atomic(bridge):
+    """Inside atomic() too (on SQLite the row's INSERT finds the older row, elsewhere a query)."""
+    bridge(MODE="outbox")
+    user = make_user("lina", sex="F", birthdate="2000-01-01")  # left in the outbox
+    bridge(MODE="sync")
+    with transaction.atomic():
+        user._profile_data = {"sex": "O"}
+        user.save()
+    profile = UserProfile.objects.get(user_id=user.pk)
+    assert (profile.sex, profile.birthdate) == ("O", datetime.date(2000, 1, 1))
+    assert signal_bridge.stats()["acked.created"] == 1 and signal_bridge.stats()["acked.updated"] == 1
+    signal_bridge.flush(5)
+    assert OutboxMessage.objects.count() == 0
