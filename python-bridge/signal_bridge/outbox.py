@@ -170,13 +170,16 @@ def insert(message: Message, *, older: bool = False) -> int:
         message.label,
         message.object_pk,
         message.payload,
-        connection.ops.adapt_datetimefield_value(message.created_at),
+        _datetime_value(connection, message.created_at),
         message.attempts,
         "",
     )
     if returns_seq:
         if older and connection.vendor == "sqlite":
-            row = _execute(connection, _insert_and_older_statement(connection), params, _first_row)
+            row = _execute(
+                connection, _insert_and_older_statement(connection), (*params, message.label, message.object_pk),
+                _first_row,
+            )
             seq, message.older = row[0], bool(row[1])
         else:
             seq = _execute(connection, sql, params, _first_value)
@@ -206,11 +209,25 @@ def _insert_and_older_statement(connection) -> str:
         quote = connection.ops.quote_name
         table = quote(OutboxMessage._meta.db_table)
         base, _ = _insert_statement(connection)
+        # The object as parameters, not as references to the new row: SQLite searches the
+        # (sender, object_pk, seq) index only for the former (a correlated reference scans).
         sql = _INSERT_AND_OLDER[connection.vendor] = (
-            f"{base}, EXISTS (SELECT 1 FROM {table} AS older WHERE older.sender = {table}.sender "
-            f"AND older.object_pk = {table}.object_pk AND older.seq < {table}.seq)"
+            f"{base}, EXISTS (SELECT 1 FROM {table} AS older WHERE older.sender = %s "
+            f"AND older.object_pk = %s AND older.seq < {table}.seq)"
         )
     return sql
+
+
+def _datetime_value(connection, value: datetime.datetime):
+    """``connection.ops.adapt_datetimefield_value(value)``, without its time zone work in the usual case.
+
+    On SQLite with ``USE_TZ`` Django stores an aware datetime as naive text in
+    the connection's time zone; when that zone is UTC and ``value`` is in UTC
+    (``timezone.now()``'s), that is ``value`` without its ``tzinfo``, as text.
+    """
+    if connection.vendor == "sqlite" and value.tzinfo is datetime.timezone.utc and connection.timezone is value.tzinfo:
+        return str(value.replace(tzinfo=None))
+    return connection.ops.adapt_datetimefield_value(value)
 
 
 _INSERT_STATEMENTS: dict[str, tuple[str, bool]] = {}

@@ -133,3 +133,16 @@ def test_a_database_error_of_a_raw_statement_is_djangos():
     with pytest.raises(IntegrityError):  # django.db.IntegrityError, not the driver's
         with transaction.atomic():
             outbox.insert(duplicate)
+
+
+def test_the_inserts_older_row_lookup_searches_the_objects_index():
+    """A correlated reference to the new row made SQLite scan the whole outbox on every INSERT."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the INSERT answers the backlog question on SQLite only")
+    sql = outbox._insert_and_older_statement(connection).replace("%s", "?")
+    with connection.cursor() as cursor:
+        plan = cursor.connection.execute("EXPLAIN QUERY PLAN " + sql, ("m", "auth.user", "1", "{}", "", 0, "",
+                                                                        "auth.user", "1")).fetchall()
+    assert any("INDEX signal_bridge_outbox_obj" in row[-1] for row in plan), plan
