@@ -86,6 +86,7 @@ class Config:
     keep_acked: bool = False  # Django does not delete acked rows (see _keep_acked)
     label: str = ""
     default: bool = True  # part of a run without --only
+    baseline: bool = False  # runs the bridge of --baseline DIR (the code before a change)
 
     @property
     def pattern(self) -> str:
@@ -93,7 +94,11 @@ class Config:
 
     @property
     def name(self) -> str:
-        return self.label or (self.mode if self.receiver == "bridge" else self.receiver)
+        name = self.label or (self.mode if self.receiver == "bridge" else self.receiver)
+        return f"{name} (baseline)" if self.baseline else name
+
+    def as_baseline(self) -> "Config":
+        return dataclasses.replace(self, key=self.key + "@baseline", baseline=True)
 
 
 CONFIGS = [
@@ -181,7 +186,10 @@ def child_main(spec: dict) -> None:
 
     rounds = {"rounds": 0, "messages": 0}
     if bridge:
+        import signal_bridge
         from signal_bridge import outbox, publisher, sender, state
+
+        result["bridge_path"] = str(Path(signal_bridge.__file__).resolve().parent)
         from signal_bridge.models import DeadLetter, OutboxMessage
 
         # Count the background sender's rounds (each: a commit for the rows it
@@ -799,6 +807,8 @@ def _all_pids() -> list[int]:
 # PostgreSQL on SERVER_CPU, as a deployment where the worker has a core of its own.
 DJANGO_CPU: int | None = None
 SERVER_CPU: int | None = None
+# --baseline DIR: a checkout whose python-bridge/ is the code to compare with (e.g. `git worktree add DIR main`).
+BASELINE: Path | None = None
 
 # Extra `signal-worker serve` options (--worker-arg), the same for every configuration.
 WORKER_EXTRA_ARGS: list[str] = []
@@ -876,6 +886,9 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False) -> 
     try:
         env = base_env(url)
         env["ACCOUNTS_RECEIVER"] = config.receiver
+        if config.baseline:
+            # The baseline's signal_bridge first on the path (before the venv's editable install).
+            env["PYTHONPATH"] = os.pathsep.join([str(BASELINE / "python-bridge"), *filter(None, [env.get("PYTHONPATH")])])
         if config.receiver == "bridge":
             port, metrics_port = free_port(), free_port()
             worker_log = tmp / f"worker-{db.name}-{config.key.replace('/', '_')}-{port}.log"
@@ -894,6 +907,10 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False) -> 
             return {"problems": [f"child exited {proc.returncode}: {err}"], "phases": {}}
         result = json.loads(lines[-1])
         result["load"] = (load + os.getloadavg()[0]) / 2  # 1-minute load average, before and after
+        if config.receiver == "bridge":
+            expected = (BASELINE if config.baseline else ROOT) / "python-bridge" / "signal_bridge"
+            if result.get("bridge_path") != str(expected.resolve()):
+                result["problems"].append(f"ran the bridge in {result.get('bridge_path')}, expected {expected}")
         if worker is not None:
             try:
                 result["worker"] = worker_metrics(metrics_port)
@@ -1076,6 +1093,7 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw
     ]
     lines += pinned_summary(dbs, configs, results)
     lines += issue22_targets(dbs, results)
+    lines += baseline_section(dbs, configs, results)
     lines += ["Cells below: median over the rounds, best round in parentheses; saves per second unless said "
               "otherwise.", ""]
     for db in dbs:
@@ -1144,6 +1162,30 @@ def pinned_summary(dbs, configs, results) -> list[str]:
                          f"| {iqr_cell(s, 'update.cpu_us')} | {pair(s, 'thread_cpu_us')} |")
     lines.append("")
     return lines
+
+
+def baseline_section(dbs, configs, results) -> list[str]:
+    """This bridge against the --baseline bridge, configuration by configuration (same run, interleaved)."""
+    rows = []
+    for db in dbs:
+        for c in configs:
+            base = results[db].get(c.key + "@baseline")
+            if c.baseline or base is None:
+                continue
+            now = results[db][c.key]
+            cells = []
+            for key, digits in (("create.save", 0), ("update.save", 0), ("create.cpu_us", 0), ("update.cpu_us", 0)):
+                b, a = med(base, key), med(now, key)
+                cells.append("—" if a is None or b is None else f"{fmt(b, digits)} → {fmt(a, digits)} "
+                                                               f"({100 * (a / b - 1):+.0f} %)")
+            rows.append(f"| {db} | {c.name} | {c.pattern} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["## Against the baseline", "",
+            "The same configurations with the baseline's bridge (`--baseline`), interleaved in this run: "
+            "medians, baseline → this code.", "",
+            "| database | configuration | pattern | creates/s | updates/s | CPU µs/save, creates | updates |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |", *rows, ""]
 
 
 def issue22_rows(dbs, results) -> list[dict]:
@@ -1500,6 +1542,15 @@ def machine() -> str:
     return f"{os.cpu_count()} cores (`nproc`), {cpu}; Django, the worker and the database share them"
 
 
+def git_at(path: Path, *args: str) -> str:
+    """``git -C path ...``'s output, or "not a git checkout"."""
+    try:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return (path / "COMMIT").read_text().strip() if (path / "COMMIT").is_file() else "not a git checkout"
+
+
 def git(*args: str) -> str:
     try:
         return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
@@ -1520,9 +1571,18 @@ def parent_main(args) -> int:
     profile_keys = [] if args.quick or args.no_profile else [
         k for k in ("none", "in_process", "sync", "async", "none+atomic", "in_process+atomic", "sync+atomic",
                     "async+atomic") if k in {c.key for c in configs}]
-    global WORKER, DJANGO_CPU, SERVER_CPU
+    global WORKER, DJANGO_CPU, SERVER_CPU, BASELINE
     if args.worker:
         WORKER = Path(args.worker).resolve()
+    if args.baseline:
+        BASELINE = Path(args.baseline).resolve()
+        if not (BASELINE / "python-bridge" / "signal_bridge").is_dir():
+            log(f"--baseline {BASELINE}: no python-bridge/signal_bridge there")
+            return 2
+        # Each configuration also runs with the baseline's bridge, interleaved with it.
+        configs = [v for c in configs for v in ((c, c.as_baseline()) if c.receiver == "bridge" else (c,))]
+        profile_keys = [v for k in profile_keys
+                        for v in ((k, k + "@baseline") if CONFIG_BY_KEY[k].receiver == "bridge" else (k,))]
     if args.pin:
         if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
             log("--pin needs CPUs 0 and 1; running unpinned (--no-pin)")
@@ -1559,9 +1619,10 @@ def parent_main(args) -> int:
                         f"{c.key:26} creates {fmt(rate(n, p.get('create', {}).get('save_s'))):>6}/s "
                         f"updates {fmt(rate(n, p.get('update', {}).get('save_s'))):>6}/s  {status}")
         # One more run of each main configuration with timing on: where its CPU goes.
+        by_key = {c.key: c for c in configs}
         for db in dbs:
             for key in profile_keys:
-                result = run_config(db, CONFIG_BY_KEY[key], n, tmp, profile=True)
+                result = run_config(db, by_key[key], n, tmp, profile=True)
                 done += 1
                 log(f"[{done}/{total} {time.monotonic() - started:4.0f} s] profile {db.name:10} {key}")
                 if not result.get("problems") and result.get("profile"):
@@ -1602,6 +1663,9 @@ def parent_main(args) -> int:
                     "not pinned and use both" if args.pin else "none: Django, the worker and the database share "
                     "the cores"),
         "load": load_text(raw),
+        **({"baseline": f"the rows marked (baseline) run `{BASELINE}/python-bridge` "
+                        f"({git_at(BASELINE, 'rev-parse', '--short', 'HEAD')}); every other row this checkout's"}
+           if BASELINE else {}),
         "SQLite": "WAL file in a temp dir on the local disk; Django: `transaction_mode=IMMEDIATE`, "
                   f"`PRAGMA synchronous` = {', '.join(map(str, sorted(synchronous))) or '?'} "
                   "(2 = FULL, SQLite's default: every commit is fsync'd); worker: `--sqlite-synchronous full` (default)",
@@ -1664,6 +1728,9 @@ def main() -> int:
     parser.add_argument("--no-profile", action="store_true", help="skip the extra profile runs")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (worker logs, SQLite files)")
     parser.add_argument("--worker", help=f"the signal-worker binary (default {WORKER.relative_to(ROOT)})")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run every bridge configuration with DIR/python-bridge's signal_bridge "
+                             "(a checkout of the code before a change), interleaved; the report compares them")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="Django on CPU 0, the worker and PostgreSQL on CPU 1 (default; --no-pin: unpinned)")
     parser.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
@@ -1681,7 +1748,7 @@ def main() -> int:
             BRIDGE_EXTRA_SETTINGS[key] = json.loads(value)
         except ValueError:
             BRIDGE_EXTRA_SETTINGS[key] = value  # a bare string
-    skip = {"--postgres-url", "--output", "--raw", "--worker"}
+    skip = {"--postgres-url", "--output", "--raw", "--worker", "--baseline"}
     forwarded, argv = [], sys.argv[1:]
     i = 0
     while i < len(argv):
