@@ -49,6 +49,12 @@ from .redaction import redact
 
 logger = logging.getLogger("signal_bridge")
 
+# pyzmq's getsockopt builds an enum per call (about 1.5 µs, more than a recv): replies are
+# read with a non-blocking recv (zmq.Again when none is queued) and Frame.more.
+_NOBLOCK = int(zmq.NOBLOCK)
+# A pipeline reads the replies already queued after every TAKE_EVERY sends (and at the end).
+TAKE_EVERY = 64
+
 _lock = threading.Lock()
 _context: zmq.Context | None = None
 _local = threading.local()
@@ -287,9 +293,7 @@ def _await_reply(sock: zmq.Socket, message_id: str, timeout_ms: int) -> dict | N
     while True:
         _receive_timeout(sock, wait_ms)
         try:
-            frame = sock.recv()
-            if sock.get(zmq.RCVMORE):  # a reply is one frame; of more, the last counts
-                frame = sock.recv_multipart()[-1]
+            frame = _receive(sock, 0)
         except zmq.Again:
             return None
         reply = envelope.parse_reply(frame)
@@ -404,18 +408,23 @@ def _pipeline_one(
     replies: dict[str, dict] = {}
     sock = _socket(endpoint, endpoints, timeout_ms)
     wanted = set()
-    for message_id, frame in frames:
+    for sent, (message_id, frame) in enumerate(frames, 1):
         try:
             sock.send(frame)
         except zmq.Again:
             break
         wanted.add(message_id)
-        # Read replies that are already here so neither side's queue grows.
-        _take_ready(sock, wanted, replies)
+        if sent % TAKE_EVERY == 0:
+            # Read replies that are already here so neither side's queue grows.
+            _take_ready(sock, wanted, replies)
+    poller = None
     while len(replies) < len(wanted):
         if _take_ready(sock, wanted, replies):
             continue
-        if not sock.poll(timeout_ms, zmq.POLLIN):
+        if poller is None:
+            poller = zmq.Poller()  # one per pipeline, not per wait
+            poller.register(sock, zmq.POLLIN)
+        if not poller.poll(timeout_ms):
             _close(endpoint)
             break
     if len(wanted) < len(frames) and len(replies) == len(wanted):
@@ -475,25 +484,35 @@ def _pipeline_many(
     return replies
 
 
+def _receive(sock: zmq.Socket, flags: int) -> bytes:
+    """One reply's frame (``recv`` with ``flags``); of a multipart message, the last frame."""
+    frame = sock.recv(flags, copy=False)
+    while frame.more:  # a reply is one frame; the rest of a message is already here
+        frame = sock.recv(copy=False)
+    return frame.bytes
+
+
 def _take_ready(sock: zmq.Socket, wanted: set, replies: dict) -> int:
     """Take every reply already queued on ``sock`` without waiting; how many.
 
-    Asks ``ZMQ_EVENTS`` rather than ``poll(0)``: pyzmq builds a poller for
-    every ``Socket.poll`` call, which cost more than the reply itself when
-    done after each of a pipeline's sends.
+    A non-blocking ``recv`` until ``zmq.Again`` rather than ``poll(0)`` (pyzmq
+    builds a poller per ``Socket.poll``) or ``ZMQ_EVENTS`` (an enum per
+    ``getsockopt``): this runs after each of a pipeline's sends.
     """
     taken = 0
-    while sock.get(zmq.EVENTS) & zmq.POLLIN:
-        _take(sock, wanted, replies)
+    while True:
+        try:
+            frame = _receive(sock, _NOBLOCK)
+        except zmq.Again:
+            return taken
+        _take(frame, wanted, replies)
         taken += 1
-    return taken
 
 
-def _take(sock: zmq.Socket, wanted: set, replies: dict) -> None:
-    frames = sock.recv_multipart()
-    reply = envelope.parse_reply(frames[-1])
+def _take(frame: bytes, wanted: set, replies: dict) -> None:
+    reply = envelope.parse_reply(frame)
     if reply is None:
-        logger.warning("signal_bridge: dropped a malformed reply frame: %r", frames[-1][:200])
+        logger.warning("signal_bridge: dropped a malformed reply frame: %r", frame[:200])
         return
     message_id = reply.get("id")
     if message_id in wanted:
