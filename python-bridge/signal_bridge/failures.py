@@ -103,6 +103,8 @@ def hold_back(messages: list) -> tuple[list, list]:
     Objects whose first message never failed here are sent in full. The order
     of ``messages`` is kept in both lists.
     """
+    if not _failed:  # nothing failed in this process, the usual case: everything goes
+        return list(messages), []
     send: list = []
     held: list = []
     first_seen: set = set()

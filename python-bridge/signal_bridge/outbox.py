@@ -19,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import time
 
 from django.db import connections, transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
 from . import envelope, failures, state
 from .exceptions import MessageTooLarge, WorkerError
@@ -44,11 +44,14 @@ class Message:
     object_pk: str
     body: str | envelope.Draft
     seq: int | None = None
-    created_at: datetime.datetime = dataclasses.field(default_factory=timezone.now)
+    # When the message was made; None until first needed (made_at()), from ``made``: most
+    # messages never get a row, and timezone.now() costs more than time.time().
+    created_at: datetime.datetime | None = None
     attempts: int = 0
     # Whether older rows of the object were in the outbox when this row was written, when
     # the INSERT could tell exactly (see insert()); None: ask before sending (has_backlog).
     older: bool | None = None
+    made: float = dataclasses.field(default_factory=time.time)
 
     @property
     def payload(self) -> str:
@@ -56,6 +59,19 @@ class Message:
         if not isinstance(body, str):
             body = self.body = body.render()
         return body
+
+    def made_at(self) -> datetime.datetime:
+        """``created_at``: what ``timezone.now()`` said when the message was made."""
+        created_at = self.created_at
+        if created_at is None:
+            from django.conf import settings
+
+            if settings.USE_TZ:
+                created_at = datetime.datetime.fromtimestamp(self.made, datetime.timezone.utc)
+            else:
+                created_at = datetime.datetime.fromtimestamp(self.made)
+            self.created_at = created_at
+        return created_at
 
     def row(self):
         from .models import OutboxMessage
@@ -66,7 +82,7 @@ class Message:
             sender=self.label,
             object_pk=self.object_pk,
             payload=self.payload,
-            created_at=self.created_at,
+            created_at=self.made_at(),
             attempts=self.attempts,
         )
 
@@ -170,7 +186,7 @@ def insert(message: Message, *, older: bool = False) -> int:
         message.label,
         message.object_pk,
         message.payload,
-        _datetime_value(connection, message.created_at),
+        _datetime_value(connection, message.made_at()),
         message.attempts,
         "",
     )
@@ -399,7 +415,7 @@ def dead_letter(message: Message, error: WorkerError) -> None:
             sender=message.label,
             object_pk=message.object_pk,
             payload=message.payload,
-            created_at=message.created_at,
+            created_at=message.made_at(),
             attempts=message.attempts + 1,
             code=error.code,
             message=error.message,
@@ -526,7 +542,8 @@ def settle(messages: list[Message], replies: dict[str, dict], *, delete_acked: b
         else:
             left.append((message, detail))
     # In memory first: the database writes below may fail, the record must not.
-    failures.record(m.message_id for m, _ in left)
+    if left:
+        failures.record(m.message_id for m, _ in left)
     by_db: dict[str, list[int]] = {}
     if delete_acked:
         for m in acked:

@@ -90,7 +90,9 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
         return
     connection = transaction.get_connection(using)
     atomic = connection.in_atomic_block
-    autocommit = not atomic and connection.get_autocommit()
+    # The attribute, not get_autocommit(): the save has just used the connection, and the
+    # method's connection check and async guard cost more than the rest of this line.
+    autocommit = not atomic and connection.autocommit
     # An async message without a row is rendered later, on the sender thread, from a
     # detached copy of the values; every other message is rendered at once (for its row
     # or its send), straight from the instance.
