@@ -48,7 +48,7 @@ def uuid7() -> str:
     ``rand_b``.
     """
     global _last_ms, _counter
-    rand = int.from_bytes(os.urandom(10), "big")  # bits 0-61: rand_b; 64-73: a new millisecond's counter
+    rand = os.urandom(10)  # bytes 0-1: a new millisecond's counter; 2-9: rand_b (and the variant bits)
     with _uuid_lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -58,12 +58,14 @@ def uuid7() -> str:
                 ms += 1
                 _counter = 0
         else:
-            _counter = (rand >> 64) & 0x3FF  # leave room to count up
+            _counter = ((rand[0] << 8) | rand[1]) & 0x3FF  # leave room to count up
         _last_ms = ms
         counter = _counter
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
-    text = "%032x" % value
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    hexed = rand.hex()
+    return (
+        f"{(ms >> 16) & 0xFFFFFFFF:08x}-{ms & 0xFFFF:04x}-{0x7000 | counter:04x}-"
+        f"{(rand[2] & 0x3F) | 0x80:02x}{hexed[6:8]}-{hexed[8:]}"
+    )
 
 
 _second: tuple[int, str] = (-1, "")  # (Unix second, its "YYYY-MM-DDTHH:MM:SS"), shared by threads
