@@ -48,8 +48,9 @@ class Message:
     # messages never get a row, and timezone.now() costs more than time.time().
     created_at: datetime.datetime | None = None
     attempts: int = 0
-    # Whether older rows of the object were in the outbox when this row was written, when
-    # the INSERT could tell exactly (see insert()); None: ask before sending (has_backlog).
+    # Whether older rows of the object wait in the outbox, when known without asking: False
+    # for a new object (publisher.on_pre_save), or the INSERT's answer (insert()); None: ask
+    # before sending (has_backlog).
     older: bool | None = None
     made: float = dataclasses.field(default_factory=time.time)
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_save, pre_save
 from django.utils.module_loading import import_string
 
 from . import conf, envelope, failures, outbox, state, transport
@@ -34,11 +35,17 @@ from .exceptions import WorkerError, WorkerUnreachable
 
 logger = logging.getLogger("signal_bridge")
 
-_connected: list[tuple[object, str]] = []
+_connected: list[tuple[object, str, str]] = []
+# The instance whose pre_save saw no primary key, per thread (on_pre_save, on_post_save).
+_fresh = threading.local()
 
 
 def dispatch_uid(label: str) -> str:
     return f"signal_bridge.post_save.{label}"
+
+
+def pre_save_dispatch_uid(label: str) -> str:
+    return f"signal_bridge.pre_save.{label}"
 
 
 def connect_receivers() -> list[str]:
@@ -63,9 +70,10 @@ def connect_receivers() -> list[str]:
             model = apps.get_model(label)
         except (LookupError, ValueError):
             continue
-        uid = dispatch_uid(label)
+        uid, pre_uid = dispatch_uid(label), pre_save_dispatch_uid(label)
+        pre_save.connect(on_pre_save, sender=model, dispatch_uid=pre_uid, weak=False)
         post_save.connect(on_post_save, sender=model, dispatch_uid=uid, weak=False)
-        _connected.append((model, uid))
+        _connected.append((model, uid, pre_uid))
         labels.append(label)
     return labels
 
@@ -73,8 +81,21 @@ def connect_receivers() -> list[str]:
 def disconnect_receivers() -> None:
     """Disconnect every receiver the bridge connected (see also ``suspended()``)."""
     while _connected:
-        model, uid = _connected.pop()
+        model, uid, pre_uid = _connected.pop()
         post_save.disconnect(sender=model, dispatch_uid=uid)
+        pre_save.disconnect(sender=model, dispatch_uid=pre_uid)
+
+
+def on_pre_save(sender, instance, **kwargs):
+    """Note whether the database will choose ``instance``'s primary key (``on_post_save`` asks).
+
+    A save that creates an object whose key the database generated (an
+    ``AutoField``: a sequence, SQLite's ``AUTOINCREMENT``) makes a message no
+    older message can be waiting for: no earlier save had that key. Such a
+    message skips the backlog query. A key set by the caller (fixtures,
+    ``raw`` saves, a key reused by hand) is checked as always.
+    """
+    _fresh.instance = instance if instance.pk is None else None
 
 
 def on_post_save(sender, instance, created, raw=False, using="default", update_fields=None, **kwargs):
@@ -88,6 +109,10 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
     sender_config = config.senders.get(label)
     if sender_config is None or "post_save" not in sender_config.signals:
         return
+    # A created object whose primary key the database just generated: no older message of
+    # it can wait in any outbox (on_pre_save), so no backlog query before sending it.
+    fresh = created and getattr(_fresh, "instance", None) is instance
+    _fresh.instance = None
     connection = transaction.get_connection(using)
     atomic = connection.in_atomic_block
     # The attribute, not get_autocommit(): the save has just used the connection, and the
@@ -116,6 +141,7 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
             fields=sender_config.fields,
             detach=later,
         ),
+        older=False if fresh else None,
     )
     state.count("published")
 
@@ -124,7 +150,7 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
         return
     if atomic:
         # Same transaction as the save: gets its seq, cannot be lost.
-        outbox.insert(message, older=config.mode == "sync")
+        outbox.insert(message, older=config.mode == "sync" and not fresh)
         if config.mode == "sync":
             local = _local_receiver(config, sender, instance, created, raw, using, update_fields)
             transaction.on_commit(lambda: deliver_sync(config, message, local), using=using)

@@ -289,7 +289,10 @@ class Sender:
                 state.count("deferred", len(messages))
                 self.deferred_to.add(using)
                 continue
-            older = outbox.backlog(using, messages) if outbox.has_backlog(using, messages) else []
+            # Messages known to have no older rows (a new object's: publisher.on_pre_save) need
+            # no look-up; when none is left, no query runs.
+            unknown = [m for m in messages if m.older is not False]
+            older = outbox.backlog(using, messages) if unknown and outbox.has_backlog(using, unknown) else []
             ordered = sorted(older, key=lambda m: m.seq) + _seq_ordered(messages)
             # An object whose oldest message here failed before sends only that one (failures).
             candidates, held = failures.hold_back(ordered)
