@@ -51,6 +51,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -180,6 +181,8 @@ def child_main(spec: dict) -> None:
     # Profile runs: exclusive CPU time of the bridge's (or the receiver's) functions, per
     # thread, and the CPU of every thread of the process (see Sections).
     profiler = Sections() if spec.get("profile") else None
+    if spec.get("syscalls"):
+        profiler = Syscalls()  # the same hooks, counting system calls instead of timing functions
 
     def profiled(fn):
         return fn if profiler is None else profiler.wrap(fn, "receiver")
@@ -333,7 +336,7 @@ def child_main(spec: dict) -> None:
             time.sleep(0.005)
         sender.flush(WAIT_TIMEOUT_S)
     if profiler is not None:
-        statements = _count_statements(connection)
+        statements = _count_statements(connection) if isinstance(profiler, Sections) else None
         profiler.start()
     rounds.update(rounds=0, messages=0)
     if bridge:
@@ -392,8 +395,9 @@ def child_main(spec: dict) -> None:
             problems.append(f"outbox not empty: {rows} rows")
     if profiler is not None:
         result["profile"] = profiler.summary(2 * n)
-        # The delivery checks above ran queries too: count only the two timed loops.
-        result["profile"]["statements"] = {k: v / (2 * n) for k, v in statements["loops"].items()}
+        if statements is not None:
+            # The delivery checks above ran queries too: count only the two timed loops.
+            result["profile"]["statements"] = {k: v / (2 * n) for k, v in statements["loops"].items()}
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA synchronous")
@@ -618,6 +622,66 @@ class Sections:
         sections = {f"{where}:{label}": 1e6 * seconds / saves for (where, label), seconds in self.totals.items()}
         threads = {kind: 1e6 * seconds / saves for kind, seconds in self.threads.items()}
         return {"sections": sections, "threads": threads, "overhead_us": 1e6 * self.overhead}
+
+
+class Syscalls:
+    """System calls of every thread of the process during the timed windows (``--syscalls`` runs).
+
+    ``strace -c -f`` is attached to each thread at the start of a window (a phase's saves
+    until its delivery work was done) and stopped at its end; the counts of both phases
+    are added up. strace slows every call down, so these runs give counts, not times.
+    """
+
+    def __init__(self) -> None:
+        import collections
+
+        self.counts = collections.Counter()
+        self.on = False
+        self.tracer = None
+        self.output = None
+
+    def wrap(self, fn, label):
+        return fn
+
+    def instrument(self) -> None:
+        pass
+
+    def start(self) -> None:
+        self.on = True
+
+    def window_start(self) -> None:
+        if not self.on:
+            return
+        self.output = tempfile.NamedTemporaryFile(prefix="syscalls-", suffix=".txt", delete=False).name
+        tids = [arg for tid in os.listdir("/proc/self/task") for arg in ("-p", tid)]
+        self.tracer = subprocess.Popen(["strace", "-c", "-f", "-o", self.output, *tids],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # strace says "Process N attached" for each thread before it counts anything.
+        attached = 0
+        while attached < len(tids) // 2:
+            line = self.tracer.stderr.readline()
+            if not line:
+                break
+            attached += b"attached" in line
+
+    def window_end(self) -> None:
+        if self.tracer is None:
+            return
+        self.tracer.send_signal(signal.SIGINT)
+        self.tracer.wait(timeout=30)
+        self.tracer = None
+        for line in Path(self.output).read_text().splitlines():
+            match = STRACE_LINE.match(line)
+            if match and match.group(3) != "total":
+                self.counts[match.group(3)] += int(match.group(1))
+        os.unlink(self.output)
+
+    def summary(self, saves: int) -> dict:
+        return {"syscalls": {name: calls / saves for name, calls in self.counts.most_common()}}
+
+
+# A row of `strace -c`: % time, seconds, usecs/call, calls, [errors,] syscall.
+STRACE_LINE = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\S+)\s*$")
 
 
 def _keep_acked(outbox, result: dict) -> None:
@@ -879,7 +943,7 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False) -> dict:
+def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, syscalls: bool = False) -> dict:
     """One configuration on a fresh database, in a fresh process; the child's result."""
     url, handle = db.fresh()
     worker = None
@@ -897,10 +961,10 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False) -> 
             env["SIGNAL_BRIDGE_ENDPOINT"] = f"tcp://127.0.0.1:{port}"
         spec = {"n": n, "receiver": config.receiver, "mode": config.mode, "atomic": config.atomic,
                 "bridge": {**BRIDGE_EXTRA_SETTINGS, **dict(config.bridge)}, "keep_acked": config.keep_acked,
-                "profile": profile, "cpu": DJANGO_CPU}
+                "profile": profile, "syscalls": syscalls, "cpu": DJANGO_CPU}
         load = os.getloadavg()[0]
         proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
-                              capture_output=True, text=True, cwd=EXAMPLE, timeout=300)
+                              capture_output=True, text=True, cwd=EXAMPLE, timeout=900 if syscalls else 300)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
             err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -1071,7 +1135,7 @@ def _paired_ratios(a: dict, b: dict, key: str) -> list[float]:
 
 
 def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw: dict, n: int,
-           rounds: int, profiles: dict) -> str:
+           rounds: int, profiles: dict, syscalls: dict | None = None) -> str:
     lines = ["# Django save() benchmark", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()]
     lines += [
@@ -1125,6 +1189,7 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw
     lines += where_time_goes(dbs, configs, results, rows, profiles, n)
     lines += cpu_section(dbs, configs, profiles, results)
     lines += statements_section(dbs, configs, profiles)
+    lines += syscalls_section(dbs, configs, syscalls or {})
     lines += per_save_section(dbs, configs, results)
     lines += deletion_section(dbs, results)
     lines += every_round_table(dbs, configs, raw, n)
@@ -1452,6 +1517,25 @@ def statements_section(dbs, configs, profiles) -> list[str]:
             *rows, ""]
 
 
+def syscalls_section(dbs, configs, syscalls) -> list[str]:
+    """System calls per save, every thread of the Django process (the --syscalls runs)."""
+    rows = []
+    for db in dbs:
+        for c in configs:
+            counted = syscalls.get(db, {}).get(c.key)
+            if counted is None:
+                continue
+            top = ", ".join(f"{name} {calls:.1f}" for name, calls in list(counted.items())[:6])
+            rows.append(f"| {db} | {c.name} | {c.pattern} | {sum(counted.values()):.1f} | {top} |")
+    if not rows:
+        return []
+    return ["## System calls per save", "",
+            "`strace -c -f` attached to every thread of the Django process during the timed windows of one more "
+            "run per configuration (`--syscalls`), creates and updates together.", "",
+            "| database | configuration | pattern | system calls | the most frequent |",
+            "| --- | --- | --- | ---: | --- |", *rows, ""]
+
+
 def per_save_section(dbs, configs, results) -> list[str]:
     """Percentiles of single saves: a cost spread over every save, or stalls of a few."""
     lines = ["## Single saves", "",
@@ -1592,18 +1676,22 @@ def parent_main(args) -> int:
     if not WORKER.exists():
         log(f"missing {WORKER}: swift build -c release --product signal-worker")
         return 2
+    if args.syscalls and not shutil.which("strace"):
+        log("--syscalls needs strace (apt-get install strace)")
+        return 2
 
     tmp = Path(tempfile.mkdtemp(prefix="django-save-bench-"))
     dbs = []
     started = time.monotonic()
     profiles: dict = {}
+    syscalls: dict = {}
     try:
         log(f"migrating the template databases (temp dir {tmp}) ...")
         dbs.append(SQLiteDB(tmp))
         if args.postgres_url:
             dbs.append(PostgresDB(args.postgres_url))
         raw = {db.name: {c.key: [] for c in configs} for db in dbs}
-        total = rounds * len(dbs) * len(configs) + len(dbs) * len(profile_keys)
+        total = rounds * len(dbs) * len(configs) + len(dbs) * len(profile_keys) * (2 if args.syscalls else 1)
         done = 0
         for r in range(rounds):
             shift = r % len(configs)
@@ -1627,6 +1715,15 @@ def parent_main(args) -> int:
                 log(f"[{done}/{total} {time.monotonic() - started:4.0f} s] profile {db.name:10} {key}")
                 if not result.get("problems") and result.get("profile"):
                     profiles.setdefault(db.name, {})[key] = result["profile"]
+        # And with strace on: system calls per save (--syscalls).
+        for db in dbs:
+            for key in profile_keys if args.syscalls else ():
+                result = run_config(db, by_key[key], n, tmp, syscalls=True)
+                done += 1
+                log(f"[{done}/{total} {time.monotonic() - started:4.0f} s] syscalls {db.name:10} {key}"
+                    + ("" if not result.get("problems") else "  FAILED: " + "; ".join(result["problems"])[:300]))
+                if not result.get("problems") and result.get("profile"):
+                    syscalls.setdefault(db.name, {})[key] = result["profile"]["syscalls"]
         elapsed = time.monotonic() - started
     finally:
         for db in dbs:
@@ -1673,7 +1770,7 @@ def parent_main(args) -> int:
                       if args.postgres_url else "not run",
         "duration": f"{elapsed:.0f} s",
     }
-    text = render(meta, db_names, configs, results, raw, n, rounds, profiles)
+    text = render(meta, db_names, configs, results, raw, n, rounds, profiles, syscalls)
     print(text)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -1726,6 +1823,8 @@ def main() -> int:
     parser.add_argument("--raw", help="write every round's raw results (JSON) here")
     parser.add_argument("--only", help="comma-separated configuration keys: " + ", ".join(CONFIG_BY_KEY))
     parser.add_argument("--no-profile", action="store_true", help="skip the extra profile runs")
+    parser.add_argument("--syscalls", action="store_true",
+                        help="one more run per profiled configuration under `strace -c -f`: system calls per save")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (worker logs, SQLite files)")
     parser.add_argument("--worker", help=f"the signal-worker binary (default {WORKER.relative_to(ROOT)})")
     parser.add_argument("--baseline", metavar="DIR",
