@@ -30,7 +30,8 @@ outbox-row deletion variants), one child process of this script:
 The "acked rows not deleted by Django" variants replace the bridge's delete
 of acked outbox rows, in the child process only, by a no-op that records the
 rows (deleted off the clock between the phases): see ``_keep_acked``.
-Optional extra runs profile the handler with cProfile.
+Optional extra runs (profile runs) time the bridge's functions and every thread's CPU, and count
+SQL statements per save.
 
 The parent starts a fresh ``signal-worker serve`` (own port, same database,
 ``--metrics-bind`` for its transaction count and request time) for each
@@ -50,6 +51,8 @@ import datetime
 import json
 import os
 import platform
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -84,6 +87,7 @@ class Config:
     keep_acked: bool = False  # Django does not delete acked rows (see _keep_acked)
     label: str = ""
     default: bool = True  # part of a run without --only
+    baseline: bool = False  # runs the bridge of --baseline DIR (the code before a change)
 
     @property
     def pattern(self) -> str:
@@ -91,7 +95,11 @@ class Config:
 
     @property
     def name(self) -> str:
-        return self.label or (self.mode if self.receiver == "bridge" else self.receiver)
+        name = self.label or (self.mode if self.receiver == "bridge" else self.receiver)
+        return f"{name} (baseline)" if self.baseline else name
+
+    def as_baseline(self) -> "Config":
+        return dataclasses.replace(self, key=self.key + "@baseline", baseline=True)
 
 
 CONFIGS = [
@@ -122,6 +130,10 @@ CONFIG_BY_KEY = {c.key: c for c in CONFIGS}
 
 def child_main(spec: dict) -> None:
     n = spec["n"]
+    if spec.get("cpu") is not None:
+        # Before Django, pyzmq or the bridge start a thread: every thread of the
+        # process (the async sender, libzmq's I/O thread) inherits the mask.
+        os.sched_setaffinity(0, {spec["cpu"]})
     sys.path.insert(0, str(EXAMPLE))
     os.environ["DJANGO_SETTINGS_MODULE"] = "exampleproject.settings"
     # Extra SIGNAL_BRIDGE keys the example settings do not read from the
@@ -166,25 +178,21 @@ def child_main(spec: dict) -> None:
         wrapper.__name__ = fn.__name__
         return wrapper
 
-    import cProfile
-
-    profiler = cProfile.Profile() if spec.get("profile") else None
-    profiler_box = [profiler]  # replaced by a fresh one after the warm-up
+    # Profile runs: exclusive CPU time of the bridge's (or the receiver's) functions, per
+    # thread, and the CPU of every thread of the process (see Sections).
+    profiler = Sections() if spec.get("profile") else None
+    if spec.get("syscalls"):
+        profiler = Syscalls()  # the same hooks, counting system calls instead of timing functions
 
     def profiled(fn):
-        def wrapper(*args, **kwargs):
-            current = profiler_box[0]
-            current.enable()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                current.disable()
-
-        return wrapper
+        return fn if profiler is None else profiler.wrap(fn, "receiver")
 
     rounds = {"rounds": 0, "messages": 0}
     if bridge:
+        import signal_bridge
         from signal_bridge import outbox, publisher, sender, state
+
+        result["bridge_path"] = str(Path(signal_bridge.__file__).resolve().parent)
         from signal_bridge.models import DeadLetter, OutboxMessage
 
         # Count the background sender's rounds (each: a commit for the rows it
@@ -198,9 +206,9 @@ def child_main(spec: dict) -> None:
             return original_round(self, batch, deletes)
 
         sender.Sender._round = counted_round
-        handler = publisher.on_post_save
         if profiler is not None:
-            handler = profiled(handler)
+            profiler.instrument()
+        handler = publisher.on_post_save
         publisher.on_post_save = timed(handler, receiver_time)
         publisher.deliver_sync = timed(publisher.deliver_sync, commit_time)
         publisher.connect_receivers()  # reconnects the wrapped receiver
@@ -212,16 +220,29 @@ def child_main(spec: dict) -> None:
         uid = "accounts.create_or_update_user_profile"
         if not post_save.disconnect(sender=User, dispatch_uid=uid):
             problems.append("the in-process receiver was not connected")
-        handler = create_or_update_user_profile
-        if profiler is not None:
-            handler = profiled(handler)
+        handler = profiled(create_or_update_user_profile)
         post_save.connect(timed(handler, receiver_time), sender=User, dispatch_uid=uid, weak=False)
 
     per_save: list[float] = []  # the last save_all()'s durations, one per save
+    cpu_marks: dict = {}  # CPU clocks of the last save_all() (see process_cpu)
 
     def save_all(users):
+        if profiler is not None:
+            profiler.window_start()
+        cpu_marks["process"], cpu_marks["thread"] = process_cpu(), time.thread_time()
         start, end, per_save[:] = time_saves(users, spec["atomic"])
+        cpu_marks["thread_loop"] = time.thread_time() - cpu_marks["thread"]
+        cpu_marks["process_loop"] = process_cpu() - cpu_marks["process"]
         return start, end
+
+    def cpu_numbers(delivered_at: float) -> dict:
+        """Seconds of CPU of the last save_all(): the process from the loop's start until its
+        messages were delivered (``delivered_at``, a process_cpu() reading), the process
+        during the loop only, and save()'s thread during the loop."""
+        if profiler is not None:
+            profiler.window_end()
+        return {"cpu_s": delivered_at - cpu_marks["process"], "loop_cpu_s": cpu_marks["process_loop"],
+                "thread_cpu_s": cpu_marks["thread_loop"]}
 
     def spread(phase):
         """Per-save percentiles (µs) of the last loop: where a slowdown is spread or spiky."""
@@ -239,22 +260,19 @@ def child_main(spec: dict) -> None:
         return qs.count()
 
     def deliver(phase, start, expected):
-        """Wait for delivery after the timed loop; returns the phase's extra numbers."""
+        """Wait for delivery after the timed loop; returns the phase's extra numbers.
+
+        ``cpu_s`` ends when this process has done its part of the delivery: at once without
+        the bridge, after the background sender drained (async rounds, sync's batched
+        deletes) with it, and before the relay in outbox mode (the relay runs in another
+        process in production). Waiting costs no CPU: ``flush`` blocks on a condition.
+        """
         out = {}
         if not bridge:
+            out.update(cpu_numbers(process_cpu()))
             return out
-        if mode == "async":
-            deadline = start + WAIT_TIMEOUT_S
-            while True:
-                now = time.perf_counter()
-                if count_done(phase) >= expected:
-                    out["e2e_s"] = now - start
-                    break
-                if now > deadline:
-                    problems.append(f"{phase}: profiles not all visible after {WAIT_TIMEOUT_S:.0f} s")
-                    break
-                time.sleep(0.005)
-        elif mode == "outbox":
+        if mode == "outbox":
+            out.update(cpu_numbers(process_cpu()))
             from django.core.management import CommandError, call_command
 
             t = time.perf_counter()
@@ -267,6 +285,18 @@ def child_main(spec: dict) -> None:
         # before the next phase so it does not bill that phase.
         if not sender.flush(WAIT_TIMEOUT_S):
             problems.append(f"{phase}: the background sender did not drain within {WAIT_TIMEOUT_S:.0f} s")
+        if mode != "outbox":
+            out.update(cpu_numbers(process_cpu()))
+        if mode == "async":
+            # The sender drained once every message was acknowledged, i.e. committed by the
+            # worker: the end to end time. Then the profiles must be visible.
+            out["e2e_s"] = time.perf_counter() - start
+            deadline = time.perf_counter() + WAIT_TIMEOUT_S
+            while count_done(phase) < expected:
+                if time.perf_counter() > deadline:
+                    problems.append(f"{phase}: profiles not all visible after {WAIT_TIMEOUT_S:.0f} s")
+                    break
+                time.sleep(0.005)
         if spec["keep_acked"]:
             result["_purge"]()
         return out
@@ -306,7 +336,8 @@ def child_main(spec: dict) -> None:
             time.sleep(0.005)
         sender.flush(WAIT_TIMEOUT_S)
     if profiler is not None:
-        profiler_box[0] = cProfile.Profile()
+        statements = _count_statements(connection) if isinstance(profiler, Sections) else None
+        profiler.start()
     rounds.update(rounds=0, messages=0)
     if bridge:
         state.reset_stats()
@@ -363,12 +394,65 @@ def child_main(spec: dict) -> None:
         if rows:
             problems.append(f"outbox not empty: {rows} rows")
     if profiler is not None:
-        result["profile"] = _profile_summary(profiler_box[0], 2 * n)
+        result["profile"] = profiler.summary(2 * n)
+        if statements is not None:
+            # The delivery checks above ran queries too: count only the two timed loops.
+            result["profile"]["statements"] = {k: v / (2 * n) for k, v in statements["loops"].items()}
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA synchronous")
             result["sqlite_synchronous"] = cursor.fetchone()[0]
     print(json.dumps(result), flush=True)
+
+
+def process_cpu() -> float:
+    """CPU seconds (user + system) of every thread of this process so far: save()'s thread,
+    the async sender, libzmq's I/O thread. Unlike wall time it does not grow while another
+    process has the core."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _count_statements(connection) -> dict:
+    """Count the SQL statements save()'s thread sends on ``connection`` (profile runs only).
+
+    Counted below Django, on the DB-API connection, so statements the bridge runs without
+    Django's cursor count too. SQLite: every statement, ``BEGIN``/``COMMIT`` apart
+    (``transaction``); PostgreSQL: statements through psycopg cursors (psycopg's own
+    ``BEGIN``/``COMMIT`` are not seen). ``counts["loops"]`` holds only what ran inside
+    ``time_saves`` (the caller's checks between the phases query too).
+    """
+    counts = {"statements": 0, "transaction": 0, "loops": {"statements": 0, "transaction": 0}}
+    connection.ensure_connection()
+    raw = connection.connection
+    active = [False]
+
+    def add(key):
+        if active[0]:
+            counts["loops"][key] += 1
+        counts[key] += 1
+
+    if connection.vendor == "sqlite":
+        def trace(sql):
+            word = sql.split(None, 1)[0].upper() if sql.strip() else ""
+            add("transaction" if word in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE") else "statements")
+
+        raw.set_trace_callback(trace)
+    elif connection.vendor == "postgresql":
+        base = raw.cursor_factory
+
+        class Counting(base):
+            def execute(self, query, params=None, **kwargs):
+                add("statements")
+                return super().execute(query, params, **kwargs)
+
+        raw.cursor_factory = Counting
+    global _statement_switch
+    _statement_switch = active
+    return counts
+
+
+_statement_switch: list | None = None  # [bool]: whether _count_statements counts into "loops"
 
 
 def time_saves(users, atomic: bool, clock=time.perf_counter) -> tuple[float, float, list[float]]:
@@ -379,6 +463,8 @@ def time_saves(users, atomic: bool, clock=time.perf_counter) -> tuple[float, flo
     from django.db import transaction
 
     durations = []
+    if _statement_switch is not None:
+        _statement_switch[0] = True
     start = before = clock()
     for user in users:
         if atomic:
@@ -389,43 +475,213 @@ def time_saves(users, atomic: bool, clock=time.perf_counter) -> tuple[float, flo
         after = clock()
         durations.append(after - before)
         before = after
+    if _statement_switch is not None:
+        _statement_switch[0] = False
     return start, before, durations
 
 
-def _profile_summary(profiler, calls: int, top: int = 15) -> dict:
-    """The functions under the receiver with the most cumulative time, µs per save.
+# The functions a profile run times (module, attribute, label). Missing ones are skipped, so the
+# list can name functions of several versions of the bridge.
+SECTIONS = [
+    ("signal_bridge.publisher", "on_post_save", "handler (rest)"),
+    ("signal_bridge.publisher", "deliver_sync", "deliver (rest)"),
+    ("signal_bridge.publisher", "_send_one", "send one (rest)"),
+    ("signal_bridge.envelope", "uuid7", "message id"),
+    ("signal_bridge.envelope", "capture", "capture"),
+    ("signal_bridge.envelope:Draft", "render", "render JSON"),
+    ("signal_bridge.envelope:Draft", "frame", "render JSON"),
+    ("signal_bridge.outbox", "insert", "outbox INSERT"),
+    ("signal_bridge.outbox", "has_backlog", "backlog check"),
+    ("signal_bridge.outbox", "backlog", "backlog rows"),
+    ("signal_bridge.outbox", "delete", "DELETE acked rows"),
+    ("signal_bridge.outbox", "classify", "reply handling"),
+    ("signal_bridge.outbox", "settle", "settle replies"),
+    ("signal_bridge.outbox", "frames", "frames"),
+    ("signal_bridge.outbox", "insert_many", "rows for undelivered"),
+    ("signal_bridge.transport", "request", "request: send, wait, read"),
+    ("signal_bridge.transport", "pipeline", "pipeline: send, read"),
+    ("signal_bridge.sender:Sender", "enqueue", "enqueue"),
+    ("signal_bridge.sender:Sender", "delete_later", "hand acked seq to sender"),
+    ("signal_bridge.sender:Sender", "_round", "sender round (rest)"),
+    ("signal_bridge.sender:Sender", "_gather", "sender gathering (rest)"),
+    ("signal_bridge.sender:Sender", "_run", "sender loop (rest)"),
+]
 
-    A bridge function is marked ``thin`` when one bridge function it calls
-    takes ≥ 85 % of its time (a pass-through; the callee says more).
+
+SENDER_THREADS = "other threads (the bridge's sender)"
+
+
+class Sections:
+    """Exclusive CPU time (``time.thread_time``) of chosen functions, per thread, and the CPU
+    of every thread of the process (``/proc/self/task/*/schedstat``), in profile runs.
+
+    A function's own time excludes the timed functions it calls. Timing costs about a
+    microsecond per call, so a profile run's numbers are a little above the timed runs'.
+    Only the timed windows count: from the first save of a phase until its delivery work
+    was done (as ``cpu_s``).
     """
-    import pstats
 
-    stats = pstats.Stats(profiler)
-    total = sum(tt for (_, _, tt, _, _) in stats.stats.values())
+    def __init__(self) -> None:
+        import collections
+        import threading
 
-    def name(key):
-        filename, line, func = key
-        short = filename
-        for marker in ("site-packages/", "python-bridge/", "lib/python3"):
-            if marker in filename:
-                short = filename.split(marker, 1)[1]
+        self.threading = threading
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.main = threading.get_ident()
+        self.totals = collections.defaultdict(float)  # (thread, label) -> seconds
+        self.threads = collections.defaultdict(float)  # thread kind -> seconds
+        self.on = False
+        self.marks: dict = {}
+        self.overhead = 0.0  # CPU seconds a timed call costs its caller beyond the callee (calibrate)
+
+    def wrap(self, fn, label):
+        import functools
+
+        def wrapper(*args, **kwargs):
+            if not self.on:
+                return fn(*args, **kwargs)
+            stack = getattr(self.local, "stack", None)
+            if stack is None:
+                stack = self.local.stack = []
+            stack.append(0.0)
+            started = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.thread_time() - started
+                children = stack.pop()
+                if stack:
+                    # The caller's own time excludes this call and what timing it cost.
+                    stack[-1] += elapsed + self.overhead
+                where = "main" if self.threading.get_ident() == self.main else "background"
+                with self.lock:
+                    self.totals[(where, label)] += elapsed - children
+
+        return functools.update_wrapper(wrapper, fn)
+
+    def calibrate(self, calls: int = 20000) -> None:
+        """Measure ``overhead``: the caller's time per timed call of a function that does nothing."""
+        inner = self.wrap(lambda: None, "_calibration inner")
+
+        def loop():
+            for _ in range(calls):
+                inner()
+
+        outer = self.wrap(loop, "_calibration outer")
+        self.on = True
+        outer()
+        self.on = False
+        self.overhead = max(0.0, self.totals.pop(("main", "_calibration outer"), 0.0) / calls)
+        self.totals.pop(("main", "_calibration inner"), None)
+
+    def instrument(self) -> None:
+        import importlib
+
+        for where, name, label in SECTIONS:
+            module_name, _, class_name = where.partition(":")
+            owner = importlib.import_module(module_name)
+            if class_name:
+                owner = getattr(owner, class_name, None)
+            fn = getattr(owner, name, None) if owner is not None else None
+            if callable(fn):
+                setattr(owner, name, self.wrap(fn, label))
+
+    def start(self) -> None:
+        self.calibrate()
+        self.on = True
+
+    @staticmethod
+    def _thread_cpu() -> dict:
+        """Nanoseconds on CPU of every thread now: {(tid, name): ns}."""
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                ns = int(Path(f"/proc/self/task/{tid}/schedstat").read_text().split()[0])
+                name = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+            except (OSError, ValueError, IndexError):
+                continue
+            out[(int(tid), name)] = ns
+        return out
+
+    def window_start(self) -> None:
+        if self.on:
+            self.marks = self._thread_cpu()
+
+    def window_end(self) -> None:
+        if not self.on:
+            return
+        main = self.threading.get_native_id()
+        for (tid, name), ns in self._thread_cpu().items():
+            spent = (ns - self.marks.get((tid, name), 0)) / 1e9
+            kind = ("save()'s thread" if tid == main else "libzmq I/O thread" if name.startswith("ZMQbg")
+                    else SENDER_THREADS)
+            self.threads[kind] += spent
+
+    def summary(self, saves: int) -> dict:
+        sections = {f"{where}:{label}": 1e6 * seconds / saves for (where, label), seconds in self.totals.items()}
+        threads = {kind: 1e6 * seconds / saves for kind, seconds in self.threads.items()}
+        return {"sections": sections, "threads": threads, "overhead_us": 1e6 * self.overhead}
+
+
+class Syscalls:
+    """System calls of every thread of the process during the timed windows (``--syscalls`` runs).
+
+    ``strace -c -f`` is attached to each thread at the start of a window (a phase's saves
+    until its delivery work was done) and stopped at its end; the counts of both phases
+    are added up. strace slows every call down, so these runs give counts, not times.
+    """
+
+    def __init__(self) -> None:
+        import collections
+
+        self.counts = collections.Counter()
+        self.on = False
+        self.tracer = None
+        self.output = None
+
+    def wrap(self, fn, label):
+        return fn
+
+    def instrument(self) -> None:
+        pass
+
+    def start(self) -> None:
+        self.on = True
+
+    def window_start(self) -> None:
+        if not self.on:
+            return
+        self.output = tempfile.NamedTemporaryFile(prefix="syscalls-", suffix=".txt", delete=False).name
+        tids = [arg for tid in os.listdir("/proc/self/task") for arg in ("-p", tid)]
+        self.tracer = subprocess.Popen(["strace", "-c", "-f", "-o", self.output, *tids],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # strace says "Process N attached" for each thread before it counts anything.
+        attached = 0
+        while attached < len(tids) // 2:
+            line = self.tracer.stderr.readline()
+            if not line:
                 break
-        return f"{short}:{line}({func})"
+            attached += b"attached" in line
 
-    child_time: dict = {}
-    for key, (_, _, _, _, callers) in stats.stats.items():
-        if "signal_bridge/" not in key[0]:
-            continue
-        for caller, values in callers.items():
-            child_time.setdefault(caller, []).append(values[3])
-    rows = []
-    for key, (_, ncalls, tottime, cumtime, _) in stats.stats.items():
-        thin = any(t >= 0.85 * cumtime for t in child_time.get(key, [])) if cumtime else False
-        rows.append({"func": name(key), "calls": ncalls, "cum_us": 1e6 * cumtime / calls,
-                     "self_us": 1e6 * tottime / calls, "thin": thin})
-    rows.sort(key=lambda r: -r["cum_us"])
-    return {"total_us": 1e6 * total / calls, "top": rows[:top],
-            "top_self": sorted(rows, key=lambda r: -r["self_us"])[:top]}
+    def window_end(self) -> None:
+        if self.tracer is None:
+            return
+        self.tracer.send_signal(signal.SIGINT)
+        self.tracer.wait(timeout=30)
+        self.tracer = None
+        for line in Path(self.output).read_text().splitlines():
+            match = STRACE_LINE.match(line)
+            if match and match.group(3) != "total":
+                self.counts[match.group(3)] += int(match.group(1))
+        os.unlink(self.output)
+
+    def summary(self, saves: int) -> dict:
+        return {"syscalls": {name: calls / saves for name, calls in self.counts.most_common()}}
+
+
+# A row of `strace -c`: % time, seconds, usecs/call, calls, [errors,] syscall.
+STRACE_LINE = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\S+)\s*$")
 
 
 def _keep_acked(outbox, result: dict) -> None:
@@ -544,6 +800,22 @@ class PostgresDB:
         self.execute(f"CREATE DATABASE {self.template}")
         manage(self._with_db(self.template), "migrate", "--noinput")
         self.counter = 0
+        if SERVER_CPU is not None:
+            self.pin(SERVER_CPU)
+
+    def pin(self, cpu: int) -> None:
+        """Pin the server (postmaster and every process it started) to ``cpu``: backends it
+        forks later inherit the mask. Only for a server on this machine that we may pin."""
+        with self.admin.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        postmaster = _parent_pid(backend)
+        pids = [postmaster] + [pid for pid in _all_pids() if _parent_pid(pid) == postmaster]
+        for pid in pids:
+            try:
+                os.sched_setaffinity(pid, {cpu})
+            except OSError as error:
+                log(f"could not pin PostgreSQL process {pid} to CPU {cpu}: {error}")
 
     def _connect(self):
         # Django's own PostgreSQL connection (psycopg), configured from the URL
@@ -581,6 +853,27 @@ class PostgresDB:
         self.admin.close()
 
 
+def _parent_pid(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+# Pinning (--pin, the default on ≥ 2 cores): Django's process on DJANGO_CPU, the worker and
+# PostgreSQL on SERVER_CPU, as a deployment where the worker has a core of its own.
+DJANGO_CPU: int | None = None
+SERVER_CPU: int | None = None
+# --baseline DIR: a checkout whose python-bridge/ is the code to compare with (e.g. `git worktree add DIR main`).
+BASELINE: Path | None = None
+
 # Extra `signal-worker serve` options (--worker-arg), the same for every configuration.
 WORKER_EXTRA_ARGS: list[str] = []
 BRIDGE_EXTRA_SETTINGS: dict = {}  # --bridge-setting KEY=JSON, for every bridge configuration
@@ -590,10 +883,13 @@ def start_worker(store_url: str, port: int, metrics_port: int, logfile: Path) ->
     endpoint = f"tcp://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNAL_WORKER_")}
     out = open(logfile, "wb")
+    cpu = SERVER_CPU
     proc = subprocess.Popen(
         [str(WORKER), "serve", "--store", store_url, "--bind", endpoint, "--log-level", "warning",
          "--metrics-bind", f"127.0.0.1:{metrics_port}", *WORKER_EXTRA_ARGS],
         stdout=out, stderr=subprocess.STDOUT, env=env,
+        # Before exec, so that every thread the worker starts inherits the mask.
+        preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
     )
     out.close()
     deadline = time.monotonic() + 20
@@ -647,13 +943,16 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False) -> dict:
+def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, syscalls: bool = False) -> dict:
     """One configuration on a fresh database, in a fresh process; the child's result."""
     url, handle = db.fresh()
     worker = None
     try:
         env = base_env(url)
         env["ACCOUNTS_RECEIVER"] = config.receiver
+        if config.baseline:
+            # The baseline's signal_bridge first on the path (before the venv's editable install).
+            env["PYTHONPATH"] = os.pathsep.join([str(BASELINE / "python-bridge"), *filter(None, [env.get("PYTHONPATH")])])
         if config.receiver == "bridge":
             port, metrics_port = free_port(), free_port()
             worker_log = tmp / f"worker-{db.name}-{config.key.replace('/', '_')}-{port}.log"
@@ -661,14 +960,21 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False) -> 
             env["SIGNAL_BRIDGE_MODE"] = config.mode
             env["SIGNAL_BRIDGE_ENDPOINT"] = f"tcp://127.0.0.1:{port}"
         spec = {"n": n, "receiver": config.receiver, "mode": config.mode, "atomic": config.atomic,
-                "bridge": {**BRIDGE_EXTRA_SETTINGS, **dict(config.bridge)}, "keep_acked": config.keep_acked, "profile": profile}
+                "bridge": {**BRIDGE_EXTRA_SETTINGS, **dict(config.bridge)}, "keep_acked": config.keep_acked,
+                "profile": profile, "syscalls": syscalls, "cpu": DJANGO_CPU}
+        load = os.getloadavg()[0]
         proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
-                              capture_output=True, text=True, cwd=EXAMPLE, timeout=300)
+                              capture_output=True, text=True, cwd=EXAMPLE, timeout=900 if syscalls else 300)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
             err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             return {"problems": [f"child exited {proc.returncode}: {err}"], "phases": {}}
         result = json.loads(lines[-1])
+        result["load"] = (load + os.getloadavg()[0]) / 2  # 1-minute load average, before and after
+        if config.receiver == "bridge":
+            expected = (BASELINE if config.baseline else ROOT) / "python-bridge" / "signal_bridge"
+            if result.get("bridge_path") != str(expected.resolve()):
+                result["problems"].append(f"ran the bridge in {result.get('bridge_path')}, expected {expected}")
         if worker is not None:
             try:
                 result["worker"] = worker_metrics(metrics_port)
@@ -719,6 +1025,9 @@ def round_metrics(r: dict, n: int) -> dict:
         m[f"{phase}.e2e"] = rate(n, p.get("e2e_s"))
         m[f"{phase}.relay"] = rate(n, p.get("relay_s"))
         m[f"{phase}.handler_us"] = 1e6 * p.get("receiver_s", 0) / n
+        for key in ("cpu", "loop_cpu", "thread_cpu"):
+            if f"{key}_s" in p:
+                m[f"{phase}.{key}_us"] = 1e6 * p[f"{key}_s"] / n
         for q in ("p50", "p90", "p99", "max"):
             if f"{q}_us" in p:
                 m[f"{phase}.{q}_us"] = p[f"{q}_us"]
@@ -731,6 +1040,8 @@ def round_metrics(r: dict, n: int) -> dict:
         m["written_per_save"] = stats.get("outbox_written", 0) / (2 * n)
         m["deleted_per_save"] = stats.get("outbox_deleted", 0) / (2 * n)  # the off-clock purge included
         m["kept_per_save"] = r.get("kept_rows", 0) / (2 * n)
+    if r.get("load") is not None:
+        m["load"] = r["load"]
     w = r.get("worker") or {}
     if w.get("requests"):
         m["worker.request_us"] = w.get("request_us")
@@ -743,14 +1054,24 @@ def summarize(rounds: list[dict], n: int) -> dict:
     """Median and best (highest rate, lowest time) of every metric over the rounds."""
     failed = [p for r in rounds for p in r.get("problems", [])]
     per_round = [round_metrics(r, n) for r in rounds]
-    metrics = {}
+    metrics, iqr = {}, {}
     for key in sorted({k for m in per_round for k in m}):
         values = [m[key] for m in per_round if key in m]
         best = min(values) if key.endswith("_us") else max(values)
         metrics[key] = (statistics.median(values), best)
+        iqr[key] = quartiles(values)
         if key.endswith(".save") and len(values) > 1:
             metrics[key + "_spread"] = ((max(values) - min(values)) / statistics.median(values), 0)
-    return {"failed": failed, "metrics": metrics, "rounds": len(rounds), "per_round": per_round}
+    return {"failed": failed, "metrics": metrics, "iqr": iqr, "rounds": len(rounds), "per_round": per_round}
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """First and third quartile (the interquartile range), by linear interpolation between
+    the sorted values (``statistics.quantiles(method="inclusive")``); one value: itself."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
 
 
 def med(summary: dict | None, key: str) -> float | None:
@@ -799,7 +1120,7 @@ def ratio_rows(dbs, results) -> list[dict]:
                     paired.append(_paired_ratios(a, b, f"{phase}.save"))
                 met = None
                 if target is not None:
-                    met = all(v is not None and (v >= target if target < 1 else v > target) for v in values)
+                    met = all(v is not None and v >= target for v in values)
                 rows.append({"db": db, "pattern": "atomic" if atomic else "autocommit", "title": title,
                              "num": num + suffix, "den": den + suffix, "values": values, "paired": paired,
                              "target": target, "met": met})
@@ -814,7 +1135,7 @@ def _paired_ratios(a: dict, b: dict, key: str) -> list[float]:
 
 
 def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw: dict, n: int,
-           rounds: int, profiles: dict) -> str:
+           rounds: int, profiles: dict, syscalls: dict | None = None) -> str:
     lines = ["# Django save() benchmark", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()]
     lines += [
@@ -833,9 +1154,12 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw
         "updates, an empty outbox, no dead letters, and the worker answered `created` and `updated` N times each. "
         "A configuration with anything wrong in any round is FAILED",
         "",
-        "Cells: median over the rounds, best round in parentheses; saves per second unless said otherwise.",
-        "",
     ]
+    lines += pinned_summary(dbs, configs, results)
+    lines += issue22_targets(dbs, results)
+    lines += baseline_section(dbs, configs, results)
+    lines += ["Cells below: median over the rounds, best round in parentheses; saves per second unless said "
+              "otherwise.", ""]
     for db in dbs:
         lines += [f"## {db}", "",
                   "| configuration | pattern | creates/s | updates/s | end to end (async): creates/s "
@@ -855,18 +1179,125 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, raw
 
     rows = ratio_rows(dbs, results)
     lines += ["## Ratios against the targets", "",
-              "Medians of this run. Targets from the issue: async ≥ 80 % of the no-receiver rate; sync faster than "
-              "the in-process receiver (> 100 %). The other two ratios have no target. *Per round*: the ratio "
+              "Medians of this run. Targets from the issue: async ≥ 80 % of the no-receiver rate; sync at least as fast as "
+              "the in-process receiver (≥ 100 %, issue 22). The other two ratios have no target. *Per round*: the ratio "
               "within each round (the two configurations ran close together), median and range; this machine's "
               "rates move ±15–25 % between rounds, so these show how far one run's ratio can be trusted.", ""]
     lines += ratio_table(rows)
     lines.append("")
 
     lines += where_time_goes(dbs, configs, results, rows, profiles, n)
+    lines += cpu_section(dbs, configs, profiles, results)
+    lines += statements_section(dbs, configs, profiles)
+    lines += syscalls_section(dbs, configs, syscalls or {})
     lines += per_save_section(dbs, configs, results)
     lines += deletion_section(dbs, results)
     lines += every_round_table(dbs, configs, raw, n)
     return "\n".join(lines)
+
+
+def iqr_cell(summary: dict, key: str, digits: int = 0) -> str:
+    """``median (q1–q3)`` of ``key`` over the rounds."""
+    if summary["failed"]:
+        return "FAILED"
+    value = summary["metrics"].get(key)
+    if value is None:
+        return "—"
+    q1, q3 = summary["iqr"][key]
+    return f"{fmt(value[0], digits)} ({fmt(q1, digits)}–{fmt(q3, digits)})"
+
+
+def pinned_summary(dbs, configs, results) -> list[str]:
+    """Rates and CPU per save, median and interquartile range over the rounds."""
+    lines = ["## Summary: saves per second and CPU per save", "",
+             "Median over the rounds, interquartile range in parentheses. *CPU µs/save*: CPU time (user + "
+             "system, `getrusage`) of the whole Django process, every thread (save()'s, the async sender, libzmq's "
+             "I/O thread), from the first save of the phase until this process's part of the delivery was done "
+             "(async: the sender drained; sync: its batched deletes done; outbox: before the relay), divided by "
+             "N. Unlike the rates it hardly moves when other jobs take the cores. *thread*: save()'s own thread "
+             "during the loop.", "",
+             "| database | configuration | pattern | creates/s | updates/s | CPU µs/save, creates | updates "
+             "| thread CPU µs, c / u |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for db in dbs:
+        for c in configs:
+            s = results[db][c.key]
+            lines.append(f"| {db} | {c.name} | {c.pattern} | {iqr_cell(s, 'create.save')} "
+                         f"| {iqr_cell(s, 'update.save')} | {iqr_cell(s, 'create.cpu_us')} "
+                         f"| {iqr_cell(s, 'update.cpu_us')} | {pair(s, 'thread_cpu_us')} |")
+    lines.append("")
+    return lines
+
+
+def baseline_section(dbs, configs, results) -> list[str]:
+    """This bridge against the --baseline bridge, configuration by configuration (same run, interleaved)."""
+    rows = []
+    for db in dbs:
+        for c in configs:
+            base = results[db].get(c.key + "@baseline")
+            if c.baseline or base is None:
+                continue
+            now = results[db][c.key]
+            cells = []
+            for key, digits in (("create.save", 0), ("update.save", 0), ("create.cpu_us", 0), ("update.cpu_us", 0)):
+                b, a = med(base, key), med(now, key)
+                cells.append("—" if a is None or b is None else f"{fmt(b, digits)} → {fmt(a, digits)} "
+                                                               f"({100 * (a / b - 1):+.0f} %)")
+            rows.append(f"| {db} | {c.name} | {c.pattern} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["## Against the baseline", "",
+            "The same configurations with the baseline's bridge (`--baseline`), interleaved in this run: "
+            "medians, baseline → this code.", "",
+            "| database | configuration | pattern | creates/s | updates/s | CPU µs/save, creates | updates |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |", *rows, ""]
+
+
+def issue22_rows(dbs, results) -> list[dict]:
+    """The targets of issue 22 (medians of one run): sync's rate ≥ the in-process receiver's,
+    sync's CPU per save ≤ the in-process receiver's, async's CPU per save ≤ no receiver's + 60 µs."""
+    rows = []
+    for db in dbs:
+        for suffix, pattern in (("", "autocommit"), ("+atomic", "atomic")):
+            r = results[db]
+            sync, in_process, async_, none = (r.get(k + suffix) for k in ("sync", "in_process", "async", "none"))
+            checks = [
+                ("sync saves/s ≥ 1.0 × in-process", sync, in_process, "save", lambda a, b: a / b, lambda v: v >= 1.0,
+                 lambda v: f"{v:.2f}×"),
+                ("sync CPU/save ≤ in-process", sync, in_process, "cpu_us", lambda a, b: (a, b),
+                 lambda v: v[0] <= v[1], lambda v: f"{v[0]:,.0f} vs {v[1]:,.0f} µs"),
+                ("async CPU/save ≤ no receiver + 60 µs", async_, none, "cpu_us", lambda a, b: (a, b + 60),
+                 lambda v: v[0] <= v[1], lambda v: f"{v[0]:,.0f} vs {v[1]:,.0f} µs"),
+            ]
+            for title, num, den, metric, combine, ok, show in checks:
+                if num is None or den is None:
+                    continue
+                cells, met = [], True
+                for phase in PHASES:
+                    a, b = med(num, f"{phase}.{metric}"), med(den, f"{phase}.{metric}")
+                    if a is None or b is None:
+                        cells.append("FAILED" if num["failed"] or den["failed"] else "—")
+                        met = False
+                        continue
+                    value = combine(a, b)
+                    cells.append(show(value))
+                    met = met and ok(value)
+                rows.append({"db": db, "pattern": pattern, "title": title, "cells": cells, "met": met})
+    return rows
+
+
+def issue22_targets(dbs, results) -> list[str]:
+    rows = issue22_rows(dbs, results)
+    if not rows:
+        return []
+    lines = ["## Targets (issue 22)", "",
+             "Medians of this run (creates / updates). CPU: the process's CPU µs per save of the summary above.", "",
+             "| database | pattern | target | creates | updates | met |", "| --- | --- | --- | ---: | ---: | --- |"]
+    for r in rows:
+        lines.append(f"| {r['db']} | {r['pattern']} | {r['title']} | {r['cells'][0]} | {r['cells'][1]} "
+                     f"| {'yes' if r['met'] else '**NO**'} |")
+    lines.append("")
+    return lines
 
 
 def ratio_table(rows: list[dict]) -> list[str]:
@@ -887,7 +1318,7 @@ def ratio_table(rows: list[dict]) -> list[str]:
         if r["target"] is None:
             goal, met = "—", "—"
         else:
-            goal = f"≥ {100 * r['target']:.0f} %" if r["target"] < 1 else "> 100 %"
+            goal = f"≥ {100 * r['target']:.0f} %"
             met = "yes" if r["met"] else "**NO**"
         lines.append(f"| {r['db']} | {r['pattern']} | {r['title']} | {shown[0]} | {shown[1]} | {rounds_shown[0]} "
                      f"| {rounds_shown[1]} | {goal} | {met} |")
@@ -938,7 +1369,7 @@ def where_time_goes(dbs, configs, results, rows, profiles, n) -> list[str]:
             notes.append(f"- {db}, {pattern}, {r['title']}: FAILED, nothing to explain.")
             continue
         failing = [ph for ph, v in zip(PHASES, r["values"]) if v is None or
-                   (v < r["target"] if r["target"] < 1 else v <= r["target"])]
+                   v < r["target"]]
         us = {ph: (med(num, f"{ph}.save_us"), med(den, f"{ph}.save_us")) for ph in PHASES}
         handler = {ph: med(num, f"{ph}.handler_us") or 0.0 for ph in PHASES}
         if r["title"].startswith("async"):
@@ -1016,31 +1447,93 @@ def sync_floor_text(sync: dict, in_process: dict, none: dict) -> str:
     return text + " (" + "; ".join(verdicts) + ")"
 
 
-GLOSS = {"_await_reply": "waiting for the reply", "has_backlog": "backlog SELECT", "insert": "outbox INSERT",
-         "build": "the request's JSON", "serialize_instance": "Django's serializer", "enqueue": "hand-off to the sender",
-         "uuid7": "message id"}
-
-
 def profile_text(prof: dict) -> str:
-    """The bridge functions that cost most inside the handler (cProfile, one extra run)."""
-    total = prof["total_us"]
-    picks = []
-    for row in prof["top"]:
-        func = row["func"]
-        if "signal_bridge/" not in func or "on_post_save" in func or row.get("thin"):
-            continue
-        name = func.split("(")[-1].rstrip(")")
-        module = func.split(":")[0].rsplit("/", 1)[-1].removesuffix(".py")
-        label = f"`{module}.{name}`" + (f" ({GLOSS[name]})" if name in GLOSS else "")
-        if any(label == p[0] for p in picks):
-            continue
-        picks.append((label, row["cum_us"]))
-        if len(picks) == 5:
-            break
+    """The costliest parts of the bridge per save, from the profile run (exclusive CPU µs)."""
+    picks = sorted(((us, name) for name, us in prof.get("sections", {}).items() if us >= 1), reverse=True)[:5]
     if not picks:
         return ""
-    parts = ", ".join(f"{label} {100 * us / total:.0f} %" for label, us in picks)
-    return f"cProfile of one extra run, cumulative share of the handler's time, nested calls overlap: {parts}"
+    parts = ", ".join(f"{name.replace('main:', '').replace('background:', 'sender thread: ')} {us:.0f}"
+                      for us, name in picks)
+    return f"profile run, CPU µs per save: {parts}"
+
+
+def cpu_section(dbs, configs, profiles, results) -> list[str]:
+    """Where the CPU of a save goes, per thread and per function (the profile runs)."""
+    rows = []
+    overheads = [p.get("overhead_us", 0.0) for db in profiles.values() for p in db.values() if p.get("overhead_us")]
+    overhead = f"{statistics.median(overheads):.1f}" if overheads else "1"
+    for db in dbs:
+        for c in configs:
+            prof = profiles.get(db, {}).get(c.key)
+            if not prof or "threads" not in prof:
+                continue
+            threads = prof["threads"]
+            main = threads.get("save()'s thread", 0.0)
+            sections = prof.get("sections", {})
+            mine = {k.split(":", 1)[1]: v for k, v in sections.items() if k.startswith("main:")}
+            background = {k.split(":", 1)[1]: v for k, v in sections.items() if k.startswith("background:")}
+            django = main - sum(mine.values())
+
+            def listing(parts):
+                shown = [f"{name} {us:.0f}" for name, us in sorted(parts.items(), key=lambda kv: -kv[1]) if us >= 0.5]
+                return " · ".join(shown) or "—"
+
+            total = sum(threads.values())
+            sender_cpu = threads.get(SENDER_THREADS, 0.0)
+            rows.append(f"| {db} | {c.name} | {c.pattern} | {total:,.0f} | {django:,.0f} | {listing(mine)} "
+                        f"| {sender_cpu:,.0f}: {listing(background)} "
+                        f"| {threads.get('libzmq I/O thread', 0):,.0f} |")
+    if not rows:
+        return []
+    return ["## Where the CPU of a save goes", "",
+            "One extra run per configuration with timing on, creates and updates together, µs of CPU per save "
+            "(`/proc/self/task/*/schedstat` per thread; inside save()'s thread and the sender, the exclusive "
+            "`thread_time` of the bridge's functions, or of the in-process receiver). *Django*: save()'s thread "
+            "minus the timed functions: Django's own save, its SQL and commit. Timing a call costs its caller "
+            f"about {overhead} µs (measured in each run and not charged to the caller's own time); the thread "
+            "totals include it, so they are a little above the summary's.", "",
+            "| database | configuration | pattern | process | save()'s thread: Django | save()'s thread: receiver "
+            "or bridge | sender thread: total: functions | libzmq I/O thread |",
+            "| --- | --- | --- | ---: | ---: | --- | --- | ---: |", *rows, ""]
+
+
+def statements_section(dbs, configs, profiles) -> list[str]:
+    """SQL statements per save on save()'s thread's connection, from the profile runs."""
+    rows = []
+    for db in dbs:
+        for c in configs:
+            counted = profiles.get(db, {}).get(c.key, {}).get("statements")
+            if counted is None:
+                continue
+            tx = f"{counted['transaction']:.2f}" if db == "SQLite" else "—"
+            rows.append(f"| {db} | {c.name} | {c.pattern} | {counted['statements']:.2f} | {tx} |")
+    if not rows:
+        return []
+    return ["## SQL statements per save", "",
+            "Counted in the profile runs below Django (SQLite's trace callback; a counting psycopg cursor), on "
+            "save()'s thread's connection, creates and updates together; the async sender's and the worker's "
+            "statements are not in it. *transaction*: `BEGIN`/`COMMIT` (SQLite only; psycopg sends them itself).", "",
+            "| database | configuration | pattern | statements | transaction |", "| --- | --- | --- | ---: | ---: |",
+            *rows, ""]
+
+
+def syscalls_section(dbs, configs, syscalls) -> list[str]:
+    """System calls per save, every thread of the Django process (the --syscalls runs)."""
+    rows = []
+    for db in dbs:
+        for c in configs:
+            counted = syscalls.get(db, {}).get(c.key)
+            if counted is None:
+                continue
+            top = ", ".join(f"{name} {calls:.1f}" for name, calls in list(counted.items())[:6])
+            rows.append(f"| {db} | {c.name} | {c.pattern} | {sum(counted.values()):.1f} | {top} |")
+    if not rows:
+        return []
+    return ["## System calls per save", "",
+            "`strace -c -f` attached to every thread of the Django process during the timed windows of one more "
+            "run per configuration (`--syscalls`), creates and updates together.", "",
+            "| database | configuration | pattern | system calls | the most frequent |",
+            "| --- | --- | --- | ---: | --- |", *rows, ""]
 
 
 def per_save_section(dbs, configs, results) -> list[str]:
@@ -1133,6 +1626,15 @@ def machine() -> str:
     return f"{os.cpu_count()} cores (`nproc`), {cpu}; Django, the worker and the database share them"
 
 
+def git_at(path: Path, *args: str) -> str:
+    """``git -C path ...``'s output, or "not a git checkout"."""
+    try:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return (path / "COMMIT").read_text().strip() if (path / "COMMIT").is_file() else "not a git checkout"
+
+
 def git(*args: str) -> str:
     try:
         return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
@@ -1150,23 +1652,46 @@ def parent_main(args) -> int:
         except KeyError as error:
             log(f"unknown configuration {error}; known: {', '.join(CONFIG_BY_KEY)}")
             return 2
-    profile_keys = [] if args.quick or args.no_profile else [k for k in ("async", "async+atomic", "sync")
-                                                                if k in {c.key for c in configs}]
+    profile_keys = [] if args.quick or args.no_profile else [
+        k for k in ("none", "in_process", "sync", "async", "none+atomic", "in_process+atomic", "sync+atomic",
+                    "async+atomic") if k in {c.key for c in configs}]
+    global WORKER, DJANGO_CPU, SERVER_CPU, BASELINE
+    if args.worker:
+        WORKER = Path(args.worker).resolve()
+    if args.baseline:
+        BASELINE = Path(args.baseline).resolve()
+        if not (BASELINE / "python-bridge" / "signal_bridge").is_dir():
+            log(f"--baseline {BASELINE}: no python-bridge/signal_bridge there")
+            return 2
+        # Each configuration also runs with the baseline's bridge, interleaved with it.
+        configs = [v for c in configs for v in ((c, c.as_baseline()) if c.receiver == "bridge" else (c,))]
+        profile_keys = [v for k in profile_keys
+                        for v in ((k, k + "@baseline") if CONFIG_BY_KEY[k].receiver == "bridge" else (k,))]
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
+            log("--pin needs CPUs 0 and 1; running unpinned (--no-pin)")
+            args.pin = False
+        else:
+            DJANGO_CPU, SERVER_CPU = 0, 1
     if not WORKER.exists():
         log(f"missing {WORKER}: swift build -c release --product signal-worker")
+        return 2
+    if args.syscalls and not shutil.which("strace"):
+        log("--syscalls needs strace (apt-get install strace)")
         return 2
 
     tmp = Path(tempfile.mkdtemp(prefix="django-save-bench-"))
     dbs = []
     started = time.monotonic()
     profiles: dict = {}
+    syscalls: dict = {}
     try:
         log(f"migrating the template databases (temp dir {tmp}) ...")
         dbs.append(SQLiteDB(tmp))
         if args.postgres_url:
             dbs.append(PostgresDB(args.postgres_url))
         raw = {db.name: {c.key: [] for c in configs} for db in dbs}
-        total = rounds * len(dbs) * len(configs) + len(dbs) * len(profile_keys)
+        total = rounds * len(dbs) * len(configs) + len(dbs) * len(profile_keys) * (2 if args.syscalls else 1)
         done = 0
         for r in range(rounds):
             shift = r % len(configs)
@@ -1181,14 +1706,24 @@ def parent_main(args) -> int:
                     log(f"[{done}/{total} {time.monotonic() - started:4.0f} s] round {r + 1} {db.name:10} "
                         f"{c.key:26} creates {fmt(rate(n, p.get('create', {}).get('save_s'))):>6}/s "
                         f"updates {fmt(rate(n, p.get('update', {}).get('save_s'))):>6}/s  {status}")
-        # One more run of async (and sync) with cProfile on the handler: what its time is made of.
+        # One more run of each main configuration with timing on: where its CPU goes.
+        by_key = {c.key: c for c in configs}
         for db in dbs:
             for key in profile_keys:
-                result = run_config(db, CONFIG_BY_KEY[key], n, tmp, profile=True)
+                result = run_config(db, by_key[key], n, tmp, profile=True)
                 done += 1
                 log(f"[{done}/{total} {time.monotonic() - started:4.0f} s] profile {db.name:10} {key}")
                 if not result.get("problems") and result.get("profile"):
                     profiles.setdefault(db.name, {})[key] = result["profile"]
+        # And with strace on: system calls per save (--syscalls).
+        for db in dbs:
+            for key in profile_keys if args.syscalls else ():
+                result = run_config(db, by_key[key], n, tmp, syscalls=True)
+                done += 1
+                log(f"[{done}/{total} {time.monotonic() - started:4.0f} s] syscalls {db.name:10} {key}"
+                    + ("" if not result.get("problems") else "  FAILED: " + "; ".join(result["problems"])[:300]))
+                if not result.get("problems") and result.get("profile"):
+                    syscalls.setdefault(db.name, {})[key] = result["profile"]["syscalls"]
         elapsed = time.monotonic() - started
     finally:
         for db in dbs:
@@ -1218,9 +1753,16 @@ def parent_main(args) -> int:
         "commit": commit,
         "command": "`" + " ".join(["Benchmarks/django/run", *args.forwarded]) + "`",
         "software": f"Python {platform.python_version()}, Django {_django.get_version()}, {worker_version} "
-                    f"(`.build/release/signal-worker` built "
+                    f"(`{_shown_path(WORKER)}` built "
                     f"{datetime.datetime.fromtimestamp(WORKER.stat().st_mtime, datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ})",
-        "load": f"load average {os.getloadavg()[0]:.1f} at the end (other jobs share the machine)",
+        "pinning": ("Django's process (every thread) on CPU 0; `signal-worker` and PostgreSQL (postmaster and "
+                    "every backend) on CPU 1 (`sched_setaffinity`, as `taskset`); other jobs on the machine are "
+                    "not pinned and use both" if args.pin else "none: Django, the worker and the database share "
+                    "the cores"),
+        "load": load_text(raw),
+        **({"baseline": f"the rows marked (baseline) run `{BASELINE}/python-bridge` "
+                        f"({git_at(BASELINE, 'rev-parse', '--short', 'HEAD')}); every other row this checkout's"}
+           if BASELINE else {}),
         "SQLite": "WAL file in a temp dir on the local disk; Django: `transaction_mode=IMMEDIATE`, "
                   f"`PRAGMA synchronous` = {', '.join(map(str, sorted(synchronous))) or '?'} "
                   "(2 = FULL, SQLite's default: every commit is fsync'd); worker: `--sqlite-synchronous full` (default)",
@@ -1228,7 +1770,7 @@ def parent_main(args) -> int:
                       if args.postgres_url else "not run",
         "duration": f"{elapsed:.0f} s",
     }
-    text = render(meta, db_names, configs, results, raw, n, rounds, profiles)
+    text = render(meta, db_names, configs, results, raw, n, rounds, profiles, syscalls)
     print(text)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -1239,6 +1781,22 @@ def parent_main(args) -> int:
     failed = any(s["failed"] for db in results.values() for s in db.values())
     return 1 if failed else 0
 
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def load_text(raw: dict) -> str:
+    """The 1-minute load average while the configurations ran (other jobs share the machine)."""
+    loads = [r["load"] for db in raw.values() for rs in db.values() for r in rs if r.get("load") is not None]
+    if not loads:
+        return f"load average {os.getloadavg()[0]:.1f} at the end (other jobs share the machine)"
+    return (f"1-minute load average during the runs: median {statistics.median(loads):.1f}, "
+            f"{min(loads):.1f}–{max(loads):.1f} (2.0 = both cores busy; other jobs share the machine)")
 
 
 def postgres_durability(url):
@@ -1259,13 +1817,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, help="saves per phase (default 300; --quick: 150)")
     parser.add_argument("--rounds", type=int, help="rounds (default 3; --quick: 1)")
-    parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run (no cProfile runs)")
+    parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run (no profile runs)")
     parser.add_argument("--postgres-url", help="PostgreSQL server URL (a user that may CREATE DATABASE)")
     parser.add_argument("--output", help="write the Markdown report here too")
     parser.add_argument("--raw", help="write every round's raw results (JSON) here")
     parser.add_argument("--only", help="comma-separated configuration keys: " + ", ".join(CONFIG_BY_KEY))
-    parser.add_argument("--no-profile", action="store_true", help="skip the extra cProfile runs")
+    parser.add_argument("--no-profile", action="store_true", help="skip the extra profile runs")
+    parser.add_argument("--syscalls", action="store_true",
+                        help="one more run per profiled configuration under `strace -c -f`: system calls per save")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (worker logs, SQLite files)")
+    parser.add_argument("--worker", help=f"the signal-worker binary (default {WORKER.relative_to(ROOT)})")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run every bridge configuration with DIR/python-bridge's signal_bridge "
+                             "(a checkout of the code before a change), interleaved; the report compares them")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="Django on CPU 0, the worker and PostgreSQL on CPU 1 (default; --no-pin: unpinned)")
     parser.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
                         help="pass ARG to every `signal-worker serve` (repeat; e.g. --worker-arg=--max-batch-wait-ms=5)")
     parser.add_argument("--bridge-setting", action="append", default=[], metavar="KEY=JSON",
@@ -1281,7 +1847,7 @@ def main() -> int:
             BRIDGE_EXTRA_SETTINGS[key] = json.loads(value)
         except ValueError:
             BRIDGE_EXTRA_SETTINGS[key] = value  # a bare string
-    skip = {"--postgres-url", "--output", "--raw"}
+    skip = {"--postgres-url", "--output", "--raw", "--worker", "--baseline"}
     forwarded, argv = [], sys.argv[1:]
     i = 0
     while i < len(argv):

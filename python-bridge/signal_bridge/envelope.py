@@ -43,9 +43,12 @@ def uuid7() -> str:
 
     Time-ordered ids keep the worker's dedupe index growing at its right
     edge (docs/PROTOCOL.md, "Request"). Within one millisecond a 12-bit counter in
-    ``rand_a`` keeps the ids of this process increasing.
+    ``rand_a`` keeps the ids of this process increasing. One ``os.urandom``
+    call per id (it is a system call) gives both the counter's start and
+    ``rand_b``.
     """
     global _last_ms, _counter
+    rand = os.urandom(10)  # bytes 0-1: a new millisecond's counter; 2-9: rand_b (and the variant bits)
     with _uuid_lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -55,18 +58,33 @@ def uuid7() -> str:
                 ms += 1
                 _counter = 0
         else:
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
+            _counter = ((rand[0] << 8) | rand[1]) & 0x3FF  # leave room to count up
         _last_ms = ms
         counter = _counter
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
-    text = "%032x" % value
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    hexed = rand.hex()
+    return (
+        f"{(ms >> 16) & 0xFFFFFFFF:08x}-{ms & 0xFFFF:04x}-{0x7000 | counter:04x}-"
+        f"{(rand[2] & 0x3F) | 0x80:02x}{hexed[6:8]}-{hexed[8:]}"
+    )
+
+
+_second: tuple[int, str] = (-1, "")  # (Unix second, its "YYYY-MM-DDTHH:MM:SS"), shared by threads
 
 
 def _now_iso() -> str:
-    """Now in UTC as ``2026-01-02T03:04:05.678901Z`` (``isoformat`` is several times faster than ``strftime``)."""
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    """Now in UTC as ``2026-01-02T03:04:05.678901Z``.
+
+    The text of the second is formatted once per second and reused (a tuple,
+    replaced whole, so threads never see half of one); only the microseconds
+    are formatted per call.
+    """
+    global _second
+    ns = time.time_ns()
+    seconds = ns // 1_000_000_000
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{ns // 1000 % 1_000_000:06d}Z"
 
 
 def _absent():  # sentinel for getattr
@@ -138,6 +156,34 @@ def serialize_instance(instance, fields: tuple[str, ...] | None) -> dict:
 # Compact JSON of dates, decimals and UUIDs as docs/PROTOCOL.md says; encode() keeps no state between calls.
 _encoder = DjangoJSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
+
+def _fast_encoder():
+    """``_encoder.encode`` without building an encoder per call.
+
+    ``JSONEncoder.encode`` makes a new C encoder (``json.encoder.c_make_encoder``)
+    for every value; this makes one, with the same separators, string escaping
+    and ``DjangoJSONEncoder.default``, and reuses it: the same text in half
+    the time. It keeps no state between calls (no circular-reference markers:
+    a self-containing attribute raises ``RecursionError`` rather than
+    ``ValueError``), so threads share it. Without the C encoder (not CPython),
+    ``_encoder.encode``.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has it
+        return _encoder.encode
+    encode_chunks = make(None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+
+    def encode(value) -> str:
+        if isinstance(value, str):
+            return _quote(value)
+        return "".join(encode_chunks(value, 0))
+
+    return encode
+
+
+_quote = json.encoder.encode_basestring  # a str as JSON, non-ASCII kept (ensure_ascii=False)
+encode = _fast_encoder()
+
 # Values that cannot change after post_save returns: a detached copy of the
 # instance shares them; anything else (a JSONField's dict, a list) is copied.
 _IMMUTABLE = frozenset({
@@ -179,7 +225,7 @@ class Draft:
     thread waits for its database, not inside ``save()``.
     """
 
-    head: dict
+    head: str  # the request's JSON text up to update_fields, without the closing brace
     instance: Any  # a detached model instance, or its already serialized dict
     fields: tuple[str, ...] | None
     attrs_json: str
@@ -188,9 +234,27 @@ class Draft:
         instance = self.instance
         if not isinstance(instance, dict):
             instance = serialize_instance(instance, self.fields)
-        message = {**self.head, "sent_at": _now_iso(), "instance": instance}
-        text = _encoder.encode(message)
-        return text[:-1] + ',"attrs":' + self.attrs_json + "}"
+        return (self.head + ',"sent_at":"' + _now_iso() + '","instance":' + encode(instance)
+                + ',"attrs":' + self.attrs_json + "}")
+
+
+# (signal, label, using) -> the JSON text between the id and "created": the same for every
+# message of a sender.
+_middles: dict[tuple[str, str, str], str] = {}
+
+
+def _head(message_id: str, signal: str, label: str, using: str, created, raw, update_fields) -> str:
+    """``{"v":1,"id":...,"update_fields":...`` (no closing brace), keys in the order of PROTOCOL.md."""
+    key = (signal, label, using)
+    middle = _middles.get(key)
+    if middle is None:
+        middle = _middles[key] = f',"signal":{_quote(signal)},"sender":{_quote(label)},"db":{_quote(using)}'
+    return (
+        '{"v":%d,"id":' % PROTOCOL_VERSION + _quote(message_id) + middle
+        + (',"created":true' if created else ',"created":false')
+        + (',"raw":true' if raw else ',"raw":false')
+        + (',"update_fields":null' if update_fields is None else ',"update_fields":' + encode(sorted(update_fields)))
+    )
 
 
 def capture(
@@ -205,6 +269,7 @@ def capture(
     instance,
     attrs: tuple[str, ...],
     fields: tuple[str, ...] | None,
+    detach: bool = True,
 ) -> Draft:
     """Capture a request (``docs/PROTOCOL.md``, "Request"); ``.render()`` gives its text.
 
@@ -212,26 +277,24 @@ def capture(
     does not have stays absent, one that is ``None`` travels as ``null``
     (the receiver tells them apart). Dates and datetimes become ISO 8601
     strings, ``Decimal`` and ``UUID`` strings (``DjangoJSONEncoder``).
+
+    ``detach=False`` when the draft is rendered before ``save()`` returns
+    (an outbox row, a sync send): the fields are then serialized at once
+    instead of being copied for a later rendering.
     """
     attr_values: dict[str, Any] = {}
     for name in attrs:
         value = getattr(instance, name, _absent)
         if value is not _absent:
             attr_values[name] = value
-    attrs_json = _encoder.encode(attr_values)
-    plan = _serialization_plan(type(instance), fields)
-    detached = _detached(instance, plan) if plan is not None else None
-    head = {
-        "v": PROTOCOL_VERSION,
-        "id": message_id,
-        "signal": signal,
-        "sender": label,
-        "db": using,
-        "created": bool(created),
-        "raw": bool(raw),
-        "update_fields": sorted(update_fields) if update_fields is not None else None,
-    }
-    return Draft(head, detached if detached is not None else serialize_instance(instance, fields), fields, attrs_json)
+    attrs_json = encode(attr_values)
+    head = _head(message_id, signal, label, using, created, raw, update_fields)
+    if detach:
+        plan = _serialization_plan(type(instance), fields)
+        detached = _detached(instance, plan) if plan is not None else None
+        if detached is not None:
+            return Draft(head, detached, fields, attrs_json)
+    return Draft(head, serialize_instance(instance, fields), fields, attrs_json)
 
 
 def build(**options) -> str:
@@ -264,11 +327,24 @@ def ping(message_id: str) -> bytes:
     return json.dumps({"v": PROTOCOL_VERSION, "id": message_id, "type": "ping"}).encode()
 
 
+_decoder = json.JSONDecoder()
+
+
 def parse_reply(frame: bytes) -> dict | None:
-    """Decode a reply frame; ``None`` if it is not a JSON object with a ``status``."""
+    """Decode a reply frame; ``None`` if it is not a JSON object with a ``status``.
+
+    ``raw_decode`` on the decoded text: what ``json.loads`` does minus its
+    encoding detection and whitespace regexes (the worker's replies are
+    compact UTF-8); whitespace around the object is allowed, anything else is not.
+    """
     try:
-        reply = json.loads(frame)
+        text = frame.decode("utf-8") if isinstance(frame, bytes) else frame
+        if text[:1] != "{":
+            text = text.lstrip()
+        reply, end = _decoder.raw_decode(text)
     except (ValueError, UnicodeDecodeError):
+        return None
+    if end != len(text) and text[end:].strip():
         return None
     if not isinstance(reply, dict) or reply.get("status") not in ("ok", "error"):
         return None

@@ -57,6 +57,8 @@ def record(message_ids) -> None:
 
 def forget(message_ids) -> None:
     """The messages were acked or dead-lettered: nothing to watch for any more."""
+    if not _failed:  # nothing recorded, the usual case: no lock to take
+        return
     with _lock:
         for message_id in message_ids:
             _failed.pop(message_id, None)
@@ -101,6 +103,8 @@ def hold_back(messages: list) -> tuple[list, list]:
     Objects whose first message never failed here are sent in full. The order
     of ``messages`` is kept in both lists.
     """
+    if not _failed:  # nothing failed in this process, the usual case: everything goes
+        return list(messages), []
     send: list = []
     held: list = []
     first_seen: set = set()

@@ -22,22 +22,30 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_save, pre_save
 from django.utils.module_loading import import_string
 
 from . import conf, envelope, failures, outbox, state, transport
+from . import sender as background
 from .exceptions import WorkerError, WorkerUnreachable
 
 logger = logging.getLogger("signal_bridge")
 
-_connected: list[tuple[object, str]] = []
+_connected: list[tuple[object, str, str]] = []
+# The instance whose pre_save saw no primary key, per thread (on_pre_save, on_post_save).
+_fresh = threading.local()
 
 
 def dispatch_uid(label: str) -> str:
     return f"signal_bridge.post_save.{label}"
+
+
+def pre_save_dispatch_uid(label: str) -> str:
+    return f"signal_bridge.pre_save.{label}"
 
 
 def connect_receivers() -> list[str]:
@@ -62,9 +70,10 @@ def connect_receivers() -> list[str]:
             model = apps.get_model(label)
         except (LookupError, ValueError):
             continue
-        uid = dispatch_uid(label)
+        uid, pre_uid = dispatch_uid(label), pre_save_dispatch_uid(label)
+        pre_save.connect(on_pre_save, sender=model, dispatch_uid=pre_uid, weak=False)
         post_save.connect(on_post_save, sender=model, dispatch_uid=uid, weak=False)
-        _connected.append((model, uid))
+        _connected.append((model, uid, pre_uid))
         labels.append(label)
     return labels
 
@@ -72,8 +81,21 @@ def connect_receivers() -> list[str]:
 def disconnect_receivers() -> None:
     """Disconnect every receiver the bridge connected (see also ``suspended()``)."""
     while _connected:
-        model, uid = _connected.pop()
+        model, uid, pre_uid = _connected.pop()
         post_save.disconnect(sender=model, dispatch_uid=uid)
+        pre_save.disconnect(sender=model, dispatch_uid=pre_uid)
+
+
+def on_pre_save(sender, instance, **kwargs):
+    """Note whether the database will choose ``instance``'s primary key (``on_post_save`` asks).
+
+    A save that creates an object whose key the database generated (an
+    ``AutoField``: a sequence, SQLite's ``AUTOINCREMENT``) makes a message no
+    older message can be waiting for: no earlier save had that key. Such a
+    message skips the backlog query. A key set by the caller (fixtures,
+    ``raw`` saves, a key reused by hand) is checked as always.
+    """
+    _fresh.instance = instance if instance.pk is None else None
 
 
 def on_post_save(sender, instance, created, raw=False, using="default", update_fields=None, **kwargs):
@@ -87,9 +109,20 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
     sender_config = config.senders.get(label)
     if sender_config is None or "post_save" not in sender_config.signals:
         return
+    # A created object whose primary key the database just generated: no older message of
+    # it can wait in any outbox (on_pre_save), so no backlog query before sending it.
+    fresh = created and getattr(_fresh, "instance", None) is instance
+    _fresh.instance = None
+    connection = transaction.get_connection(using)
+    atomic = connection.in_atomic_block
+    # The attribute, not get_autocommit(): the save has just used the connection, and the
+    # method's connection check and async guard cost more than the rest of this line.
+    autocommit = not atomic and connection.autocommit
+    # An async message without a row is rendered later, on the sender thread, from a
+    # detached copy of the values; every other message is rendered at once (for its row
+    # or its send), straight from the instance.
+    later = config.mode == "async" and autocommit
     message_id = envelope.uuid7()
-    # Captured now, rendered when first needed: at once for an outbox row or
-    # a sync send, on the sender thread for an async message without a row.
     message = outbox.Message(
         message_id=message_id,
         using=using,
@@ -106,23 +139,25 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
             instance=instance,
             attrs=sender_config.attrs,
             fields=sender_config.fields,
+            detach=later,
         ),
+        older=False if fresh else None,
     )
     state.count("published")
-    connection = transaction.get_connection(using)
 
     if config.mode == "outbox":
         outbox.insert(message)
         return
-    if connection.in_atomic_block:
-        outbox.insert(message)  # same transaction as the save: gets its seq, cannot be lost
+    if atomic:
+        # Same transaction as the save: gets its seq, cannot be lost.
+        outbox.insert(message, older=config.mode == "sync" and not fresh)
         if config.mode == "sync":
             local = _local_receiver(config, sender, instance, created, raw, using, update_fields)
             transaction.on_commit(lambda: deliver_sync(config, message, local), using=using)
         else:
             transaction.on_commit(lambda: _enqueue(config, message), using=using)
         return
-    if not connection.get_autocommit():
+    if not autocommit:
         # Manual transaction management: on_commit() is not available; the
         # row commits (or not) with the caller's transaction, the relay sends.
         outbox.insert(message)
@@ -134,14 +169,14 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
 
 
 def _local_receiver(config, model, instance, created, raw, using, update_fields):
-    """``_run_local`` bound to this save, for ``ON_UNREACHABLE = "local"``."""
+    """``_run_local`` bound to this save, for ``ON_UNREACHABLE = "local"`` (else None)."""
+    if config.on_unreachable != "local":
+        return None
     return functools.partial(_run_local, config, model, instance, created, raw, using, update_fields)
 
 
 def _enqueue(config, message: outbox.Message) -> None:
-    from . import sender
-
-    sender.get().enqueue(config, message)
+    background.get().enqueue(config, message)
 
 
 def _send_one(config, message: outbox.Message) -> str:
@@ -205,7 +240,10 @@ def deliver_sync(config, message: outbox.Message, run_local) -> None:
     ``WorkerError``; the message then stays in the outbox.
     """
     try:
-        older_rows = outbox.backlog(message.using, [message]) if outbox.has_backlog(message.using, [message]) else []
+        older = message.older  # known when the INSERT could tell (outbox.insert)
+        if older is None:
+            older = outbox.has_backlog(message.using, [message])
+        older_rows = outbox.backlog(message.using, [message]) if older else []
         for older in older_rows:
             try:
                 _send_one(config, older)
@@ -226,9 +264,7 @@ def deliver_sync(config, message: outbox.Message, run_local) -> None:
         if config.delete_acked == "inline":
             outbox.delete(message.using, [message.seq])
         else:
-            from . import sender
-
-            sender.get().delete_later(message.using, message.seq)
+            background.get().delete_later(message.using, message.seq)
 
 
 def _on_unreachable(config, message: outbox.Message, error: WorkerError, run_local) -> None:

@@ -57,8 +57,8 @@ logger = logging.getLogger("signal_bridge")
 
 # How long a round that has only acked rows to delete waits for more.
 DELETE_WAIT_S = 0.05
-# How often a round that waits for its interval takes (and renders) what has been queued.
-GATHER_POLL_S = 0.005
+# Messages rendered in a row before the sender thread offers the GIL to save()'s thread.
+RENDER_CHUNK = 64
 
 
 class Sender:
@@ -76,6 +76,11 @@ class Sender:
         self.deferred_to: set[str] = set()
         self.next_drain = 0.0
         self.last_round = 0.0  # when the previous round started (ASYNC_INTERVAL_MS)
+        # A round waiting for its start sleeps on ``wake``; a producer sets it when ``early``
+        # messages are queued (a full batch, or the first message after a deletes-only wait).
+        # 0: no round is waiting.
+        self.wake = threading.Event()
+        self.early = 0
 
     # --- producer side (Django threads) ---
 
@@ -107,18 +112,28 @@ class Sender:
                 self.queue.maxsize, message.message_id,
             )
             return
+        early = self.early
+        if early and self.queue.qsize() >= early:
+            self.wake.set()
         self._started()
 
     def delete_later(self, using: str, seq: int) -> None:
-        """Delete an acked row on the sender thread (``DELETE_ACKED = "batch"``)."""
+        """Delete an acked row on the sender thread (``DELETE_ACKED = "batch"``).
+
+        Only the first delete since the last round wakes the thread; the
+        round it starts waits ``DELETE_WAIT_S`` and takes every delete queued
+        by then (one wake-up and one statement per round, not per message).
+        """
         with self.condition:
             self.unfinished += 1
+            first = not self.deletes
             self.deletes.append((using, seq))
         self._started()
-        try:
-            self.queue.put_nowait(None)  # wake the thread
-        except queue.Full:
-            pass
+        if first:
+            try:
+                self.queue.put_nowait(None)  # wake the thread
+            except queue.Full:
+                pass
 
     def flush(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -189,6 +204,11 @@ class Sender:
         after a quiet spell goes at once, and under load the messages of one
         interval go together. A round with only acked rows to delete is in
         no hurry: it waits ``DELETE_WAIT_S`` at least.
+
+        The thread sleeps until then in one wait: it is not woken by every
+        ``put()`` (each wake-up takes the GIL from ``save()``'s thread), only
+        when a full batch is queued or, while it waits with deletes only, by
+        the first message. What was queued is then taken and rendered.
         """
         def deadline() -> float:
             earliest = self.last_round + interval_s
@@ -196,33 +216,48 @@ class Sender:
 
         started = time.monotonic()
         until = deadline()
+        try:
+            while len(batch) < limit:
+                had = len(batch)
+                self._take(batch, limit)
+                if len(batch) >= limit:
+                    break
+                if batch and not had:
+                    until = deadline()  # a message ends a deletes-only wait
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.wake.clear()
+                self.early = limit - len(batch) if batch else 1
+                if self.queue.qsize() >= self.early:
+                    continue  # queued between _take() and clear()
+                self.wake.wait(remaining)
+        finally:
+            self.early = 0
+
+    def _take(self, batch: list, limit: int) -> None:
+        """Move queued messages to ``batch`` (up to ``limit``), rendering each (``_render``)."""
+        rendered = 0
         while len(batch) < limit:
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
-                remaining = until - time.monotonic()
-                if remaining <= 0:
-                    break
-                # Poll rather than block on the queue: a thread blocked in get() is
-                # woken by every put() and then takes the GIL from save()'s thread,
-                # message by message.
-                time.sleep(min(GATHER_POLL_S, remaining))
-                continue
+                return
             if item is None or not self._render(item):
                 continue
             batch.append(item)
-            if len(batch) == 1:
-                until = deadline()  # a message ends a deletes-only wait
+            rendered += 1
+            if rendered % RENDER_CHUNK == 0:
+                time.sleep(0)  # let save()'s thread have the GIL between chunks
 
     def _render(self, message: outbox.Message) -> bool:
         """Render ``message`` now, as it is taken from the queue.
 
-        Rendering (Django's field serialization, JSON) holds the GIL. Done
-        for the few messages of each ``GATHER_POLL_S`` while the round waits
-        for its interval, it never holds the GIL long enough to keep
-        ``save()``'s thread waiting, as a whole round rendered at once would
-        (up to the 5 ms switch interval). A message that cannot be rendered
-        is logged and dropped.
+        Rendering (field serialization, JSON) holds the GIL, a few µs per
+        message; ``_take`` offers the GIL to ``save()``'s thread every
+        ``RENDER_CHUNK`` messages, so a large round never keeps it waiting
+        for the whole batch. A message that cannot be rendered is logged
+        and dropped.
         """
         try:
             message.payload
@@ -254,7 +289,10 @@ class Sender:
                 state.count("deferred", len(messages))
                 self.deferred_to.add(using)
                 continue
-            older = outbox.backlog(using, messages) if outbox.has_backlog(using, messages) else []
+            # Messages known to have no older rows (a new object's: publisher.on_pre_save) need
+            # no look-up; when none is left, no query runs.
+            unknown = [m for m in messages if m.older is not False]
+            older = outbox.backlog(using, messages) if unknown and outbox.has_backlog(using, unknown) else []
             ordered = sorted(older, key=lambda m: m.seq) + _seq_ordered(messages)
             # An object whose oldest message here failed before sends only that one (failures).
             candidates, held = failures.hold_back(ordered)

@@ -43,11 +43,17 @@ import time
 
 import zmq
 
-from . import envelope, state
+from . import conf, envelope, state
 from .exceptions import WorkerError, WorkerUnreachable
 from .redaction import redact
 
 logger = logging.getLogger("signal_bridge")
+
+# pyzmq's getsockopt builds an enum per call (about 1.5 µs, more than a recv): replies are
+# read with a non-blocking recv (zmq.Again when none is queued) and Frame.more.
+_NOBLOCK = int(zmq.NOBLOCK)
+# A pipeline reads the replies already queued after every TAKE_EVERY sends (and at the end).
+TAKE_EVERY = 64
 
 _lock = threading.Lock()
 _context: zmq.Context | None = None
@@ -210,22 +216,25 @@ def route(frame: bytes, message_id: str, endpoints: tuple[str, ...]) -> str:
 
 
 def _socket(endpoint: str, endpoints: tuple[str, ...], timeout_ms: int) -> zmq.Socket:
-    """This thread's DEALER for ``endpoint`` (made on first use).
+    """This thread's DEALER for ``endpoint`` (made on first use), its ``SNDTIMEO`` ``timeout_ms``.
 
     ``endpoints`` is the whole configured list: when it (or the CURVE keys)
     changed since the sockets were made, they are all closed and made anew.
+    Options are set only when they change (each is a call into libzmq, and
+    this runs for every sync message).
     """
-    from . import conf
-
     keys = conf.get().curve  # CURVE (or not) for every socket of the bridge
     sockets = getattr(_local, "sockets", None)
     if sockets is None or _local.config != (endpoints, keys):
         close_socket()
         sockets = _local.sockets = {}
+        _local.timeouts = {}
         _local.config = (endpoints, keys)
     sock = sockets.get(endpoint)
     if sock is not None:
-        sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+        if _local.timeouts[sock][0] != timeout_ms:
+            sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+            _local.timeouts[sock][0] = timeout_ms
         return sock
     sock = context().socket(zmq.DEALER)
     if keys is not None:
@@ -237,7 +246,16 @@ def _socket(endpoint: str, endpoints: tuple[str, ...], timeout_ms: int) -> zmq.S
     sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
     sock.connect(endpoint)
     sockets[endpoint] = sock
+    _local.timeouts[sock] = [timeout_ms, -1]  # [SNDTIMEO, RCVTIMEO] as set on the socket
     return sock
+
+
+def _receive_timeout(sock: zmq.Socket, timeout_ms: int) -> None:
+    """Set ``RCVTIMEO`` of this thread's ``sock`` unless it already has that value."""
+    current = _local.timeouts[sock]
+    if current[1] != timeout_ms:
+        sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+        current[1] = timeout_ms
 
 
 def _close(endpoint: str) -> None:
@@ -246,6 +264,7 @@ def _close(endpoint: str) -> None:
     if sockets:
         sock = sockets.pop(endpoint, None)
         if sock is not None:
+            _local.timeouts.pop(sock, None)
             sock.close(linger=0)
 
 
@@ -254,6 +273,7 @@ def close_socket() -> None:
     sockets = getattr(_local, "sockets", None)
     if sockets:
         _local.sockets = {}
+        _local.timeouts = {}
         for sock in sockets.values():
             sock.close(linger=0)
 
@@ -262,22 +282,30 @@ def close_socket() -> None:
 
 
 def _await_reply(sock: zmq.Socket, message_id: str, timeout_ms: int) -> dict | None:
-    """The reply whose id is ``message_id``, or None after ``timeout_ms``."""
-    deadline = time.monotonic() + timeout_ms / 1000.0
+    """The reply whose id is ``message_id``, or None after ``timeout_ms``.
+
+    A blocking ``recv`` bounded by ``RCVTIMEO``: one call into libzmq, where
+    ``Socket.poll`` would build a ``zmq.Poller`` per wait. (pyzmq releases
+    the GIL while it blocks and raises what a signal handler raises.)
+    """
+    started = time.monotonic()
+    wait_ms = timeout_ms
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        _receive_timeout(sock, wait_ms)
+        try:
+            frame = _receive(sock, 0)
+        except zmq.Again:
             return None
-        if not sock.poll(max(1, int(remaining * 1000)), zmq.POLLIN):
-            return None
-        frames = sock.recv_multipart()
-        reply = envelope.parse_reply(frames[-1])
-        if reply is None:
-            logger.warning("signal_bridge: dropped a malformed reply frame: %r", frames[-1][:200])
-            continue
-        if reply.get("id") == message_id:
+        reply = envelope.parse_reply(frame)
+        if reply is not None and reply.get("id") == message_id:
             return reply
-        logger.debug("signal_bridge: dropped a late reply for %s", reply.get("id"))
+        if reply is None:
+            logger.warning("signal_bridge: dropped a malformed reply frame: %r", frame[:200])
+        else:
+            logger.debug("signal_bridge: dropped a late reply for %s", reply.get("id"))
+        wait_ms = int((started + timeout_ms / 1000.0 - time.monotonic()) * 1000)
+        if wait_ms <= 0:
+            return None
 
 
 def request(
@@ -380,18 +408,23 @@ def _pipeline_one(
     replies: dict[str, dict] = {}
     sock = _socket(endpoint, endpoints, timeout_ms)
     wanted = set()
-    for message_id, frame in frames:
+    for sent, (message_id, frame) in enumerate(frames, 1):
         try:
             sock.send(frame)
         except zmq.Again:
             break
         wanted.add(message_id)
-        # Read replies that are already here so neither side's queue grows.
-        _take_ready(sock, wanted, replies)
+        if sent % TAKE_EVERY == 0:
+            # Read replies that are already here so neither side's queue grows.
+            _take_ready(sock, wanted, replies)
+    poller = None
     while len(replies) < len(wanted):
         if _take_ready(sock, wanted, replies):
             continue
-        if not sock.poll(timeout_ms, zmq.POLLIN):
+        if poller is None:
+            poller = zmq.Poller()  # one per pipeline, not per wait
+            poller.register(sock, zmq.POLLIN)
+        if not poller.poll(timeout_ms):
             _close(endpoint)
             break
     if len(wanted) < len(frames) and len(replies) == len(wanted):
@@ -451,25 +484,35 @@ def _pipeline_many(
     return replies
 
 
+def _receive(sock: zmq.Socket, flags: int) -> bytes:
+    """One reply's frame (``recv`` with ``flags``); of a multipart message, the last frame."""
+    frame = sock.recv(flags, copy=False)
+    while frame.more:  # a reply is one frame; the rest of a message is already here
+        frame = sock.recv(copy=False)
+    return frame.bytes
+
+
 def _take_ready(sock: zmq.Socket, wanted: set, replies: dict) -> int:
     """Take every reply already queued on ``sock`` without waiting; how many.
 
-    Asks ``ZMQ_EVENTS`` rather than ``poll(0)``: pyzmq builds a poller for
-    every ``Socket.poll`` call, which cost more than the reply itself when
-    done after each of a pipeline's sends.
+    A non-blocking ``recv`` until ``zmq.Again`` rather than ``poll(0)`` (pyzmq
+    builds a poller per ``Socket.poll``) or ``ZMQ_EVENTS`` (an enum per
+    ``getsockopt``): this runs after each of a pipeline's sends.
     """
     taken = 0
-    while sock.get(zmq.EVENTS) & zmq.POLLIN:
-        _take(sock, wanted, replies)
+    while True:
+        try:
+            frame = _receive(sock, _NOBLOCK)
+        except zmq.Again:
+            return taken
+        _take(frame, wanted, replies)
         taken += 1
-    return taken
 
 
-def _take(sock: zmq.Socket, wanted: set, replies: dict) -> None:
-    frames = sock.recv_multipart()
-    reply = envelope.parse_reply(frames[-1])
+def _take(frame: bytes, wanted: set, replies: dict) -> None:
+    reply = envelope.parse_reply(frame)
     if reply is None:
-        logger.warning("signal_bridge: dropped a malformed reply frame: %r", frames[-1][:200])
+        logger.warning("signal_bridge: dropped a malformed reply frame: %r", frame[:200])
         return
     message_id = reply.get("id")
     if message_id in wanted:

@@ -90,3 +90,59 @@ def test_without_fields_a_sender_sends_the_primary_key_only(bridge):
     user.save()
     everything = json.loads(OutboxMessage.objects.order_by("seq").last().payload)["instance"]["fields"]
     assert everything["password"] == user.password and everything["username"] == "pk-only"
+
+
+def test_the_insert_of_a_sync_row_tells_whether_older_rows_of_its_object_wait():
+    """On SQLite the INSERT answers the backlog question itself; elsewhere it is asked at send time."""
+    from django.db import connection
+
+    first, other, second = make_message(object_pk="7"), make_message(object_pk="8"), make_message(object_pk="7")
+    with transaction.atomic():
+        outbox.insert(first, older=True)
+        outbox.insert(other, older=True)
+        outbox.insert(second, older=True)
+    if connection.vendor == "sqlite":
+        assert (first.older, other.older, second.older) == (False, False, True)
+    else:
+        assert (first.older, other.older, second.older) == (None, None, None)
+    assert outbox.has_backlog("default", [second]) and not outbox.has_backlog("default", [first])
+    assert second.seq > other.seq > first.seq
+
+
+def test_statements_go_through_djangos_cursor_when_queries_are_watched():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    message = make_message(object_pk="9")
+    with CaptureQueriesContext(connection) as captured:
+        with transaction.atomic():
+            outbox.insert(message)
+        assert not outbox.has_backlog("default", [message])
+        outbox.delete("default", [message.seq])
+    sql = " ".join(q["sql"] for q in captured.captured_queries)
+    assert "INSERT INTO" in sql and "SELECT 1 FROM" in sql and "DELETE FROM" in sql
+
+
+def test_a_database_error_of_a_raw_statement_is_djangos():
+    from django.db import IntegrityError
+
+    message = make_message(object_pk="10")
+    with transaction.atomic():
+        outbox.insert(message)
+    duplicate = make_message(message_id=message.message_id, object_pk="10")
+    with pytest.raises(IntegrityError):  # django.db.IntegrityError, not the driver's
+        with transaction.atomic():
+            outbox.insert(duplicate)
+
+
+def test_the_inserts_older_row_lookup_searches_the_objects_index():
+    """A correlated reference to the new row made SQLite scan the whole outbox on every INSERT."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the INSERT answers the backlog question on SQLite only")
+    sql = outbox._insert_and_older_statement(connection).replace("%s", "?")
+    with connection.cursor() as cursor:
+        plan = cursor.connection.execute("EXPLAIN QUERY PLAN " + sql, ("m", "auth.user", "1", "{}", "", 0, "",
+                                                                        "auth.user", "1")).fetchall()
+    assert any("INDEX signal_bridge_outbox_obj" in row[-1] for row in plan), plan
