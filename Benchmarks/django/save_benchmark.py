@@ -627,7 +627,7 @@ class Sections:
 class Syscalls:
     """System calls of every thread of the process during the timed windows (``--syscalls`` runs).
 
-    ``strace -c -f`` is attached to each thread at the start of a window (a phase's saves
+    ``strace -c -f`` is attached to the process (every thread) at the start of a window (a phase's saves
     until its delivery work was done) and stopped at its end; the counts of both phases
     are added up. strace slows every call down, so these runs give counts, not times.
     """
@@ -653,16 +653,14 @@ class Syscalls:
         if not self.on:
             return
         self.output = tempfile.NamedTemporaryFile(prefix="syscalls-", suffix=".txt", delete=False).name
-        tids = [arg for tid in os.listdir("/proc/self/task") for arg in ("-p", tid)]
-        self.tracer = subprocess.Popen(["strace", "-c", "-f", "-o", self.output, *tids],
+        # -p of the process with -f: every thread it has now ("attached with N threads") and
+        # every thread it starts.
+        self.tracer = subprocess.Popen(["strace", "-c", "-f", "-o", self.output, "-p", str(os.getpid())],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # strace says "Process N attached" for each thread before it counts anything.
-        attached = 0
-        while attached < len(tids) // 2:
+        while True:  # strace says so before it counts anything
             line = self.tracer.stderr.readline()
-            if not line:
+            if not line or b"attached" in line:
                 break
-            attached += b"attached" in line
 
     def window_end(self) -> None:
         if self.tracer is None:
