@@ -8,7 +8,9 @@ let package = Package(
         .executable(name: "signal-worker", targets: ["signal-worker"]),
         .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
         .library(name: "SignalProtocol", targets: ["SignalProtocol"]),
+        .library(name: "SignalInbox", targets: ["SignalInbox"]),
         .library(name: "ProfileReceiver", targets: ["ProfileReceiver"]),
+        .library(name: "DRFTokenReceiver", targets: ["DRFTokenReceiver"]),
         .library(name: "SignalWorker", targets: ["SignalWorker"]),
     ],
     dependencies: [
@@ -33,26 +35,27 @@ let package = Package(
             dependencies: ["CZeroMQ"]
         ),
 
-        // MARK: Protocol and receiver (no I/O)
+        // MARK: Protocol, inbox and receivers (no I/O)
         .target(name: "SignalProtocol"),
-        .target(
-            name: "ProfileReceiver",
-            dependencies: ["SignalProtocol"]
-        ),
+        // Exactly once and ordering for every receiver; the receiver and store protocols.
+        .target(name: "SignalInbox", dependencies: ["SignalProtocol"]),
+        // Receivers: each is a PostSaveReceiver and its SQL, nothing else.
+        .target(name: "ProfileReceiver", dependencies: ["SignalProtocol", "SignalInbox"]),
+        .target(name: "DRFTokenReceiver", dependencies: ["SignalProtocol", "SignalInbox"]),
 
-        // MARK: Stores
+        // MARK: Stores (SQL and connections; no receiver knowledge)
         .target(
-            name: "ProfileStoreSQLite",
+            name: "SignalStoreSQLite",
             dependencies: [
-                "ProfileReceiver",
+                "SignalInbox",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
         .target(
-            name: "ProfileStorePostgres",
+            name: "SignalStorePostgres",
             dependencies: [
-                "ProfileReceiver",
+                "SignalInbox",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -66,9 +69,11 @@ let package = Package(
             dependencies: [
                 "ZeroMQ",
                 "SignalProtocol",
+                "SignalInbox",
                 "ProfileReceiver",
-                "ProfileStoreSQLite",
-                "ProfileStorePostgres",
+                "DRFTokenReceiver",
+                "SignalStoreSQLite",
+                "SignalStorePostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -82,7 +87,7 @@ let package = Package(
             name: "signal-worker",
             dependencies: [
                 "SignalWorker",
-                "ProfileStoreSQLite",
+                "SignalStoreSQLite",
                 "ZeroMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -107,7 +112,7 @@ let package = Package(
         .executableTarget(
             name: "store-benchmark",
             dependencies: [
-                "ProfileReceiver", "ProfileStoreSQLite", "ProfileStorePostgres",
+                "SignalInbox", "ProfileReceiver", "SignalStoreSQLite", "SignalStorePostgres",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -124,7 +129,7 @@ let package = Package(
         // MARK: Fuzzing (a property-based fuzzer: the library is shared by the tests and the long runs)
         .target(
             name: "RequestFuzzing",
-            dependencies: ["SignalProtocol", "ProfileReceiver", "SignalWorker"],
+            dependencies: ["SignalProtocol", "SignalInbox", "ProfileReceiver", "SignalWorker"],
             path: "Fuzz/RequestFuzzing"
         ),
         .executableTarget(
@@ -136,11 +141,12 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "CZeroMQ"]),
         .testTarget(name: "SignalProtocolTests", dependencies: ["SignalProtocol"]),
-        .testTarget(name: "ProfileReceiverTests", dependencies: ["ProfileReceiver", "SignalProtocol"]),
+        .testTarget(name: "ProfileReceiverTests", dependencies: ["ProfileReceiver", "DRFTokenReceiver", "SignalInbox", "SignalProtocol"]),
         .testTarget(
             name: "ProfileStoreTests",
             dependencies: [
-                "ProfileReceiver", "SignalProtocol", "ProfileStoreSQLite", "ProfileStorePostgres",
+                "ProfileReceiver", "DRFTokenReceiver", "SignalInbox", "SignalProtocol", "SignalStoreSQLite",
+                "SignalStorePostgres",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -151,7 +157,7 @@ let package = Package(
         .testTarget(
             name: "SignalWorkerTests",
             dependencies: [
-                "SignalWorker", "ZeroMQ", "SignalProtocol", "ProfileReceiver", "RequestFuzzing",
+                "SignalWorker", "ZeroMQ", "SignalProtocol", "SignalInbox", "ProfileReceiver", "RequestFuzzing",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

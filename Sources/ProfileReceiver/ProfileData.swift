@@ -63,15 +63,9 @@ public struct ProfileRow: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// A `post_save` of a user, validated for the profile receiver.
+/// A `post_save` of a user, validated for the profile receiver (its id, `seq` and durability
+/// are the inbox's: ``SignalInbox/InboxMessage``).
 public struct ProfileMessage: Sendable, Hashable {
-    /// The message id (dedupe key).
-    public var id: String
-    /// The outbox sequence, if the producer sent one.
-    public var sequence: Int64?
-    /// Whether the acknowledged effects must survive an OS crash or power loss (the request's
-    /// `durable`); a store may commit a batch of only non-durable messages without waiting for the disk.
-    public var durable: Bool
     /// The saved user's primary key.
     public var userID: Int64
     /// `created` argument of `post_save`.
@@ -85,22 +79,10 @@ public struct ProfileMessage: Sendable, Hashable {
     public var dataError: ReplyError?
 
     /// Creates a message.
-    public init(
-        id: String, sequence: Int64? = nil, durable: Bool = true, userID: Int64, created: Bool,
-        data: ProfileData = ProfileData(), dataError: ReplyError? = nil
-    ) {
-        self.id = id
-        self.sequence = sequence
-        self.durable = durable
+    public init(userID: Int64, created: Bool, data: ProfileData = ProfileData(), dataError: ReplyError? = nil) {
         self.userID = userID
         self.created = created
         self.data = data
         self.dataError = dataError
     }
-}
-
-extension Collection<ProfileMessage> {
-    /// Whether a batch of these messages may commit without waiting for the disk: it has
-    /// messages and none of them is ``ProfileMessage/durable`` (docs/PROTOCOL.md, Durability).
-    public var mayCommitWithoutSync: Bool { !isEmpty && allSatisfy { !$0.durable } }
 }

@@ -1,3 +1,4 @@
+import SignalInbox
 import SignalProtocol
 
 /// The Swift port of the reference `create_or_update_user_profile` receiver.
@@ -11,10 +12,9 @@ import SignalProtocol
 ///     instance.profile.save()
 /// ```
 ///
-/// Pure logic: ``message(from:)`` validates an envelope, ``plan(_:snapshot:)`` decides
-/// what a batch writes given what the store read. ``apply(_:to:)`` runs a batch
-/// through a ``ProfileStore``.
-public struct ProfileReceiver: Sendable {
+/// A ``SignalInbox/PostSaveReceiver``: ``message(from:)`` validates an envelope, ``decide(_:in:)``
+/// decides one message against the rows read for its batch; the SQL is in `ProfileSQL`.
+public struct ProfileReceiver: PostSaveReceiver {
     /// The receiver's settings.
     public var configuration: ProfileReceiverConfiguration
 
@@ -36,16 +36,14 @@ public struct ProfileReceiver: Sendable {
     /// parses it before any SQL runs), then text types, then text length and NUL (the
     /// database's `DataError`), then a NULL `profile_type` (checked by the database last).
     /// For an update the data errors are kept in ``ProfileMessage/dataError`` instead:
-    /// they count only if the user has a profile (see ``plan(_:snapshot:)``).
+    /// they count only if the user has a profile (see ``decide(_:in:)``).
     public func message(from envelope: SignalEnvelope) throws(ReplyError) -> ProfileMessage {
         guard case .integer(let userID) = envelope.instance.pk else {
             throw ReplyError(
                 .badRequest, "field instance.pk must be an integer, got \(envelope.instance.pk.typeName)",
                 field: "instance.pk")
         }
-        var message = ProfileMessage(
-            id: envelope.id, sequence: envelope.sequence, durable: envelope.durable, userID: userID,
-            created: envelope.created)
+        var message = ProfileMessage(userID: userID, created: envelope.created)
         do {
             message.data = try profileData(envelope.attrs[Self.profileDataAttribute])
         } catch {
@@ -126,75 +124,55 @@ public struct ProfileReceiver: Sendable {
         }
     }
 
-    private static func quoted(_ value: String) -> String {
+    static func quoted(_ value: String) -> String {
         let shown = value.count > 40 ? String(value.prefix(40)) + "…" : value
         return "\"" + shown.debugDescription.dropFirst().dropLast() + "\""
     }
 
-    // MARK: - Planning
+    // MARK: - PostSaveReceiver
 
-    /// Decides what a batch writes: the same end state as applying the messages one
-    /// by one, in order, with the Python receiver, plus dedupe and ordering.
-    public func plan(_ messages: [ProfileMessage], snapshot: StoreSnapshot) -> BatchPlan {
-        var plan = BatchPlan()
-        plan.outcomes.reserveCapacity(messages.count)
-        plan.applied.reserveCapacity(messages.count)
-        var seen = snapshot.appliedMessageIDs
-        var rows = snapshot.profiles
-        var lastSequences = snapshot.lastSequences
-        var touchedUsers: [Int64] = []  // first-touch order, for deterministic writes
-        var touched = Set<Int64>()
-        var newSequences: [Int64: Int64] = [:]
+    /// `profile`.
+    public var name: String { "profile" }
 
-        for message in messages {
-            if seen.contains(message.id) {
-                plan.outcomes.append(.ok(.duplicate))
-                continue
-            }
-            if let sequence = message.sequence, let last = lastSequences[message.userID], sequence <= last {
-                plan.outcomes.append(.stale(lastSequence: last))
-                seen.insert(message.id)
-                plan.applied.append(message.id)
-                continue
-            }
-            let outcome = decide(message, current: rows[message.userID], userExists: snapshot.existingUsers.contains(message.userID))
-            switch outcome {
-            case .failure(let error):
-                plan.outcomes.append(.error(error))
-                continue
-            case .success(let (action, row)):
-                plan.outcomes.append(.ok(action))
-                seen.insert(message.id)
-                plan.applied.append(message.id)
-                guard let row else { continue }
-                rows[message.userID] = row
-                if touched.insert(message.userID).inserted { touchedUsers.append(message.userID) }
-                if let sequence = message.sequence {
-                    lastSequences[message.userID] = sequence
-                    newSequences[message.userID] = sequence
-                }
-            }
-        }
-        for userID in touchedUsers {
-            guard let row = rows[userID] else { continue }
-            if snapshot.profiles[userID] == nil { plan.inserts.append(row) } else { plan.updates.append(row) }
-        }
-        plan.sequences = newSequences.map { SequenceRecord(userID: $0.key, sequence: $0.value) }
-            .sorted { $0.userID < $1.userID }
-        return plan
+    /// The user model label.
+    public var sender: String { configuration.senderLabel }
+
+    /// The profile table as the model declares it, and the user table.
+    public var tables: [TableRequirement] {
+        ProfileSQL.tables(configuration)
+    }
+
+    /// The receiver with the `varchar` lengths and NUL rule the database enforces.
+    public func adapted(to facts: SchemaFacts) -> ProfileReceiver {
+        var adapted = self
+        adapted.configuration.limits = ColumnLimits(
+            profileTypeMaxLength: facts.maximumLength(configuration.profileTable, "profile_type"),
+            sexMaxLength: facts.maximumLength(configuration.profileTable, "sex"), rejectsNUL: facts.rejectsNUL)
+        return adapted
+    }
+
+    public func djangoCompatibleDDL(_ dialect: SQLDialect) -> [String] {
+        ProfileSQL(configuration, dialect: dialect).djangoCompatibleDDL
+    }
+
+    public func reads(for messages: [ProfileMessage], dialect: SQLDialect) -> [BatchStatement] {
+        [ProfileSQL(configuration, dialect: dialect).readUsers(Self.users(of: messages))]
+    }
+
+    public func state(for messages: [ProfileMessage], rows: [[SQLRow]]) throws(StoreError) -> ProfileState {
+        try ProfileSQL.state(from: rows[0])
     }
 
     /// One message against the current row: the action and the row to write, if any.
-    private func decide(_ message: ProfileMessage, current: ProfileRow?, userExists: Bool)
-        -> Result<(ReplyAction, ProfileRow?), ReplyError>
-    {
+    public func decide(_ message: ProfileMessage, in state: ProfileState) -> Result<Decision<ProfileRow>, ReplyError> {
         let data = message.data
+        let current = state.rows[message.userID]
         if message.created {
             if current != nil {
                 return .failure(
                     ReplyError(.conflict, "a profile already exists for user \(message.userID)", field: "instance.pk"))
             }
-            guard userExists else {
+            guard state.existingUsers.contains(message.userID) else {
                 return .failure(
                     ReplyError(.conflict, "user \(message.userID) does not exist in the user table", field: "instance.pk"))
             }
@@ -204,61 +182,55 @@ public struct ProfileReceiver: Sendable {
                     ?? configuration.defaultProfileType,
                 sex: data.sex.resolved(current: nil),
                 birthdate: data.birthdate.resolved(current: nil))
-            return .success((.created, row))
+            return .success(Decision(.created, change: row))
         }
-        guard var row = current else { return .success((.skipped, nil)) }
+        guard var row = current else { return .success(Decision(.skipped)) }
         if let error = message.dataError { return .failure(error) }  // read only now, as in Python
         row.profileType = data.profileType.resolved(current: row.profileType) ?? row.profileType
         row.sex = data.sex.resolved(current: row.sex)
         row.birthdate = data.birthdate.resolved(current: row.birthdate)
-        return .success((.updated, row))
+        return .success(Decision(.updated, change: row))
     }
 
-    // MARK: - Applying
-
-    /// The retryable error of a message not applied because `earlier`, a message of the same
-    /// user in its batch, failed retryably.
-    static func heldBehind(_ earlier: ProfileMessage) -> ReplyError {
-        let which = earlier.sequence.map { "seq \($0), id \(earlier.id)" } ?? "id \(earlier.id)"
-        return ReplyError(
-            .storeUnavailable,
-            "not applied: an earlier message of user \(earlier.userID) in the same batch (\(which)) failed with a "
-                + "retryable error; send both again, the earlier one first")
+    public func record(_ row: ProfileRow, in state: inout ProfileState) {
+        state.rows[row.userID] = row
+        if state.touched.insert(row.userID).inserted { state.touchedOrder.append(row.userID) }
     }
 
-    /// Applies a batch through `store`: one transaction, one outcome per message.
-    ///
-    /// When the database refuses the batch (a row changed under the worker, a
-    /// constraint the planner did not foresee), each message is retried alone so that
-    /// one bad message does not fail the others; once a message of a user fails
-    /// retryably there, the user's later messages are not applied but answered with
-    /// the retryable error too (they must not overtake it: docs/PROTOCOL.md, "Exactly
-    /// once and ordering"). A store that cannot be reached gives every message
-    /// `store_unavailable`.
-    public func apply(_ messages: [ProfileMessage], to store: some ProfileStore) async -> [Reply.Outcome] {
-        guard !messages.isEmpty else { return [] }
-        let receiver = self
-        do {
-            return try await store.apply(messages) { receiver.plan(messages, snapshot: $0) }.outcomes
-        } catch where error.code == .rejected && messages.count > 1 {
-            var outcomes: [Reply.Outcome] = []
-            outcomes.reserveCapacity(messages.count)
-            var failedRetryably: [Int64: ProfileMessage] = [:]  // user -> the first message that failed
-            for message in messages {
-                if let earlier = failedRetryably[message.userID] {
-                    outcomes.append(.error(Self.heldBehind(earlier)))
-                    continue
-                }
-                let outcome = await apply([message], to: store)
-                if outcome.first?.isRetryableError == true { failedRetryably[message.userID] = message }
-                outcomes += outcome
-            }
-            return outcomes
-        } catch where error.code == .rejected {
-            return [.error(ReplyError(.invalidValue, "the database refused the change: \(error.message)"))]
-        } catch {
-            let reply = ReplyError(.storeUnavailable, "the store is unavailable: \(error.message)")
-            return Array(repeating: .error(reply), count: messages.count)
+    public func writes(for state: ProfileState, dialect: SQLDialect) -> [BatchStatement] {
+        var inserts: [ProfileRow] = []
+        var updates: [ProfileRow] = []
+        for userID in state.touchedOrder {
+            guard let row = state.rows[userID] else { continue }
+            if state.before.contains(userID) { updates.append(row) } else { inserts.append(row) }
         }
+        let sql = ProfileSQL(configuration, dialect: dialect)
+        return [sql.insertProfiles(inserts), sql.updateProfiles(updates)]
+    }
+
+    /// The batch's users, each once, in first-seen order.
+    static func users(of messages: [ProfileMessage]) -> [Int64] {
+        var seen = Set<Int64>(minimumCapacity: messages.count)
+        return messages.compactMap { seen.insert($0.userID).inserted ? $0.userID : nil }
+    }
+}
+
+/// What the profile receiver knows about a batch's users while it plans the batch.
+public struct ProfileState: Sendable, Hashable {
+    /// Users whose row exists in the user table.
+    public var existingUsers: Set<Int64> = []
+    /// Users that had a profile before the batch.
+    public var before: Set<Int64> = []
+    /// The current profile rows (read, then changed by the batch's messages so far).
+    public var rows: [Int64: ProfileRow] = [:]
+    /// Users whose row the batch changed, in first-change order (deterministic writes).
+    var touchedOrder: [Int64] = []
+    var touched: Set<Int64> = []
+
+    /// Creates a state from rows read.
+    public init(existingUsers: Set<Int64> = [], profiles: [Int64: ProfileRow] = [:]) {
+        self.existingUsers = existingUsers
+        self.before = Set(profiles.keys)
+        self.rows = profiles
     }
 }

@@ -1,10 +1,11 @@
-/// What a successful request did, the `result.action` of an `ok` reply.
+/// What a successful request did, the `result.action` of an `ok` reply (and, per receiver, the
+/// values of `result.receivers`).
 public enum ReplyAction: String, Sendable, Hashable, CaseIterable {
-    /// A profile row was inserted.
+    /// The receiver inserted its row (a profile, a token).
     case created
-    /// An existing profile row was rewritten.
+    /// The receiver rewrote its existing row.
     case updated
-    /// Nothing to do (an update for a user without a profile), as the Python receiver.
+    /// The receiver had nothing to do (an update for a user without a profile), as in Python.
     case skipped
     /// The message id was applied before; nothing changed.
     case duplicate
@@ -45,26 +46,58 @@ public struct ReplyError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// The field at fault (`birthdate`, `seq`, `instance.pk`, ...), if any.
     public var field: String?
+    /// The receiver whose rule refused the message (`profile`, `drf-token`), if one did.
+    public var receiver: String?
 
     /// Creates an error reply body.
-    public init(_ code: ReplyErrorCode, _ message: String, field: String? = nil) {
+    public init(_ code: ReplyErrorCode, _ message: String, field: String? = nil, receiver: String? = nil) {
         self.code = code
         self.message = message
         self.field = field
+        self.receiver = receiver
+    }
+
+    /// The same error, attributed to `receiver`.
+    public func from(receiver: String) -> ReplyError {
+        var error = self
+        error.receiver = receiver
+        return error
     }
 
     public var description: String {
-        if let field { return "\(code) (\(field)): \(message)" }
-        return "\(code): \(message)"
+        let origin = receiver.map { "[\($0)] " } ?? ""
+        if let field { return "\(origin)\(code) (\(field)): \(message)" }
+        return "\(origin)\(code): \(message)"
     }
+}
+
+/// What one receiver did with a message: an entry of `result.receivers`.
+public struct ReceiverAction: Sendable, Hashable, CustomStringConvertible {
+    /// The receiver's name (`profile`, `drf-token`).
+    public var receiver: String
+    /// What it did.
+    public var action: ReplyAction
+
+    /// Creates an entry.
+    public init(_ receiver: String, _ action: ReplyAction) {
+        self.receiver = receiver
+        self.action = action
+    }
+
+    public var description: String { "\(receiver)=\(action.rawValue)" }
 }
 
 /// A protocol v1 reply, ready to be encoded into one frame.
 public struct Reply: Sendable, Hashable {
     /// The outcome carried by a reply.
     public enum Outcome: Sendable, Hashable {
-        /// Success with an action; `stale` goes through ``stale(lastSequence:)`` instead.
+        /// Success without receivers (`duplicate`, `pong`); `stale` goes through
+        /// ``stale(lastSequence:)`` instead.
         case ok(ReplyAction)
+        /// The message reached its receivers, which all accepted it, in connection order
+        /// (`"result": {"action": <the first one's>, "receivers": {"profile": "created", …}}`).
+        /// Never empty.
+        case applied([ReceiverAction])
         /// Success without a change: `seq` is not newer than `lastSequence`, the last one applied
         /// for the object (`"result": {"action": "stale", "last_seq": N}`).
         case stale(lastSequence: Int64)
@@ -75,6 +108,7 @@ public struct Reply: Sendable, Hashable {
         public var action: ReplyAction? {
             switch self {
             case .ok(let action): action
+            case .applied(let receivers): receivers.first?.action
             case .stale: .stale
             case .error: nil
             }
@@ -119,6 +153,18 @@ public struct Reply: Sendable, Hashable {
             out += #","status":"ok","result":{"action":""#.utf8
             out += action.rawValue.utf8
             out += #""}}"#.utf8
+        case .applied(let receivers):
+            out += #","status":"ok","result":{"action":""#.utf8
+            out += (receivers.first?.action ?? .skipped).rawValue.utf8
+            out += #"","receivers":{"#.utf8
+            for (index, entry) in receivers.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSONString.append(entry.receiver, to: &out)
+                out += #":""#.utf8
+                out += entry.action.rawValue.utf8
+                out.append(UInt8(ascii: "\""))
+            }
+            out += "}}}".utf8
         case .stale(let lastSequence):
             out += #","status":"ok","result":{"action":"stale","last_seq":"#.utf8
             out += String(lastSequence).utf8
@@ -131,6 +177,10 @@ public struct Reply: Sendable, Hashable {
             if let field = error.field {
                 out += #","field":"#.utf8
                 JSONString.append(field, to: &out)
+            }
+            if let receiver = error.receiver {
+                out += #","receiver":"#.utf8
+                JSONString.append(receiver, to: &out)
             }
             out += (error.code.isRetryable ? #","retryable":true}}"# : #","retryable":false}}"#).utf8
         }

@@ -1,3 +1,4 @@
+import SignalInbox
 import SignalProtocol
 
 /// What the broker reads from a request frame: the id (to answer it itself when no worker is

@@ -1,3 +1,5 @@
+import SignalInbox
+
 /// The broker's live workers: who is there, when each was last heard, and which one a request goes to.
 ///
 /// A value type without I/O (the broker's socket thread owns one), so membership and routing are

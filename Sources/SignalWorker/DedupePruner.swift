@@ -1,11 +1,11 @@
 import Logging
-import ProfileReceiver
+import SignalInbox
 import ServiceLifecycle
 
 /// Deletes dedupe ids older than the retention window, once at start and then every `interval`.
 public struct DedupePruner: Service {
     /// The store to prune.
-    public var store: any ProfileStore
+    public var store: any SignalStore
     /// How long ids are kept.
     public var retention: Duration
     /// Time between prunes.
@@ -14,7 +14,7 @@ public struct DedupePruner: Service {
     public var logger: Logger
 
     /// Creates a pruner.
-    public init(store: any ProfileStore, retention: Duration, interval: Duration = .seconds(3600), logger: Logger) {
+    public init(store: any SignalStore, retention: Duration, interval: Duration = .seconds(3600), logger: Logger) {
         self.store = store
         self.retention = retention
         self.interval = interval

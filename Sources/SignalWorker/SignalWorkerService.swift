@@ -1,6 +1,7 @@
 import Logging
 import Synchronization
 import ServiceLifecycle
+import SignalInbox
 import SignalProtocol
 
 /// The worker as a `Service`: a socket thread reading requests and an apply loop
@@ -55,7 +56,7 @@ public final class SignalWorkerService: Service, Sendable {
         let endpoint = try await socketLoop.start()
         logger.info(
             "listening",
-            metadata: ["endpoint": "\(endpoint)", "receivers": "\(registry.keys.map(\.description).joined(separator: " "))",
+            metadata: ["endpoint": "\(endpoint)", "receivers": "\(registry.routesDescription)",
                 "max_batch": "\(configuration.maxBatchSize)"])
         onListening(endpoint)
 
@@ -77,8 +78,8 @@ public final class SignalWorkerService: Service, Sendable {
     /// Takes batches until the queue is closed and drained; posts each batch's replies after its commit.
     ///
     /// Up to ``WorkerConfiguration/maxConcurrentBatches`` batches are applied at once, but a
-    /// batch starts only when no batch in flight shares an ordering key (user) with it, so each
-    /// user's messages still apply in arrival order and a resent message meets its first copy's
+    /// batch starts only when no batch in flight shares an object (sender, pk) with it, so each
+    /// object's messages still apply in arrival order and a resent message meets its first copy's
     /// commit (dedupe). A new batch is taken only when there is room for it: batches grow while
     /// the others run.
     ///
@@ -87,13 +88,13 @@ public final class SignalWorkerService: Service, Sendable {
     private func applyLoop(queue: RequestQueue, mailbox: ReplyMailbox, registry: ReceiverRegistry) async {
         let limit = max(1, configuration.maxConcurrentBatches ?? configuration.store.defaultConcurrentBatches)
         await withTaskGroup(of: Int.self) { group in
-            var inFlight: [Int: Set<Int>] = [:]  // batch number -> its ordering keys
+            var inFlight: [Int: Set<ObjectKey>] = [:]  // batch number -> its objects
             var number = 0
             while true {
                 while inFlight.count >= limit, let done = await group.next() { inFlight[done] = nil }
                 guard let batch = await queue.nextBatch(maxCount: configuration.maxBatchSize, linger: configuration.maxBatchWait)
                 else { break }
-                let keys = Set(batch.map(\.prepared.orderingKey))
+                let keys = Set(batch.map(\.prepared.holdReference.object))
                 while inFlight.values.contains(where: { !$0.isDisjoint(with: keys) }), let done = await group.next() {
                     inFlight[done] = nil
                 }
@@ -194,18 +195,8 @@ public final class SignalWorkerService: Service, Sendable {
         return errors
     }
 
-    /// Applies a batch, grouped by receiver, keeping each receiver's messages in arrival order.
+    /// Applies a batch, whatever its receivers, in one transaction and arrival order.
     private func apply(_ batch: [QueuedRequest], registry: ReceiverRegistry) async -> [Reply.Outcome] {
-        let firstReceiver = batch[0].prepared.receiverIndex
-        if batch.allSatisfy({ $0.prepared.receiverIndex == firstReceiver }) {
-            return await registry.apply(batch.map(\.prepared.message), receiverIndex: firstReceiver)
-        }
-        var outcomes = [Reply.Outcome](repeating: .ok(.skipped), count: batch.count)
-        let groups = Dictionary(grouping: batch.indices, by: { batch[$0].prepared.receiverIndex })
-        for (receiverIndex, positions) in groups.sorted(by: { $0.key < $1.key }) {
-            let results = await registry.apply(positions.map { batch[$0].prepared.message }, receiverIndex: receiverIndex)
-            for (position, outcome) in zip(positions, results) { outcomes[position] = outcome }
-        }
-        return outcomes
+        await registry.apply(batch.map(\.prepared.message))
     }
 }

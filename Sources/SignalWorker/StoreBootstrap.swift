@@ -1,15 +1,15 @@
 import Foundation
 import Logging
-import ProfileReceiver
-import ProfileStorePostgres
-import ProfileStoreSQLite
+import SignalInbox
+import SignalStorePostgres
+import SignalStoreSQLite
 import ServiceLifecycle
 
 /// A store opened from a ``StoreLocation``, with the service that must run while it is used
 /// (PostgreSQL's connection pool; SQLite needs none).
 public struct OpenedStore: Sendable {
     /// The store.
-    public var store: any ProfileStore
+    public var store: any SignalStore
     /// Runs the store's connections; put it before the worker in the `ServiceGroup`.
     public var service: (any Service)?
     /// Closes what `service` does not (SQLite's file handles).
@@ -28,18 +28,15 @@ public struct OpenedStore: Sendable {
                         "no SQLite database at \(path): run `python manage.py migrate` in your Django project and point "
                             + "--store at its db.sqlite3, or pass --create-schema to try the worker without Django")
                 }
-                let store = try SQLiteProfileStore(
+                let store = try SQLiteSignalStore(
                     configuration: SQLiteStoreConfiguration(
-                        path: path, profileTable: configuration.profileTable, userTable: configuration.userTable,
-                        senderLabel: configuration.userModelLabel, busyTimeout: configuration.sqliteBusyTimeout,
+                        path: path, legacySequenceSender: configuration.userModelLabel, busyTimeout: configuration.sqliteBusyTimeout,
                         synchronous: configuration.sqliteSynchronous, createIfMissing: configuration.createSchema))
                 return OpenedStore(store: store, service: nil, close: { try? store.close() })
             case .postgres(let url):
                 var postgres = try PostgresStoreConfiguration(url: url)
-                postgres.profileTable = configuration.profileTable
-                postgres.userTable = configuration.userTable
-                postgres.senderLabel = configuration.userModelLabel
-                let store = PostgresProfileStore(configuration: postgres, logger: logger)
+                postgres.legacySequenceSender = configuration.userModelLabel
+                let store = PostgresSignalStore(configuration: postgres, logger: logger)
                 return OpenedStore(store: store, service: store, close: {})
             }
         } catch let error as WorkerError {
@@ -73,7 +70,7 @@ public struct OpenedStore: Sendable {
     }
 
     /// Runs `body` with the store's service running (for one-shot commands such as `check`).
-    public func withRunning<T: Sendable>(_ body: @Sendable (any ProfileStore) async throws -> T) async throws -> T {
+    public func withRunning<T: Sendable>(_ body: @Sendable (any SignalStore) async throws -> T) async throws -> T {
         guard let service else {
             defer { close() }
             return try await body(store)
@@ -90,29 +87,31 @@ public struct OpenedStore: Sendable {
 }
 
 /// What the worker does with a store before serving: optional schema creation, the schema
-/// check (refusing to start on a wrong schema), its own tables, and the column limits.
+/// check of every configured receiver's tables (refusing to start on a wrong schema), its own
+/// tables, and the receivers adapted to what the database enforces.
 public enum StorePreparation {
-    /// A store ready to serve: the receiver configured for its schema, and its worker tables.
+    /// A store ready to serve: the inbox configured for its schema, and its worker tables.
     public struct Prepared: Sendable {
-        /// The profile receiver with the column limits the database enforces.
-        public var receiver: ProfileReceiver
+        /// The configured receivers, adapted to the column limits the database enforces.
+        public var inbox: Inbox
         /// The worker tables' schema version and what an upgrade did.
         public var workerTables: WorkerTablesReport
     }
 
-    /// Checks (and with `createSchema` creates) the schema, prepares (and upgrades) the worker's
-    /// own tables, logging an upgrade; returns the receiver configured for the schema.
+    /// Checks (and with `createSchema` creates) the receivers' tables, prepares (and upgrades)
+    /// the worker's own tables, logging an upgrade; returns the inbox adapted to the schema.
     public static func prepare(
-        _ store: any ProfileStore, configuration: WorkerConfiguration, logger: Logger
+        _ store: any SignalStore, configuration: WorkerConfiguration, logger: Logger
     ) async throws(WorkerError) -> Prepared {
+        let inbox = try ReceiverCatalog.inbox(configuration)
         do {
             if configuration.createSchema {
-                try await createDjangoCompatibleSchema(store)
+                try await store.createTables(inbox.djangoCompatibleDDL(store.dialect))
                 logger.notice("created missing Django-compatible tables (--create-schema)")
             }
-            let problems = try await store.checkSchema()
-            guard problems.isEmpty else {
-                throw WorkerError(.schema, schemaReport(problems, location: configuration.store))
+            let report = try await store.checkSchema(inbox.tables)
+            guard report.problems.isEmpty else {
+                throw WorkerError(.schema, schemaReport(report.problems, location: configuration.store))
             }
             let workerTables = try await store.prepareWorkerTables()
             if workerTables.upgradedFrom != nil {
@@ -120,12 +119,7 @@ public enum StorePreparation {
                     "\(workerTables)",
                     metadata: ["store": "\(configuration.store)", "sender": "\(configuration.userModelLabel)"])
             }
-            let limits = await store.columnLimits
-            let receiver = ProfileReceiver(
-                configuration: ProfileReceiverConfiguration(
-                    defaultProfileType: configuration.defaultProfileType, senderLabel: configuration.userModelLabel,
-                    limits: limits))
-            return Prepared(receiver: receiver, workerTables: workerTables)
+            return Prepared(inbox: inbox.adapted(to: report.facts), workerTables: workerTables)
         } catch let error as WorkerError {
             throw error
         } catch let error as StoreError {
@@ -141,16 +135,8 @@ public enum StorePreparation {
         var lines = ["the database \(location) does not have the schema the worker needs:"]
         lines += problems.map { "  - \($0)" }
         lines.append(
-            "Run Django's migrations (`python manage.py migrate`) against this database, check --profile-table / --user-table, "
-                + "or pass --create-schema to create the tables for a trial without Django.")
+            "Run Django's migrations (`python manage.py migrate`) against this database, check --profile-table / --user-table "
+                + "and --receivers, or pass --create-schema to create the tables for a trial without Django.")
         return lines.joined(separator: "\n")
-    }
-
-    private static func createDjangoCompatibleSchema(_ store: any ProfileStore) async throws {
-        switch store {
-        case let sqlite as SQLiteProfileStore: try await sqlite.createDjangoCompatibleSchema()
-        case let postgres as PostgresProfileStore: try await postgres.createDjangoCompatibleSchema()
-        default: break
-        }
     }
 }

@@ -1,8 +1,7 @@
 import Foundation
 
-import ProfileReceiver
-import ProfileStorePostgres
-import ProfileStoreSQLite
+import SignalStorePostgres
+import SignalStoreSQLite
 import ZeroMQ
 
 /// Everything `signal-worker serve` can be told, with the defaults a Django project expects.
@@ -29,10 +28,12 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var userModelLabel: String = "auth.user"
     /// `UserProfile._meta.get_field('profile_type').default`.
     public var defaultProfileType: String = "personal"
+    /// The receivers to run, by name (``ReceiverCatalog/names``), in Django's connection order.
+    public var receivers: [String] = ["profile"]
     /// Most requests applied in one transaction.
     public var maxBatchSize: Int = 1_000
     /// Most batches applied at the same time, each in its own transaction; only batches with no
-    /// ordering key (user) in common overlap. `nil`: the store's choice, 1 for SQLite (one writer
+    /// object (sender, pk) in common overlap. `nil`: the store's choice, 1 for SQLite (one writer
     /// at a time anyway) and 2 for PostgreSQL (the server works on one batch while the worker
     /// prepares or commits the other).
     public var maxConcurrentBatches: Int?

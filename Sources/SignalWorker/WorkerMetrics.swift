@@ -49,6 +49,7 @@ public struct WorkerMetrics: Sendable {
     func recordOutcome(_ outcome: Reply.Outcome, held: Bool = false) {
         switch outcome {
         case .ok(let action): okCounters[action]?.increment()
+        case .applied(let receivers): okCounters[receivers.first?.action ?? .skipped]?.increment()
         case .stale: okCounters[.stale]?.increment()
         case .error(let error):
             (errorCounters[error.code] ?? otherErrors).increment()

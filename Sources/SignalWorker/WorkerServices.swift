@@ -37,8 +37,8 @@ public struct WorkerServices: Sendable {
                 configuration: configuration,
                 makeRegistry: {
                     logger.info("checking the schema", metadata: ["store": "\(configuration.store)"])
-                    let receiver = try await StorePreparation.prepare(store, configuration: configuration, logger: logger).receiver
-                    return ReceiverRegistry.standard(receiver: receiver, store: store)
+                    let inbox = try await StorePreparation.prepare(store, configuration: configuration, logger: logger).inbox
+                    return ReceiverRegistry(inbox: inbox, store: store)
                 }, metrics: metrics, logger: logger, onListening: onListening))
         self.services = services
         self.store = opened

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
-import ProfileStoreSQLite
+import SignalStoreSQLite
 import SignalWorker
 
 /// Where Django's data is: shared by `serve` and `check`.
@@ -11,6 +11,12 @@ struct StoreOptions: ParsableArguments {
             "Django's database: sqlite:///abs/path/db.sqlite3, a relative path, or postgres://user[:password]@host:port/db. [env: SIGNAL_WORKER_STORE]",
             valueName: "url"))
     var store: String = EnvironmentDefault.string("SIGNAL_WORKER_STORE", "db.sqlite3")
+
+    @Option(
+        help: ArgumentHelp(
+            "The receivers to run on each user post_save, comma-separated, in your Django project's connection order: profile (the UserProfile receiver), drf-token (Django REST framework's Token.objects.create). Each one's tables are checked at start. [env: SIGNAL_WORKER_RECEIVERS]",
+            valueName: "names"))
+    var receivers: String = EnvironmentDefault.string("SIGNAL_WORKER_RECEIVERS", "profile")
 
     @Option(help: "Django's profile table. [env: SIGNAL_WORKER_PROFILE_TABLE]")
     var profileTable: String = EnvironmentDefault.string("SIGNAL_WORKER_PROFILE_TABLE", "accounts_userprofile")
@@ -45,6 +51,12 @@ struct StoreOptions: ParsableArguments {
             configuration.store = try StoreLocation(parsing: store)
         } catch {
             throw ValidationError(error.message)
+        }
+        configuration.receivers = receivers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        for name in configuration.receivers where !ReceiverCatalog.names.contains(name) {
+            throw ValidationError(
+                "--receivers: unknown receiver \(name.debugDescription); this worker has \(ReceiverCatalog.names.joined(separator: ", "))")
         }
         configuration.profileTable = profileTable
         configuration.userTable = userTable

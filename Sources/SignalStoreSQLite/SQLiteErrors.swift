@@ -1,5 +1,5 @@
 import GRDB
-import ProfileReceiver
+import SignalInbox
 
 /// Turns GRDB and SQLite errors into ``StoreError``s without row data in the message.
 enum SQLiteErrors {

@@ -1,5 +1,5 @@
 import PostgresNIO
-import ProfileReceiver
+import SignalInbox
 
 /// No pooled connection became available in time (server unreachable, or `run()` not running).
 struct ConnectionAcquireTimeout: Error {

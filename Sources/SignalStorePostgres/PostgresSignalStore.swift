@@ -1,10 +1,9 @@
 import Logging
 import PostgresNIO
-import ProfileReceiver
+import SignalInbox
 import ServiceLifecycle
-import Synchronization
 
-/// A ``ProfileStore`` over Django's PostgreSQL database, through postgres-nio's
+/// A ``SignalInbox/SignalStore`` over Django's PostgreSQL database, through postgres-nio's
 /// connection pool (`PostgresClient`).
 ///
 /// The store is a ServiceLifecycle `Service`: its ``run()`` runs the pool, and nothing
@@ -13,25 +12,26 @@ import Synchronization
 /// before the worker, or run it in a task for the store's lifetime:
 ///
 /// ```swift
-/// let store = PostgresProfileStore(configuration: try PostgresStoreConfiguration(url: url))
+/// let store = PostgresSignalStore(configuration: try PostgresStoreConfiguration(url: url))
 /// try await withThrowingTaskGroup(of: Void.self) { group in
 ///     group.addTask { try await store.run() }
 ///     try await store.prepareWorkerTables()
-///     let outcomes = await ProfileReceiver(configuration: .init(limits: await store.columnLimits))
-///         .apply(messages, to: store)
+///     let inbox = Inbox(receivers: [ProfileReceiver()])
+///     let report = try await store.checkSchema(inbox.tables)
+///     let outcomes = await inbox.adapted(to: report.facts).apply(messages, to: store)
 ///     group.cancelAll()  // closes the pool
 /// }
 /// ```
 ///
-/// A batch is one transaction with a constant number of round trips (BEGIN, lock users,
-/// read the user state and the dedupe ids in one statement, one write statement, COMMIT),
-/// using `unnest(...)` array parameters. Several workers may share one database: per-user
-/// advisory locks keep each user's messages in order (see `PostgresStatements`).
+/// A batch is one transaction with a constant number of round trips (BEGIN, lock the objects,
+/// read the inbox state, each receiver statement once, record the inbox, COMMIT), using
+/// `unnest(...)` array parameters. Several workers may share one database: per-object advisory
+/// locks keep each object's messages in order (see `PostgresStatements`).
 ///
 /// When the server goes away, postgres-nio's pool reconnects by itself in the background,
 /// with exponential backoff (100 ms growing to at most 60 s between attempts); meanwhile
 /// operations fail with `.unavailable`.
-public final class PostgresProfileStore: ProfileStore, Service {
+public final class PostgresSignalStore: SignalStore, Service {
     /// The configuration the store was created with.
     public let configuration: PostgresStoreConfiguration
     private let client: PostgresClient
@@ -39,7 +39,6 @@ public final class PostgresProfileStore: ProfileStore, Service {
     private let eventLoopGroup: any EventLoopGroup = PostgresClient.defaultEventLoopGroup
     private let logger: Logger
     private let statements: PostgresStatements
-    private let limits = Mutex<ColumnLimits?>(nil)
 
     /// Creates a store; no connection is made until ``run()`` runs and an operation needs one.
     public init(configuration: PostgresStoreConfiguration, logger: Logger = Logger(label: "signal-worker.postgres-store")) {
@@ -95,52 +94,32 @@ public final class PostgresProfileStore: ProfileStore, Service {
         }
     }
 
-    /// The limits PostgreSQL enforces: `varchar(n)` lengths of `profile_type` and `sex`
-    /// (from `information_schema.columns.character_maximum_length`) and no NUL characters.
-    ///
-    /// Read by ``checkSchema()`` and cached; read on first use when the schema was not
-    /// checked. When the database cannot be read, no length limit is assumed (the
-    /// database still enforces its own; such messages then fail as `.rejected`).
-    public var columnLimits: ColumnLimits {
-        get async {
-            if let cached = limits.withLock({ $0 }) { return cached }
-            do {
-                _ = try await checkSchema()
-            } catch {
-                logger.warning("cannot read the column limits: \(error)")
-            }
-            return limits.withLock { $0 } ?? ColumnLimits(rejectsNUL: true)
-        }
-    }
+    /// The receivers' SQL for this store.
+    public var dialect: SQLDialect { .postgres }
 
     /// Applies one batch in one transaction; see the type's documentation for the steps.
-    public func apply(_ messages: [ProfileMessage], plan: @escaping @Sendable (StoreSnapshot) -> BatchPlan)
-        async throws(StoreError) -> BatchPlan
-    {
+    public func apply(_ batch: StoreBatch) async throws(StoreError) -> InboxPlan {
         let statements = self.statements
         let logger = self.logger
         do {
             return try await withConnection { connection in
                 try await Self.inTransaction(connection, logger: logger) {
-                    try await statements.applyBatch(messages, plan: plan, on: connection, logger: logger)
+                    try await statements.applyBatch(batch, on: connection, logger: logger)
                 }
             }
         } catch {
-            throw PostgresErrors.storeError(error, operation: "apply a batch of \(messages.count)")
+            throw PostgresErrors.storeError(error, operation: "apply a batch of \(batch.messageIDs.count)")
         }
     }
 
-    /// Verifies Django's tables (existence, column types, nullability, foreign key, unique
-    /// `user_id`) and caches ``columnLimits``; an empty list means usable.
-    public func checkSchema() async throws(StoreError) -> [SchemaProblem] {
-        let check = PostgresSchemaCheck(configuration: configuration, statements: statements)
+    /// Verifies Django's tables for the receivers' `requirements` (existence, column types,
+    /// nullability, keys) and reads the `varchar` lengths PostgreSQL enforces.
+    public func checkSchema(_ requirements: [TableRequirement]) async throws(StoreError) -> SchemaReport {
         let logger = self.logger
         do {
-            let (problems, limits) = try await withConnection { connection in
-                try await check.run(on: connection, logger: logger)
+            return try await withConnection { connection in
+                try await PostgresSchemaCheck(requirements: requirements).run(on: connection, logger: logger)
             }
-            if let limits { self.limits.withLock { $0 = limits } }
-            return problems
         } catch {
             throw PostgresErrors.storeError(error, operation: "check the schema")
         }
@@ -172,7 +151,7 @@ public final class PostgresProfileStore: ProfileStore, Service {
             ).decode(Bool.self) { legacyExists = exists }
             if legacyExists {
                 var sender = PostgresBindings(capacity: 1)
-                sender.append(statements.senderLabel)
+                sender.append(statements.legacySequenceSender)
                 for try await moved in try await connection.query(
                     PostgresQuery(unsafeSQL: statements.moveLegacySequences, binds: sender), logger: logger
                 ).decode(Int64.self) { report.movedSequences = Int(moved) }
@@ -207,24 +186,15 @@ public final class PostgresProfileStore: ProfileStore, Service {
         }
     }
 
-    /// Creates a minimal `auth_user` and the profile table exactly as Django 5.2's
-    /// migrations do (with its deferred foreign key), each only if missing.
+    /// Runs the receivers' Django-compatible DDL (`--create-schema`) in one transaction under the
+    /// schema lock.
     ///
     /// For trials and tests without Django; normally Django's migrations
     /// (`python manage.py migrate`) create these tables, and the worker never should.
-    public func createDjangoCompatibleSchema() async throws(StoreError) {
-        let statements = self.statements
+    public func createTables(_ ddl: [String]) async throws(StoreError) {
         try await withSchemaLock(operation: "create the Django-compatible schema") { connection, logger in
-            _ = try await connection.query(PostgresQuery(unsafeSQL: statements.createUserTable), logger: logger).collect()
-            var binds = PostgresBindings(capacity: 1)
-            binds.append(statements.profileTable)
-            let exists = try await connection.query(
-                PostgresQuery(unsafeSQL: "SELECT to_regclass($1::text) IS NOT NULL", binds: binds), logger: logger)
-            var profileExists = false
-            for try await value in exists.decode(Bool.self) { profileExists = value }
-            guard !profileExists else { return }
-            for ddl in statements.createProfileTable {
-                _ = try await connection.query(PostgresQuery(unsafeSQL: ddl), logger: logger).collect()
+            for statement in ddl {
+                _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).collect()
             }
         }
     }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Settings of a ``PostgresProfileStore``: where the server is, which tables, how long to wait.
+/// Settings of a ``PostgresSignalStore``: where the server is, which tables, how long to wait.
 ///
 /// ```swift
 /// var configuration = try PostgresStoreConfiguration(url: "postgres://app:secret@db.internal:5432/app")
@@ -38,22 +38,18 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     /// parameter, which PgBouncer refuses unless it is in PgBouncer's `ignore_startup_parameters`
     /// (and then ignores): behind PgBouncer, set it for the database role instead.
     public var searchPath: String?
-    /// Django's profile table (`UserProfile._meta.db_table`), an unqualified name.
-    public var profileTable: String
-    /// Django's user table (`User._meta.db_table`), the target of `user_id`.
-    public var userTable: String
     /// The worker's dedupe table (message ids already applied).
     public var appliedTable: String
     /// The worker's table of last applied outbox sequence per object (sender, pk).
     public var sequenceTable: String
     /// The earlier releases' table of last sequence per user, moved into ``sequenceTable`` and
-    /// dropped by ``PostgresProfileStore/prepareWorkerTables()``.
+    /// dropped by ``PostgresSignalStore/prepareWorkerTables()``.
     public var legacySequenceTable: String = "signal_worker_user_sequence"
     /// The worker's one-row table holding the version of its own tables.
     public var schemaVersionTable: String = "signal_worker_schema"
-    /// The sender (model label) of the profile receiver's messages: the `sender` of its rows in
-    /// ``sequenceTable``, and of the rows moved from ``legacySequenceTable``.
-    public var senderLabel: String = "auth.user"
+    /// The `sender` (the user model label) of the rows moved from ``legacySequenceTable``, which
+    /// kept the last sequence of each user.
+    public var legacySequenceSender: String = "auth.user"
     /// Longest wait for a TCP connection to the server.
     public var connectTimeout: Duration
     /// Longest wait for a pooled connection before an operation fails with `.unavailable`.
@@ -68,7 +64,7 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     /// cannot hold the batch longer). `nil`: no limit.
     public var operationTimeout: Duration?
     /// Longest wait for the connection pool to end once the store is asked to stop
-    /// (cancellation or graceful shutdown); then ``PostgresProfileStore/run()`` returns anyway.
+    /// (cancellation or graceful shutdown); then ``PostgresSignalStore/run()`` returns anyway.
     public var stopTimeout: Duration
     /// Largest number of connections the store opens.
     public var maximumConnections: Int
@@ -82,8 +78,7 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     /// Creates a configuration; the defaults suit the reference Django project.
     public init(
         host: String, port: Int = 5432, username: String, password: String? = nil, database: String,
-        tls: TLSMode = .prefer, searchPath: String? = nil, profileTable: String = "accounts_userprofile",
-        userTable: String = "auth_user", appliedTable: String = "signal_worker_applied",
+        tls: TLSMode = .prefer, searchPath: String? = nil, appliedTable: String = "signal_worker_applied",
         sequenceTable: String = "signal_worker_object_sequence", connectTimeout: Duration = .seconds(5),
         acquireTimeout: Duration = .seconds(5), operationTimeout: Duration? = .seconds(60),
         stopTimeout: Duration = .seconds(5), maximumConnections: Int = 4, advisoryLockNamespace: Int32 = 0x5357_0001,
@@ -96,8 +91,6 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
         self.database = database
         self.tls = tls
         self.searchPath = searchPath
-        self.profileTable = profileTable
-        self.userTable = userTable
         self.appliedTable = appliedTable
         self.sequenceTable = sequenceTable
         self.connectTimeout = connectTimeout

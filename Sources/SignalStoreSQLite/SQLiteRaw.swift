@@ -1,6 +1,6 @@
 import GRDB
 import GRDBSQLite
-import ProfileReceiver
+import SignalInbox
 
 /// SQLite's C API on a statement that GRDB prepared and caches: the store's hot path.
 ///
@@ -49,28 +49,12 @@ struct RawStatement {
         if let value { bind(value, at: index) } else { sqlite3_bind_null(handle, index) }
     }
 
-    /// Binds a date as Django stores it, `YYYY-MM-DD` (without building a `String`).
-    func bind(_ value: DjangoDate?, at index: Int32) {
-        guard let value else {
-            sqlite3_bind_null(handle, index)
-            return
-        }
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 10) { buffer in
-            func put(_ number: Int, digits: Int, at offset: Int) {
-                var number = number
-                for position in stride(from: offset + digits - 1, through: offset, by: -1) {
-                    buffer[position] = UInt8(ascii: "0") + UInt8(number % 10)
-                    number /= 10
-                }
-            }
-            put(value.year, digits: 4, at: 0)
-            buffer[4] = UInt8(ascii: "-")
-            put(value.month, digits: 2, at: 5)
-            buffer[7] = UInt8(ascii: "-")
-            put(value.day, digits: 2, at: 8)
-            buffer.withMemoryRebound(to: CChar.self) { text in
-                _ = sqlite3_bind_text(handle, index, text.baseAddress, 10, Self.transient)
-            }
+    func bind(_ value: SQLValue, at index: Int32) {
+        switch value {
+        case .null: sqlite3_bind_null(handle, index)
+        case .integer(let integer): bind(integer, at: index)
+        case .real(let real): bind(real, at: index)
+        case .text(let text): bind(text, at: index)
         }
     }
 
@@ -91,6 +75,18 @@ struct RawStatement {
         while try step() {}
     }
 
+    /// Runs the statement, appending every row it returns to `rows`, then resets it.
+    func collect(into rows: inout [SQLRow]) throws {
+        defer { sqlite3_reset(handle) }
+        let count = sqlite3_column_count(handle)
+        while try step() {
+            var row: SQLRow = []
+            row.reserveCapacity(Int(count))
+            for column in 0..<count { row.append(value(column)) }
+            rows.append(row)
+        }
+    }
+
     /// Resets the statement so that it can be bound again.
     func reset() {
         sqlite3_reset(handle)
@@ -103,6 +99,22 @@ struct RawStatement {
     }
 
     // MARK: Columns of the current row (0-based indexes)
+
+    /// The column as a ``SQLValue`` (a BLOB is read as text).
+    func value(_ index: Int32) -> SQLValue {
+        switch sqlite3_column_type(handle, index) {
+        case SQLITE_NULL: .null
+        case SQLITE_INTEGER: .integer(sqlite3_column_int64(handle, index))
+        case SQLITE_FLOAT: .real(sqlite3_column_double(handle, index))
+        default: .text(anyText(index))
+        }
+    }
+
+    private func anyText(_ index: Int32) -> String {
+        guard let pointer = sqlite3_column_text(handle, index) else { return "" }
+        let count = Int(sqlite3_column_bytes(handle, index))
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
+    }
 
     func isNull(_ index: Int32) -> Bool {
         sqlite3_column_type(handle, index) == SQLITE_NULL

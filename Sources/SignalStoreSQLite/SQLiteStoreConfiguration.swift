@@ -1,10 +1,7 @@
-/// Settings of a ``SQLiteProfileStore``: which file, which tables, how to wait for locks.
-///
-/// The defaults match a Django project with `django.contrib.auth` and the reference
-/// `accounts.UserProfile` model:
+/// Settings of a ``SQLiteSignalStore``: which file, the worker's own tables, how to wait for locks.
 ///
 /// ```swift
-/// let store = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: "/srv/app/db.sqlite3"))
+/// let store = try SQLiteSignalStore(configuration: SQLiteStoreConfiguration(path: "/srv/app/db.sqlite3"))
 /// ```
 public struct SQLiteStoreConfiguration: Sendable, Hashable {
     /// How hard SQLite works to make a committed transaction survive an OS crash or power
@@ -35,22 +32,18 @@ public struct SQLiteStoreConfiguration: Sendable, Hashable {
 
     /// Path of the database file Django uses (its `DATABASES["default"]["NAME"]`).
     public var path: String
-    /// Django's profile table (`UserProfile._meta.db_table`).
-    public var profileTable: String
-    /// Django's user table (`User._meta.db_table`), the target of `user_id`.
-    public var userTable: String
     /// The worker's dedupe table (message ids already applied).
     public var appliedTable: String
     /// The worker's table of last applied outbox sequence per object (sender, pk).
     public var sequenceTable: String
     /// The earlier releases' table of last sequence per user, moved into ``sequenceTable`` and
-    /// dropped by ``SQLiteProfileStore/prepareWorkerTables()``.
+    /// dropped by ``SQLiteSignalStore/prepareWorkerTables()``.
     public var legacySequenceTable: String
     /// The worker's one-row table holding the version of its own tables.
     public var schemaVersionTable: String
-    /// The sender (model label) of the profile receiver's messages: the `sender` of its rows in
-    /// ``sequenceTable``, and of the rows moved from ``legacySequenceTable``.
-    public var senderLabel: String
+    /// The `sender` (the user model label) of the rows moved from ``legacySequenceTable``, which
+    /// kept the last sequence of each user.
+    public var legacySequenceSender: String
     /// How long a write waits for a lock held by another connection (Django) before failing
     /// with `StoreError.Code.unavailable`.
     public var busyTimeout: Duration
@@ -65,21 +58,18 @@ public struct SQLiteStoreConfiguration: Sendable, Hashable {
 
     /// Creates a configuration; the defaults suit the reference Django project.
     public init(
-        path: String, profileTable: String = "accounts_userprofile", userTable: String = "auth_user",
-        appliedTable: String = "signal_worker_applied", sequenceTable: String = "signal_worker_object_sequence",
+        path: String, appliedTable: String = "signal_worker_applied", sequenceTable: String = "signal_worker_object_sequence",
         legacySequenceTable: String = "signal_worker_user_sequence", schemaVersionTable: String = "signal_worker_schema",
-        senderLabel: String = "auth.user",
+        legacySequenceSender: String = "auth.user",
         busyTimeout: Duration = .seconds(5), synchronous: Synchronous = .full, createIfMissing: Bool = false,
         maximumReaderCount: Int = 2
     ) {
         self.path = path
-        self.profileTable = profileTable
-        self.userTable = userTable
         self.appliedTable = appliedTable
         self.sequenceTable = sequenceTable
         self.legacySequenceTable = legacySequenceTable
         self.schemaVersionTable = schemaVersionTable
-        self.senderLabel = senderLabel
+        self.legacySequenceSender = legacySequenceSender
         self.busyTimeout = busyTimeout
         self.synchronous = synchronous
         self.createIfMissing = createIfMissing
@@ -93,13 +83,4 @@ extension Duration {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
     }
-}
-
-/// Quotes an SQL identifier (`"name"`, inner quotes doubled).
-func quoted(_ identifier: String) -> String {
-    var out = "\""
-    for character in identifier {
-        if character == "\"" { out += "\"\"" } else { out.append(character) }
-    }
-    return out + "\""
 }

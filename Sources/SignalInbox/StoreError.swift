@@ -1,35 +1,3 @@
-import SignalProtocol
-
-/// Where profiles live: Django's database, behind one transaction per batch.
-///
-/// A store owns the transaction: it reads a ``StoreSnapshot`` for the batch inside
-/// its write transaction, asks `plan` what to write, writes it (profile rows, dedupe
-/// ids, sequences) and commits. The logic of the port lives in ``ProfileReceiver``;
-/// stores know SQL, not Django semantics.
-public protocol ProfileStore: Sendable {
-    /// The limits the database enforces on the profile columns (read by the schema check).
-    var columnLimits: ColumnLimits { get async }
-
-    /// Applies one batch in one transaction and returns the plan it committed.
-    ///
-    /// Throws ``StoreError`` with code `.rejected` when the database refused a write
-    /// (the transaction rolled back, nothing was written), `.unavailable` when it could
-    /// not be reached.
-    func apply(_ messages: [ProfileMessage], plan: @escaping @Sendable (StoreSnapshot) -> BatchPlan) async throws(StoreError)
-        -> BatchPlan
-
-    /// Verifies the Django schema; an empty list means it is usable.
-    func checkSchema() async throws(StoreError) -> [SchemaProblem]
-
-    /// Creates the worker's own tables (dedupe, sequences, schema version) if missing and upgrades
-    /// them, in one transaction, from an earlier release's layout. Never touches Django's.
-    @discardableResult
-    func prepareWorkerTables() async throws(StoreError) -> WorkerTablesReport
-
-    /// Deletes dedupe ids recorded more than `seconds` ago; returns how many.
-    func pruneApplied(olderThanSeconds seconds: Double) async throws(StoreError) -> Int
-}
-
 /// A store failure, with the context needed to act on it.
 public struct StoreError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// What kind of failure.

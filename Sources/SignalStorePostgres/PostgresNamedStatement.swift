@@ -1,5 +1,6 @@
 import Logging
 import PostgresNIO
+import SignalInbox
 
 /// A statement of the store, run as a named prepared statement: each connection parses and
 /// plans it once and then only binds and executes it. With unnamed statements PostgreSQL
@@ -19,12 +20,7 @@ struct PostgresNamedStatement: Sendable, Hashable {
 
     init(sql: String) {
         self.sql = sql
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in sql.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        name = "sw_" + String(hash, radix: 16)
+        name = "sw_" + String(StableHash.fnv1a(sql.utf8), radix: 16)
     }
 
     @TaskLocal fileprivate static var current: PostgresNamedStatement?

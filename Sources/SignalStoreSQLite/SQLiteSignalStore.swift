@@ -1,9 +1,9 @@
 import Foundation
 import GRDB
-import ProfileReceiver
+import SignalInbox
 import Synchronization
 
-/// A ``ProfileStore`` over Django's SQLite database file, shared with the running Django process.
+/// A ``SignalInbox/SignalStore`` over Django's SQLite database file, shared with the running Django process.
 ///
 /// - The database is opened in WAL mode (a GRDB `DatabasePool`: one writer connection,
 ///   a few readers), so Django's readers never wait for the worker and the reverse.
@@ -22,12 +22,13 @@ import Synchronization
 ///   file, or does not need them to survive a power loss) commits with `NORMAL`.
 ///
 /// ```swift
-/// let store = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: "db.sqlite3"))
+/// let store = try SQLiteSignalStore(configuration: SQLiteStoreConfiguration(path: "db.sqlite3"))
 /// try await store.prepareWorkerTables()
-/// let problems = try await store.checkSchema()   // empty: ready
-/// let outcomes = await ProfileReceiver().apply(messages, to: store)
+/// let inbox = Inbox(receivers: [ProfileReceiver()])
+/// let report = try await store.checkSchema(inbox.tables)   // no problems: ready
+/// let outcomes = await inbox.adapted(to: report.facts).apply(messages, to: store)
 /// ```
-public final class SQLiteProfileStore: ProfileStore {
+public final class SQLiteSignalStore: SignalStore {
     /// The configuration the store was opened with.
     public let configuration: SQLiteStoreConfiguration
     private let pool: DatabasePool
@@ -44,8 +45,8 @@ public final class SQLiteProfileStore: ProfileStore {
         try self.init(configuration: configuration, assumingSQLiteVersion: nil)
     }
 
-    /// Opens the store; `assumingSQLiteVersion` (e.g. `3_031_001`) makes it use the SQL it
-    /// would use with that library version (tests of the fallbacks for old SQLite).
+    /// Opens the store; `assumingSQLiteVersion` is kept for tests of old libraries (no fallback
+    /// depends on it any more: the receivers' SQL needs SQLite 3.33, Debian 11 ships 3.34).
     init(configuration: SQLiteStoreConfiguration, assumingSQLiteVersion: Int?) throws(StoreError) {
         if !configuration.createIfMissing, !FileManager.default.fileExists(atPath: configuration.path) {
             throw StoreError(
@@ -54,7 +55,7 @@ public final class SQLiteProfileStore: ProfileStore {
                 operation: "open")
         }
         var grdb = Configuration()
-        grdb.label = "SQLiteProfileStore"
+        grdb.label = "SQLiteSignalStore"
         grdb.busyMode = .callback(SQLiteBusyWait(timeout: configuration.busyTimeout).callback)
         grdb.foreignKeysEnabled = true
         grdb.maximumReaderCount = max(1, configuration.maximumReaderCount)
@@ -65,51 +66,38 @@ public final class SQLiteProfileStore: ProfileStore {
             // GRDB sets `synchronous = NORMAL` when it enables WAL: set ours afterwards
             // (the pragma is per connection; only the writer connection writes).
             let pragma = "PRAGMA synchronous = \(configuration.synchronous.rawValue)"
-            let version = try pool.writeWithoutTransaction { db in
-                try db.execute(sql: pragma)
-                // "3.40.1" -> 3_040_001, as SQLITE_VERSION_NUMBER.
-                let text = try String.fetchOne(db, sql: "SELECT sqlite_version()") ?? ""
-                return text.split(separator: ".").prefix(3).reduce(0) { $0 * 1000 + (Int($1) ?? 0) }
-            }
-            self.statements = SQLiteStatements(configuration, sqliteVersion: assumingSQLiteVersion ?? version)
+            try pool.writeWithoutTransaction { db in try db.execute(sql: pragma) }
+            self.statements = SQLiteStatements(configuration)
         } catch {
             throw SQLiteErrors.storeError(error, operation: "open \(configuration.path)")
         }
     }
 
-    /// SQLite does not enforce `varchar(n)` lengths and stores NUL characters as is.
-    public var columnLimits: ColumnLimits { .unenforced }
+    /// The receivers' SQL for this store.
+    public var dialect: SQLDialect { .sqlite }
 
-    /// Applies one batch in one `BEGIN IMMEDIATE` transaction: reads the snapshot, asks
-    /// `plan`, writes profiles, dedupe ids and sequences, commits.
-    public func apply(_ messages: [ProfileMessage], plan: @escaping @Sendable (StoreSnapshot) -> BatchPlan)
-        async throws(StoreError) -> BatchPlan
-    {
+    /// Applies one batch in one `BEGIN IMMEDIATE` transaction: reads the inbox state and the
+    /// receivers' rows, asks the batch's plan, writes, commits.
+    public func apply(_ batch: StoreBatch) async throws(StoreError) -> InboxPlan {
         let statements = self.statements
-        let synchronous = Self.synchronous(for: messages, configured: configuration.synchronous)
+        let synchronous = batch.mayCommitWithoutSync ? .normal : configuration.synchronous
         do {
             return try await pool.writeWithoutTransaction { db in
                 try self.setWriterSynchronous(synchronous, db)
-                var committed = BatchPlan()
+                var committed = InboxPlan()
                 try db.inTransaction(.immediate) {
-                    let snapshot = try statements.readSnapshot(for: messages, in: db)
-                    committed = plan(snapshot)
-                    try statements.write(committed, in: db, now: Date().timeIntervalSince1970)
+                    let state = try statements.readInboxState(batch, in: db)
+                    let rows = try batch.reads.map { try statements.run($0, in: db) }
+                    committed = try batch.plan(state, rows)
+                    for write in committed.writes { _ = try statements.run(write, in: db) }
+                    try statements.writeInbox(committed, in: db, now: Date().timeIntervalSince1970)
                     return .commit
                 }
                 return committed
             }
         } catch {
-            throw SQLiteErrors.storeError(error, operation: "apply a batch of \(messages.count)")
+            throw SQLiteErrors.storeError(error, operation: "apply a batch of \(batch.messageIDs.count)")
         }
-    }
-
-    /// The durability a batch's commit needs: `NORMAL` when every message says it may do without
-    /// `FULL` (``ProfileMessage/durable`` false), else the configured level.
-    static func synchronous(
-        for messages: [ProfileMessage], configured: SQLiteStoreConfiguration.Synchronous
-    ) -> SQLiteStoreConfiguration.Synchronous {
-        messages.mayCommitWithoutSync ? .normal : configured
     }
 
     /// Sets the writer connection's `PRAGMA synchronous` (outside a transaction) if it differs.
@@ -119,11 +107,12 @@ public final class SQLiteProfileStore: ProfileStore {
         writerSynchronous.withLock { $0 = level }
     }
 
-    /// Reports what is missing or wrong in Django's tables; an empty list means usable.
-    public func checkSchema() async throws(StoreError) -> [SchemaProblem] {
-        let configuration = self.configuration
+    /// Reports what is missing or wrong in Django's tables for the receivers' `requirements`.
+    /// SQLite does not enforce `varchar(n)` lengths and stores NUL characters as is.
+    public func checkSchema(_ requirements: [TableRequirement]) async throws(StoreError) -> SchemaReport {
         do {
-            return try await pool.read { db in try SQLiteSchemaCheck(configuration: configuration).problems(in: db) }
+            let problems = try await pool.read { db in try SQLiteSchemaCheck(requirements: requirements).problems(in: db) }
+            return SchemaReport(problems: problems, facts: SchemaFacts())
         } catch {
             throw SQLiteErrors.storeError(error, operation: "check the schema")
         }
@@ -183,13 +172,12 @@ public final class SQLiteProfileStore: ProfileStore {
         }
     }
 
-    /// Creates a minimal `auth_user` and the profile table exactly as Django 5.2's
-    /// migrations do, each only if missing.
+    /// Runs the receivers' Django-compatible DDL (`--create-schema`) in one transaction.
     ///
     /// For trials and tests without Django; normally Django's migrations
     /// (`python manage.py migrate`) create these tables, and the worker never should.
-    public func createDjangoCompatibleSchema() async throws(StoreError) {
-        try await executeImmediately(statements.djangoCompatibleDDL, operation: "create the Django-compatible schema")
+    public func createTables(_ ddl: [String]) async throws(StoreError) {
+        try await executeImmediately(ddl.joined(separator: ";\n"), operation: "create the Django-compatible schema")
     }
 
     /// Runs `sql` (DDL) in one `BEGIN IMMEDIATE` transaction.

@@ -1,0 +1,277 @@
+import SignalProtocol
+
+/// Exactly once and in order, for every receiver: the generic layer between the worker's queue
+/// and the store.
+///
+/// The inbox validates an envelope with each receiver connected to its (`post_save`, sender), in
+/// connection order, and applies batches through a ``SignalStore``: in one transaction, a message
+/// whose id was applied before is `duplicate`, one whose `seq` is not newer than its object's last
+/// is `stale`, and the others go to their receivers, all of which must accept it (all or nothing
+/// per message). Messages of different senders and receivers share the batch's transaction.
+public struct Inbox: Sendable {
+    /// The (signal, sender) pairs the inbox handles.
+    public struct Key: Sendable, Hashable, CustomStringConvertible {
+        /// Signal name (`post_save`).
+        public var signal: String
+        /// Sender model label (`auth.user`).
+        public var sender: String
+
+        /// Creates a key.
+        public init(signal: String, sender: String) {
+            self.signal = signal
+            self.sender = sender
+        }
+
+        public var description: String { "(\(signal), \(sender))" }
+    }
+
+    private let receivers: [AnyPostSaveReceiver]
+    /// Receiver indexes per key, in connection order.
+    private let chains: [[Int]]
+    private let chainIndex: [Key: Int]
+
+    /// An inbox running `receivers`, each for `post_save` of its sender; receivers of the same
+    /// sender run in the order given (Django's connection order).
+    public init(receivers: [any PostSaveReceiver]) {
+        self.init(erased: receivers.map { AnyPostSaveReceiver($0) })
+    }
+
+    private init(erased: [AnyPostSaveReceiver]) {
+        receivers = erased
+        var chains: [[Int]] = []
+        var chainIndex: [Key: Int] = [:]
+        for (index, receiver) in erased.enumerated() {
+            let key = Key(signal: "post_save", sender: receiver.sender)
+            if let chain = chainIndex[key] {
+                chains[chain].append(index)
+            } else {
+                chainIndex[key] = chains.count
+                chains.append([index])
+            }
+        }
+        self.chains = chains
+        self.chainIndex = chainIndex
+    }
+
+    /// The handled (signal, sender) pairs and their receivers' names, for the start-up log.
+    public var routes: [(key: Key, receivers: [String])] {
+        chainIndex.sorted { $0.value < $1.value }.map { key, chain in (key, chains[chain].map { receivers[$0].name }) }
+    }
+
+    /// The receivers' names, in order.
+    public var receiverNames: [String] { receivers.map(\.name) }
+
+    /// The tables all receivers need, each table once.
+    public var tables: [TableRequirement] { receivers.flatMap(\.tables).merged }
+
+    /// The inbox with every receiver adapted to what the database enforces.
+    public func adapted(to facts: SchemaFacts) -> Inbox {
+        Inbox(erased: receivers.map { $0.adapted(facts) })
+    }
+
+    /// The receivers' Django-compatible DDL (`--create-schema`), in order, each statement once.
+    public func djangoCompatibleDDL(_ dialect: SQLDialect) -> [String] {
+        var seen = Set<String>()
+        return receivers.flatMap { $0.djangoCompatibleDDL(dialect) }.filter { seen.insert($0).inserted }
+    }
+
+    // MARK: - Validation
+
+    /// Validates an envelope with the receivers of its (signal, sender), in connection order; the
+    /// first refusal is the reply, attributed to its receiver.
+    public func prepare(_ envelope: SignalEnvelope) throws(ReplyError) -> InboxMessage {
+        guard let chain = chainIndex[Key(signal: envelope.signal, sender: envelope.sender)] else {
+            throw ReplyError(
+                .unsupported,
+                "no receiver for signal \(envelope.signal) from sender \(envelope.sender); this worker handles "
+                    + routes.map(\.key.description).joined(separator: ", "),
+                field: "sender")
+        }
+        var parts: [any Sendable] = []
+        parts.reserveCapacity(chains[chain].count)
+        for index in chains[chain] {
+            let receiver = receivers[index]
+            do {
+                parts.append(try receiver.message(envelope))
+            } catch {
+                throw error.from(receiver: receiver.name)
+            }
+        }
+        return InboxMessage(
+            id: envelope.id, sequence: envelope.sequence, durable: envelope.durable, object: ObjectKey(envelope),
+            chain: chain, parts: parts)
+    }
+
+    // MARK: - Applying
+
+    /// Applies a batch through `store`: one transaction, one outcome per message.
+    ///
+    /// When the database refuses the batch (a row changed under the worker, a constraint the
+    /// receivers did not foresee), each message is retried alone so that one bad message does not
+    /// fail the others; once a message of an object fails retryably there, the object's later
+    /// messages are not applied but answered with the retryable error too (they must not overtake
+    /// it: docs/PROTOCOL.md, "Exactly once and ordering"). A store that cannot be reached gives
+    /// every message `store_unavailable`.
+    public func apply(_ messages: [InboxMessage], to store: some SignalStore) async -> [Reply.Outcome] {
+        guard !messages.isEmpty else { return [] }
+        do {
+            return try await store.apply(batch(messages, dialect: store.dialect)).outcomes
+        } catch where error.code == .rejected && messages.count > 1 {
+            var outcomes: [Reply.Outcome] = []
+            outcomes.reserveCapacity(messages.count)
+            var failedRetryably: [ObjectKey: InboxMessage] = [:]  // object -> its first message that failed
+            for message in messages {
+                if let earlier = failedRetryably[message.object] {
+                    outcomes.append(.error(Self.heldBehind(earlier)))
+                    continue
+                }
+                let outcome = await apply([message], to: store)
+                if outcome.first?.isRetryableError == true { failedRetryably[message.object] = message }
+                outcomes += outcome
+            }
+            return outcomes
+        } catch where error.code == .rejected {
+            return [.error(ReplyError(.invalidValue, "the database refused the change: \(error.message)"))]
+        } catch {
+            let reply = ReplyError(.storeUnavailable, "the store is unavailable: \(error.message)")
+            return Array(repeating: .error(reply), count: messages.count)
+        }
+    }
+
+    /// The retryable error of a message not applied because `earlier`, a message of the same
+    /// object in its batch, failed retryably.
+    static func heldBehind(_ earlier: InboxMessage) -> ReplyError {
+        let which = earlier.sequence.map { "seq \($0), id \(earlier.id)" } ?? "id \(earlier.id)"
+        return ReplyError(
+            .storeUnavailable,
+            "not applied: an earlier message of \(earlier.object) in the same batch (\(which)) failed with a "
+                + "retryable error; send both again, the earlier one first")
+    }
+
+    /// The store's view of a batch: ids, objects, the receivers' reads and the planning function.
+    func batch(_ messages: [InboxMessage], dialect: SQLDialect) -> StoreBatch {
+        var ids: [String] = []
+        var objects: [ObjectKey] = []
+        var seenIDs = Set<String>(minimumCapacity: messages.count)
+        var seenObjects = Set<ObjectKey>(minimumCapacity: messages.count)
+        // Each receiver's messages, in batch order, and where each message's part is in them.
+        var partsByReceiver = [[any Sendable]](repeating: [], count: receivers.count)
+        var positions: [[Int]] = []
+        positions.reserveCapacity(messages.count)
+        for message in messages {
+            if seenIDs.insert(message.id).inserted { ids.append(message.id) }
+            if seenObjects.insert(message.object).inserted { objects.append(message.object) }
+            var local: [Int] = []
+            for (part, receiver) in zip(message.parts, chains[message.chain]) {
+                local.append(partsByReceiver[receiver].count)
+                partsByReceiver[receiver].append(part)
+            }
+            positions.append(local)
+        }
+        let involved = receivers.indices.filter { !partsByReceiver[$0].isEmpty }
+        var reads: [BatchStatement] = []
+        var readCounts: [Int] = []
+        for receiver in involved {
+            let statements = receivers[receiver].reads(partsByReceiver[receiver], dialect)
+            reads += statements
+            readCounts.append(statements.count)
+        }
+        let plan = BatchPlanning(
+            receivers: receivers, chains: chains, involved: involved, readCounts: readCounts,
+            partsByReceiver: partsByReceiver, positions: positions, messages: messages, dialect: dialect)
+        return StoreBatch(
+            messageIDs: ids, objects: objects, mayCommitWithoutSync: messages.allSatisfy { !$0.durable },
+            reads: reads, plan: { state, rows throws(StoreError) in try plan.run(state, rows) })
+    }
+}
+
+/// A message validated by an ``Inbox``: its header and each receiver's part.
+public struct InboxMessage: Sendable {
+    /// The message id (dedupe).
+    public var id: String
+    /// The outbox sequence, if any (order per object).
+    public var sequence: Int64?
+    /// Whether its commit must be durable (`durable`, docs/PROTOCOL.md "Durability").
+    public var durable: Bool
+    /// The object it is about.
+    public var object: ObjectKey
+    /// Which receiver chain handles it.
+    let chain: Int
+    /// Each receiver's validated message, in chain order.
+    let parts: [any Sendable]
+}
+
+/// The planning of one batch, once the store has read the inbox state and the receivers' rows.
+private struct BatchPlanning: Sendable {
+    let receivers: [AnyPostSaveReceiver]
+    let chains: [[Int]]
+    let involved: [Int]
+    let readCounts: [Int]
+    let partsByReceiver: [[any Sendable]]
+    let positions: [[Int]]
+    let messages: [InboxMessage]
+    let dialect: SQLDialect
+
+    func run(_ state: InboxState, _ rows: [[SQLRow]]) throws(StoreError) -> InboxPlan {
+        var planners = [(any ReceiverPlanner)?](repeating: nil, count: receivers.count)
+        var offset = 0
+        for (receiver, count) in zip(involved, readCounts) {
+            let slice = Array(rows[offset..<(offset + count)])
+            offset += count
+            planners[receiver] = try receivers[receiver].planner(partsByReceiver[receiver], slice)
+        }
+
+        var plan = InboxPlan()
+        plan.outcomes.reserveCapacity(messages.count)
+        plan.applied.reserveCapacity(messages.count)
+        var seen = state.appliedMessageIDs
+        var lastSequences = state.lastSequences
+        var newSequences: [ObjectKey: Int64] = [:]
+        var sequenceOrder: [ObjectKey] = []
+        for (message, local) in zip(messages, positions) {
+            if seen.contains(message.id) {
+                plan.outcomes.append(.ok(.duplicate))
+                continue
+            }
+            if let sequence = message.sequence, let last = lastSequences[message.object], sequence <= last {
+                plan.outcomes.append(.stale(lastSequence: last))
+                seen.insert(message.id)
+                plan.applied.append(message.id)
+                continue
+            }
+            let chain = chains[message.chain]
+            var actions: [ReceiverAction] = []
+            actions.reserveCapacity(chain.count)
+            var refusal: ReplyError?
+            var changes = false
+            for (receiver, index) in zip(chain, local) {
+                switch planners[receiver]!.decide(index) {
+                case .success(let decision):
+                    actions.append(ReceiverAction(receivers[receiver].name, decision.action))
+                    changes = changes || decision.changes
+                case .failure(let error):
+                    refusal = error.from(receiver: receivers[receiver].name)
+                }
+                if refusal != nil { break }
+            }
+            if let refusal {
+                for receiver in chain { planners[receiver]!.dropPending() }
+                plan.outcomes.append(.error(refusal))
+                continue
+            }
+            for receiver in chain { planners[receiver]!.keepPending() }
+            plan.outcomes.append(.applied(actions))
+            seen.insert(message.id)
+            plan.applied.append(message.id)
+            // Only a message that changed a row advances its object's sequence: an update skipped
+            // because the row does not exist yet must not make a late `created` message stale.
+            if changes, let sequence = message.sequence {
+                if newSequences.updateValue(sequence, forKey: message.object) == nil { sequenceOrder.append(message.object) }
+                lastSequences[message.object] = sequence
+            }
+        }
+        for receiver in involved { plan.writes += planners[receiver]!.writes(dialect) }
+        plan.sequences = sequenceOrder.map { SequenceRecord(object: $0, sequence: newSequences[$0]!) }
+        return plan
+    }
+}

@@ -1,0 +1,28 @@
+import SignalProtocol
+
+/// The object a message is about: its sender (model label) and primary key.
+///
+/// Order and the retry hold are kept per object (docs/PROTOCOL.md, "Exactly once and ordering").
+public struct ObjectKey: Sendable, Hashable, CustomStringConvertible {
+    /// Model label, e.g. `auth.user`.
+    public var sender: String
+    /// The primary key as text: `42` for an integer, `"ann"` (quoted) for a string, so the two differ.
+    public var pk: String
+
+    /// Creates a key.
+    public init(sender: String, pk: String) {
+        self.sender = sender
+        self.pk = pk
+    }
+
+    /// The key of an envelope's instance.
+    public init(_ envelope: SignalEnvelope) {
+        switch envelope.instance.pk {
+        case .integer(let value): self.init(sender: envelope.sender, pk: String(value))
+        case .string(let value): self.init(sender: envelope.sender, pk: "\"\(value)\"")
+        case let other: self.init(sender: envelope.sender, pk: "\(other.typeName) \(other)")
+        }
+    }
+
+    public var description: String { "\(sender) \(pk)" }
+}
