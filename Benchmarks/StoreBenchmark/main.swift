@@ -11,7 +11,7 @@
 //   (a') the same writes per message as the worker, hand-written: the profile (INSERT for creates,
 //       UPDATE for updates), its dedupe id and its object's sequence (upsert), 1,000 messages per
 //       transaction: the honest limit, what (b) is compared with;
-//   (b) store apply, batched: 1,000 messages per ProfileReceiver.apply, time-ordered ids,
+//   (b) store apply, batched: 1,000 messages per Inbox.apply (the profile receiver), time-ordered ids,
 //       N creates then N updates, dedupe and sequences included;
 //   (c) store apply, one message per transaction.
 // Each scenario runs --runs times (default 3) on a fresh database; the best run counts (the
@@ -24,9 +24,10 @@ import GRDB
 import Logging
 import PostgresNIO
 import ProfileReceiver
-import ProfileStorePostgres
-import ProfileStoreSQLite
+import SignalInbox
 import SignalProtocol
+import SignalStorePostgres
+import SignalStoreSQLite
 
 // MARK: - Arguments
 
@@ -90,18 +91,39 @@ struct IDGenerator {
     }
 }
 
-/// `count` creates (users 1...count) then `count` updates, with increasing sequences.
-func workload(users: ClosedRange<Int64>, ids: inout IDGenerator, sequenceBase: Int64 = 0) -> (creates: [ProfileMessage], updates: [ProfileMessage]) {
-    let birthdate = try! DjangoDate.parse("1990-01-02")
+/// One message of the workload: what the hand-written scenarios write, and the inbox's message.
+struct WorkloadMessage {
+    var id: String
+    var sequence: Int64?
+    var userID: Int64
+    var message: InboxMessage
+}
+
+/// The inbox of the worker's default configuration: the profile receiver.
+let profileInbox = Inbox(receivers: [ProfileReceiver()])
+
+/// `count` creates (users 1...count) then `count` updates, with increasing sequences, validated by
+/// the inbox beforehand (not measured, as the worker's socket thread validates before the apply loop).
+func workload(users: ClosedRange<Int64>, ids: inout IDGenerator, sequenceBase: Int64 = 0)
+    -> (creates: [WorkloadMessage], updates: [WorkloadMessage])
+{
+    func message(_ user: Int64, sequence: Int64, created: Bool, data: [String: JSONValue], ids: inout IDGenerator)
+        -> WorkloadMessage
+    {
+        let envelope = SignalEnvelope(
+            id: ids.next(), sequence: sequence, created: created,
+            instance: InstanceReference(model: "auth.user", pk: .integer(user)),
+            attrs: [ProfileReceiver.profileDataAttribute: .object(data)])
+        guard let prepared = try? profileInbox.prepare(envelope) else { fail("the workload's message \(envelope.id) is invalid") }
+        return WorkloadMessage(id: envelope.id, sequence: sequence, userID: user, message: prepared)
+    }
     let creates = users.map { user in
-        ProfileMessage(
-            id: ids.next(), sequence: sequenceBase + user, userID: user, created: true,
-            data: ProfileData(profileType: .value("business"), sex: .value("F"), birthdate: .value(birthdate)))
+        message(
+            user, sequence: sequenceBase + user, created: true,
+            data: ["profile_type": .string("business"), "sex": .string("F"), "birthdate": .string("1990-01-02")], ids: &ids)
     }
     let updates = users.map { user in
-        ProfileMessage(
-            id: ids.next(), sequence: sequenceBase + Int64(users.count) + user, userID: user, created: false,
-            data: ProfileData(sex: .value("M")))
+        message(user, sequence: sequenceBase + Int64(users.count) + user, created: false, data: ["sex": .string("M")], ids: &ids)
     }
     return (creates, updates)
 }
@@ -145,7 +167,7 @@ func measure(_ body: () async throws -> Void) async rethrows -> Double {
 }
 
 func check(_ outcomes: [Reply.Outcome], _ expected: ReplyAction, _ what: String) {
-    let wrong = outcomes.filter { $0 != .ok(expected) }
+    let wrong = outcomes.filter { $0 != .applied([ReceiverAction("profile", expected)]) }
     if !wrong.isEmpty { fail("\(what): \(wrong.count) outcomes were not \(expected), first: \(wrong[0])") }
 }
 
@@ -166,12 +188,12 @@ func sqliteBenchmarks(options: Options, directory: URL) async throws -> [Measure
     var ids = IDGenerator()
 
     /// A fresh database with the schema, the worker tables and `users`.
-    func makeDatabase(_ name: String, synchronous: SQLiteStoreConfiguration.Synchronous) async throws -> (SQLiteProfileStore, String) {
+    func makeDatabase(_ name: String, synchronous: SQLiteStoreConfiguration.Synchronous) async throws -> (SQLiteSignalStore, String) {
         let path = directory.appendingPathComponent("\(name).sqlite3").path
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-        let store = try SQLiteProfileStore(
+        let store = try SQLiteSignalStore(
             configuration: SQLiteStoreConfiguration(path: path, synchronous: synchronous, createIfMissing: true))
-        try await store.createDjangoCompatibleSchema()
+        try await store.createTables(profileInbox.djangoCompatibleDDL(store.dialect))
         try await store.prepareWorkerTables()
         let queue = try DatabaseQueue(path: path)
         try await queue.write { db in
@@ -288,12 +310,12 @@ func sqliteBenchmarks(options: Options, directory: URL) async throws -> [Measure
         results += try await best(of: options.runs) {
             let (store, _) = try await makeDatabase("batched-\(synchronous.rawValue)", synchronous: synchronous)
             let (creates, updates) = workload(users: users, ids: &ids)
-            let receiver = ProfileReceiver()
+            let receiver = profileInbox
             var measurements: [Measurement] = []
             for (name, messages, action) in [("creates", creates, ReplyAction.created), ("updates", updates, .updated)] {
                 let seconds = await measure {
                     for start in stride(from: 0, to: messages.count, by: options.batchSize) {
-                        let outcomes = await receiver.apply(Array(messages[start..<(start + options.batchSize)]), to: store)
+                        let outcomes = await receiver.apply(messages[start..<(start + options.batchSize)].map(\.message), to: store)
                         check(outcomes, action, "\(label) batched \(name)")
                     }
                 }
@@ -313,10 +335,10 @@ func sqliteBenchmarks(options: Options, directory: URL) async throws -> [Measure
             let (store, _) = try await makeDatabase("single-\(synchronous.rawValue)", synchronous: synchronous)
             let half = Int64(options.singleCount / 2)
             let (creates, updates) = workload(users: 1...half, ids: &ids)
-            let receiver = ProfileReceiver()
+            let receiver = profileInbox
             let seconds = await measure {
-                for message in creates { check(await receiver.apply([message], to: store), .created, "\(label) single") }
-                for message in updates { check(await receiver.apply([message], to: store), .updated, "\(label) single") }
+                for message in creates { check(await receiver.apply([message.message], to: store), .created, "\(label) single") }
+                for message in updates { check(await receiver.apply([message.message], to: store), .updated, "\(label) single") }
             }
             let measurement = Measurement(
                 store: label, benchmark: "(c) store apply, 1 message/transaction", profiles: creates.count + updates.count,
@@ -343,7 +365,7 @@ func postgresBenchmarks(options: Options, url: String) async throws -> (results:
         tls: .disable)
     clientConfiguration.options.additionalStartupParameters = [("search_path", schema)]
     let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
-    let store = PostgresProfileStore(configuration: base, logger: logger)
+    let store = PostgresSignalStore(configuration: base, logger: logger)
     let users = Int64(1)...Int64(options.count)
 
     return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -357,7 +379,7 @@ func postgresBenchmarks(options: Options, url: String) async throws -> (results:
         func reset() async throws {
             try await execute("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE")
             try await execute("CREATE SCHEMA \"\(schema)\"")
-            try await store.createDjangoCompatibleSchema()
+            try await store.createTables(profileInbox.djangoCompatibleDDL(store.dialect))
             try await store.prepareWorkerTables()
             _ = try await client.query(
                 """
@@ -455,7 +477,7 @@ func postgresBenchmarks(options: Options, url: String) async throws -> (results:
             return measurements
         }
         let postgresSameWrites = results
-        let receiver = ProfileReceiver(configuration: ProfileReceiverConfiguration(limits: await store.columnLimits))
+        let receiver = profileInbox.adapted(to: try await store.checkSchema(profileInbox.tables).facts)
 
         // (b) batched apply.
         results += try await best(of: options.runs) {
@@ -465,7 +487,7 @@ func postgresBenchmarks(options: Options, url: String) async throws -> (results:
             for (name, messages, action) in [("creates", creates, ReplyAction.created), ("updates", updates, .updated)] {
                 let seconds = await measure {
                     for start in stride(from: 0, to: messages.count, by: options.batchSize) {
-                        let outcomes = await receiver.apply(Array(messages[start..<(start + options.batchSize)]), to: store)
+                        let outcomes = await receiver.apply(messages[start..<(start + options.batchSize)].map(\.message), to: store)
                         check(outcomes, action, "\(label) batched \(name)")
                     }
                 }
@@ -484,8 +506,8 @@ func postgresBenchmarks(options: Options, url: String) async throws -> (results:
             let half = Int64(options.singleCount / 2)
             let (creates, updates) = workload(users: 1...half, ids: &ids)
             let seconds = await measure {
-                for message in creates { check(await receiver.apply([message], to: store), .created, "\(label) single") }
-                for message in updates { check(await receiver.apply([message], to: store), .updated, "\(label) single") }
+                for message in creates { check(await receiver.apply([message.message], to: store), .created, "\(label) single") }
+                for message in updates { check(await receiver.apply([message.message], to: store), .updated, "\(label) single") }
             }
             let single = Measurement(
                 store: label, benchmark: "(c) store apply, 1 message/transaction", profiles: creates.count + updates.count,

@@ -1,15 +1,15 @@
 import Foundation
-import ProfileReceiver
+import SignalInbox
 import SignalProtocol
 import SignalWorker
-import Synchronization
 
 /// A property-based fuzzer for what the worker does with a frame before any store is involved:
-/// `RequestDecoder.decode` and `ReceiverRegistry.prepare` (routing plus the profile receiver's
-/// validation), exactly as the socket thread calls them.
+/// `RequestDecoder.decode` and `Inbox.prepare` (routing plus the validation of every receiver of
+/// the worker, profile and drf-token), exactly as the socket thread calls them.
 ///
-/// Every input must end in an accepted message or in an error reply with a documented code,
-/// the reply must be valid JSON echoing the id, and nothing may reach the store. A crash is a
+/// Every input must end in an accepted message or in an error reply with a documented code, and
+/// the reply must be valid JSON echoing the id. (Validation has no store to reach: `Inbox.prepare`
+/// takes none.) A crash is a
 /// failure too: the process dies with the input in the log (``FuzzFailure`` keeps the bytes).
 public struct RequestFuzzer: Sendable {
     /// What one run found.
@@ -30,14 +30,16 @@ public struct RequestFuzzer: Sendable {
     }
 
     private let decoder: RequestDecoder
-    private let registry: ReceiverRegistry
-    private let store: UnusedStore
+    private let inbox: Inbox
 
-    /// A fuzzer with the worker's default frame limit and its standard registry.
+    /// A fuzzer with the worker's default frame limit and every receiver of ``ReceiverCatalog``.
     public init(maxFrameBytes: Int = 64 * 1024) {
         decoder = RequestDecoder(maxFrameBytes: maxFrameBytes)
-        store = UnusedStore()
-        registry = ReceiverRegistry.standard(receiver: ProfileReceiver(), store: store)
+        var configuration = WorkerConfiguration()
+        configuration.receivers = ReceiverCatalog.names
+        // The catalog's names always make an inbox.
+        // swift-format-ignore: NeverUseForceTry
+        inbox = try! ReceiverCatalog.inbox(configuration)
     }
 
     /// The error codes a frame can get before it reaches the store (docs/PROTOCOL.md).
@@ -57,7 +59,7 @@ public struct RequestFuzzer: Sendable {
                 reply = .ok(id, .pong)
             case .signal(let envelope):
                 do {
-                    _ = try registry.prepare(envelope)
+                    _ = try inbox.prepare(envelope)
                     report.accepted += 1
                     reply = .ok(envelope.id, .created)  // stands in for the store's answer
                 } catch {
@@ -76,9 +78,6 @@ public struct RequestFuzzer: Sendable {
         }
         if let problem = Self.replyProblem(reply.encoded(), id: requestID) {
             report.failures.append(FuzzFailure(input: input, problem: problem))
-        }
-        if store.calls > 0 {
-            report.failures.append(FuzzFailure(input: input, problem: "the store was called"))
         }
     }
 
@@ -109,23 +108,4 @@ public struct FuzzFailure: Sendable, CustomStringConvertible {
         let preview = String(decoding: input.prefix(200), as: UTF8.self)
         return "\(problem) (\(input.count) bytes: \(preview.debugDescription))"
     }
-}
-
-/// A store the fuzzer's registry is bound to; nothing before the store may call it.
-final class UnusedStore: ProfileStore {
-    private let callCount = Mutex(0)
-    var calls: Int { callCount.withLock { $0 } }
-
-    var columnLimits: ColumnLimits { .unenforced }
-
-    func apply(_ messages: [ProfileMessage], plan: @Sendable (StoreSnapshot) -> BatchPlan) async throws(StoreError)
-        -> BatchPlan
-    {
-        callCount.withLock { $0 += 1 }
-        throw StoreError(.unavailable, "the fuzzer's store must not be used", operation: "apply")
-    }
-
-    func checkSchema() async throws(StoreError) -> [SchemaProblem] { [] }
-    func prepareWorkerTables() async throws(StoreError) -> WorkerTablesReport { WorkerTablesReport() }
-    func pruneApplied(olderThanSeconds seconds: Double) async throws(StoreError) -> Int { 0 }
 }

@@ -45,8 +45,12 @@ public final class SQLiteSignalStore: SignalStore {
         try self.init(configuration: configuration, assumingSQLiteVersion: nil)
     }
 
-    /// Opens the store; `assumingSQLiteVersion` is kept for tests of old libraries (no fallback
-    /// depends on it any more: the receivers' SQL needs SQLite 3.33, Debian 11 ships 3.34).
+    /// The oldest SQLite library the store runs on: receivers write `UPDATE ... FROM` (3.33, 2020;
+    /// Debian 11 ships 3.34).
+    public static let minimumSQLiteVersion = 3_033_000
+
+    /// Opens the store; `assumingSQLiteVersion` (e.g. `3_031_001`) stands for the library's version
+    /// (tests of the refusal of old libraries).
     init(configuration: SQLiteStoreConfiguration, assumingSQLiteVersion: Int?) throws(StoreError) {
         if !configuration.createIfMissing, !FileManager.default.fileExists(atPath: configuration.path) {
             throw StoreError(
@@ -66,12 +70,28 @@ public final class SQLiteSignalStore: SignalStore {
             // GRDB sets `synchronous = NORMAL` when it enables WAL: set ours afterwards
             // (the pragma is per connection; only the writer connection writes).
             let pragma = "PRAGMA synchronous = \(configuration.synchronous.rawValue)"
-            try pool.writeWithoutTransaction { db in try db.execute(sql: pragma) }
+            let version = try pool.writeWithoutTransaction { db in
+                try db.execute(sql: pragma)
+                // "3.40.1" -> 3_040_001, as SQLITE_VERSION_NUMBER.
+                let text = try String.fetchOne(db, sql: "SELECT sqlite_version()") ?? ""
+                return text.split(separator: ".").prefix(3).reduce(0) { $0 * 1000 + (Int($1) ?? 0) }
+            }
             self.statements = SQLiteStatements(configuration)
+            if (assumingSQLiteVersion ?? version) < Self.minimumSQLiteVersion {
+                try? pool.close()
+                throw StoreError(
+                    .unavailable,
+                    "the SQLite library is version \(Self.versionText(assumingSQLiteVersion ?? version)); the worker needs "
+                        + "\(Self.versionText(Self.minimumSQLiteVersion)) or later (UPDATE ... FROM)",
+                    operation: "open")
+            }
         } catch {
             throw SQLiteErrors.storeError(error, operation: "open \(configuration.path)")
         }
     }
+
+    /// `3_033_000` as `3.33.0`.
+    static func versionText(_ number: Int) -> String { "\(number / 1_000_000).\(number / 1000 % 1000).\(number % 1000)" }
 
     /// The receivers' SQL for this store.
     public var dialect: SQLDialect { .sqlite }

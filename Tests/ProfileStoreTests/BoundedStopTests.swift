@@ -1,9 +1,10 @@
+import SignalInbox
 import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Synchronization
 import Testing
 
-@testable import ProfileStorePostgres
+@testable import SignalStorePostgres
 
 /// `BoundedStop`: the PostgreSQL store's `run()` returns a bounded time after a stop request.
 @Suite("Bounded stop of the connection pool", .timeLimit(.minutes(1)))

@@ -1,3 +1,5 @@
+import SignalInbox
+import DRFTokenReceiver
 import Foundation
 import ProfileReceiver
 import SignalProtocol
@@ -42,8 +44,7 @@ struct ContractVectorTests {
         let vector = try ContractVector(contentsOf: Self.directory.appendingPathComponent(file))
         try await withFixture(kind) { fixture in
             try await Self.prepare(vector, in: fixture)
-            let processor = RequestProcessor(
-                receiver: ProfileReceiver(configuration: ProfileReceiverConfiguration(limits: await fixture.store.columnLimits)))
+            let processor = try await RequestProcessor.make(receivers: vector.receivers, store: fixture.store)
             let decoder = RequestDecoder()
             for (index, frame) in vector.frames.enumerated() {
                 let reply = await processor.reply(to: frame, store: fixture.store, decoder: decoder)
@@ -59,8 +60,7 @@ struct ContractVectorTests {
         let vector = try ContractVector(contentsOf: Self.directory.appendingPathComponent(file))
         try await withFixture(kind) { fixture in
             try await Self.prepare(vector, in: fixture)
-            let processor = RequestProcessor(
-                receiver: ProfileReceiver(configuration: ProfileReceiverConfiguration(limits: await fixture.store.columnLimits)))
+            let processor = try await RequestProcessor.make(receivers: vector.receivers, store: fixture.store)
             let replies = await processor.replies(to: vector.frames, store: fixture.store, decoder: RequestDecoder())
             #expect(replies.count == vector.frames.count)
             for (index, reply) in replies.enumerated() {
@@ -85,11 +85,29 @@ struct ContractVectorTests {
             }
             try await fixture.setSequences(parsed)
         }
+        for token in initial.tokens ?? [] {
+            let key = try #require(token.key, "\(vector.name): an initial token needs its key")
+            try await fixture.addToken(userID: token.userID, key: key)
+        }
     }
 
     static func checkProfiles(_ vector: ContractVector, in fixture: any StoreFixture) async throws {
         let expected = try #require(vector.expectedProfiles(kind: fixture.kind), "\(vector.name) has no expected profiles")
         let actual = try await fixture.profiles()
         #expect(actual == expected, "\(vector.name) on \(fixture.kind.testDescription): final profile rows")
+        let expectedTokens = (fixture.kind == .postgres ? vector.expectedPostgres ?? vector.expected : vector.expected)?.tokens
+        guard let expectedTokens else { return }
+        let tokens = try await fixture.tokens()
+        #expect(
+            tokens.keys.sorted() == expectedTokens.map(\.userID).sorted(),
+            "\(vector.name) on \(fixture.kind.testDescription): users with a token")
+        for token in expectedTokens {
+            guard let key = tokens[token.userID] else { continue }
+            if let expectedKey = token.key {
+                #expect(key == expectedKey, "\(vector.name): the token of user \(token.userID) was kept")
+            } else {
+                #expect(TokenKey.isWellFormed(key), "\(vector.name): token \(key) is 40 lowercase hex characters")
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import SignalInbox
 import Foundation
 import Logging
 import PostgresNIO
@@ -5,10 +6,10 @@ import ProfileReceiver
 import SignalProtocol
 import Testing
 
-@testable import ProfileStorePostgres
+@testable import SignalStorePostgres
 
 /// Runs `body` with `store.run()` running, and stops it afterwards.
-func withRunning<Result: Sendable>(_ store: PostgresProfileStore, _ body: () async throws -> Result) async throws -> Result {
+func withRunning<Result: Sendable>(_ store: PostgresSignalStore, _ body: () async throws -> Result) async throws -> Result {
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await store.run() }
         defer { group.cancelAll() }
@@ -22,9 +23,12 @@ struct PostgresStoreTests {
     @Test("the column limits come from the schema: varchar(20), varchar(1), no NUL")
     func columnLimits() async throws {
         try await withFixture(.postgres) { fixture in
-            #expect(
-                await fixture.store.columnLimits
-                    == ColumnLimits(profileTypeMaxLength: 20, sexMaxLength: 1, rejectsNUL: true))
+            let facts = try await fixture.store.checkSchema(fixture.inbox.tables).facts
+            #expect(facts.maximumLength("accounts_userprofile", "profile_type") == 20)
+            #expect(facts.maximumLength("accounts_userprofile", "sex") == 1)
+            #expect(facts.rejectsNUL)
+            let receiver = ProfileReceiver().adapted(to: facts)
+            #expect(receiver.configuration.limits == ColumnLimits(profileTypeMaxLength: 20, sexMaxLength: 1, rejectsNUL: true))
         }
     }
 
@@ -32,7 +36,7 @@ struct PostgresStoreTests {
     func databaseRefusals() async throws {
         try await withFixture(.postgres) { fixture in
             try await fixture.addUsers([1, 2, 3])
-            let unchecked = ProfileReceiver()  // limits .unenforced: only PostgreSQL checks
+            let unchecked = TestInbox.profile()  // limits .unenforced: only PostgreSQL checks
             let outcomes = await unchecked.apply(
                 [
                     Messages.created(1, sex: .value("Female")),
@@ -54,8 +58,8 @@ struct PostgresStoreTests {
                 let whileAway = await applyOne(Messages.created(1), to: fixture.store)
                 #expect(whileAway.errorCode != nil, "\(whileAway)")
                 try await fixture.execute("ALTER TABLE \"accounts_userprofile_away\" RENAME TO \"accounts_userprofile\"")
-                #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
-                #expect(await applyOne(Messages.created(2), to: fixture.store) == .ok(.created))
+                #expect(await applyOne(Messages.created(1), to: fixture.store) == .profile(.created))
+                #expect(await applyOne(Messages.created(2), to: fixture.store) == .profile(.created))
                 #expect(try await fixture.profiles().map(\.userID) == [1, 2])
             }
         }
@@ -97,7 +101,7 @@ struct PostgresStoreTests {
     }
 
     /// Applies `message` every 200 ms until the answer is not `store_unavailable` or `limit` passed.
-    static func applyUntilAvailable(_ message: ProfileMessage, to store: any ProfileStore, within limit: Duration)
+    static func applyUntilAvailable(_ message: SignalEnvelope, to store: any SignalStore, within limit: Duration)
         async throws -> Reply.Outcome
     {
         var outcome = Reply.Outcome.error(ReplyError(.storeUnavailable, "not tried"))
@@ -119,12 +123,12 @@ struct PostgresStoreTests {
         let steps = Steps(name: name)
         try await withProxiedFixture(steps) { proxy, fixture in
             try await fixture.addUsers([1, 2])
-            #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
+            #expect(await applyOne(Messages.created(1), to: fixture.store) == .profile(.created))
 
             try breakProxy(proxy)
             steps("proxy broken")
             let start = ContinuousClock.now
-            let down = await ProfileReceiver().apply([Messages.created(2), Messages.updated(1)], to: fixture.store)
+            let down = await TestInbox.profile().apply([Messages.created(2), Messages.updated(1)], to: fixture.store)
             let elapsed = start.duration(to: .now)
             #expect(down.map(\.errorCode) == [.storeUnavailable, .storeUnavailable], "\(down)")
             #expect(elapsed < .seconds(10), "took \(elapsed)")  // no hang; CI shares 2 cores with parallel tests
@@ -133,7 +137,7 @@ struct PostgresStoreTests {
             try mend(proxy)
             steps("proxy mended")
             let outcome = try await applyUntilAvailable(Messages.created(2), to: fixture.store, within: .seconds(30))
-            #expect(outcome == .ok(.created), "no working connection within 30 s of mending the proxy")
+            #expect(outcome == .profile(.created), "no working connection within 30 s of mending the proxy")
             steps("after mending: \(outcome)")
             #expect(try await fixture.profiles().map(\.userID) == [1, 2])
         }
@@ -171,20 +175,20 @@ struct PostgresStoreTests {
                     binds.append(statements.namespace)
                     binds.append([Int32(1), 2])
                     binds.append(relaxed)
-                    _ = try await statements.lockUsers.run(binds, on: connection, logger: testLogger) {
+                    _ = try await statements.lockObjects.run(binds, on: connection, logger: testLogger) {
                         try $0.decode((Int64, String?, String).self)
                     }
                     let inside = try await Self.settings(names, on: connection)
                     // The batch's read, planned under these settings: the generic plan, never a custom one.
                     var read = PostgresBindings(capacity: 3)
-                    read.append([Int64(1), 2])
                     read.append(["0193a5e0-7c00-7000-8000-000000000001"])
-                    read.append("auth.user")
+                    read.append(["auth.user", "auth.user"])
+                    read.append(["1", "2"])
                     for _ in 0..<2 {
-                        _ = try await statements.readSnapshot.run(read, on: connection, logger: testLogger) { _ in () }
+                        _ = try await statements.readInbox.run(read, on: connection, logger: testLogger) { _ in () }
                     }
                     var name = PostgresBindings(capacity: 1)
-                    name.append(statements.readSnapshot.name)
+                    name.append(statements.readInbox.name)
                     var plans: (generic: Int64, custom: Int64) = (0, 0)
                     let rows = try await connection.query(
                         PostgresQuery(
@@ -225,8 +229,8 @@ struct PostgresStoreTests {
             try await fixture.addUsers(users)
             try await fixture.addProfiles(users.map { StoredProfile(userID: $0, profileType: "t0") })
             try await fixture.setSequences(Dictionary(uniqueKeysWithValues: users.map { ($0, 0) }))
-            guard let first = fixture.store as? PostgresProfileStore else { throw PostgresFixture.NotConfigured() }
-            let others = (0..<3).map { _ in PostgresProfileStore(configuration: first.configuration, logger: testLogger) }
+            guard let first = fixture.store as? PostgresSignalStore else { throw PostgresFixture.NotConfigured() }
+            let others = (0..<3).map { _ in PostgresSignalStore(configuration: first.configuration, logger: testLogger) }
             let stores = [first] + others
             // Message k (seq k) is for user k % 20; messages 20j...20j+19 form one batch, given to
             // worker j % 4: every batch touches every user, so the four workers contend for the
@@ -244,7 +248,7 @@ struct PostgresStoreTests {
                             var outcomes: [Reply.Outcome] = []
                             for start in stride(from: 0, to: mine.count, by: 20) {
                                 let batch = Array(mine[start..<min(start + 20, mine.count)])
-                                outcomes += await ProfileReceiver().apply(batch, to: store)
+                                outcomes += await TestInbox.profile().apply(batch, to: store)
                             }
                             return outcomes
                         }
@@ -253,7 +257,7 @@ struct PostgresStoreTests {
                 }
             }
             #expect(outcomes.count == messages.count)
-            #expect(outcomes.allSatisfy { $0 == .ok(.updated) || $0.action == .stale }, "\(outcomes.filter { $0.errorCode != nil })")
+            #expect(outcomes.allSatisfy { $0 == .profile(.updated) || $0.action == .stale }, "\(outcomes.filter { $0.errorCode != nil })")
             let newest = Dictionary(messages.map { ($0.userID, $0.sequence!) }, uniquingKeysWith: max)
             let profiles = try await fixture.profiles()
             #expect(profiles.count == users.count)
@@ -269,12 +273,12 @@ struct PostgresStoreTests {
         try await withFixture(.postgres) { fixture in
             let users = Array(Int64(1)...1000)
             try await fixture.addUsers(users)
-            let receiver = ProfileReceiver()
+            let receiver = TestInbox.profile()
             let created = await receiver.apply(users.map { Messages.created($0, seq: $0) }, to: fixture.store)
-            #expect(created.allSatisfy { $0 == .ok(.created) })
+            #expect(created.allSatisfy { $0 == .profile(.created) })
             let updated = await receiver.apply(
                 users.map { Messages.updated($0, seq: $0 + 1000, sex: .value("M")) }, to: fixture.store)
-            #expect(updated.allSatisfy { $0 == .ok(.updated) })
+            #expect(updated.allSatisfy { $0 == .profile(.updated) })
             let profiles = try await fixture.profiles()
             #expect(profiles.count == 1000)
             #expect(profiles.allSatisfy { $0.sex == "M" })
@@ -287,15 +291,15 @@ struct PostgresStoreTests {
 @Suite("PostgreSQL store without a server")
 struct PostgresUnreachableTests {
     /// A store for the server on `port` of this host, if any.
-    static func store(port: Int, acquireTimeout: Duration, connectTimeout: Duration) -> PostgresProfileStore {
+    static func store(port: Int, acquireTimeout: Duration, connectTimeout: Duration) -> PostgresSignalStore {
         var configuration = PostgresStoreConfiguration(
             host: "127.0.0.1", port: port, username: "postgres", database: "nothing", tls: .disable)
         configuration.acquireTimeout = acquireTimeout
         configuration.connectTimeout = connectTimeout
-        return PostgresProfileStore(configuration: configuration, logger: testLogger)
+        return PostgresSignalStore(configuration: configuration, logger: testLogger)
     }
 
-    static func deadStore(acquireTimeout: Duration = .milliseconds(500)) throws -> PostgresProfileStore {
+    static func deadStore(acquireTimeout: Duration = .milliseconds(500)) throws -> PostgresSignalStore {
         store(port: try unusedTCPPort(), acquireTimeout: acquireTimeout, connectTimeout: .milliseconds(500))
     }
 
@@ -304,18 +308,17 @@ struct PostgresUnreachableTests {
         let store = try Self.deadStore()
         try await withRunning(store) {
             let start = ContinuousClock.now
-            let outcomes = await ProfileReceiver().apply(
+            let outcomes = await TestInbox.profile().apply(
                 [Messages.created(1), Messages.updated(2), Messages.created(3)], to: store)
             let elapsed = start.duration(to: .now)
             #expect(outcomes.map(\.errorCode) == [.storeUnavailable, .storeUnavailable, .storeUnavailable])
             // Bounded well below the 60 s operation timeout; generous because CI shares 2 cores with parallel tests.
             #expect(elapsed < .seconds(10), "took \(elapsed)")
 
-            let error = await #expect(throws: StoreError.self) { try await store.checkSchema() }
+            let error = await #expect(throws: StoreError.self) { try await store.checkSchema(TestInbox.profile().tables) }
             #expect(error?.code == .unavailable)
             let prepare = await #expect(throws: StoreError.self) { try await store.prepareWorkerTables() }
             #expect(prepare?.code == .unavailable)
-            #expect(await store.columnLimits == ColumnLimits(rejectsNUL: true))
         }
     }
 
@@ -328,7 +331,7 @@ struct PostgresUnreachableTests {
         let store = Self.store(port: server.port, acquireTimeout: .milliseconds(500), connectTimeout: .milliseconds(500))
         let running = Task { try? await store.run() }
         let start = ContinuousClock.now
-        let outcomes = await ProfileReceiver().apply([Messages.created(1), Messages.updated(2)], to: store)
+        let outcomes = await TestInbox.profile().apply([Messages.created(1), Messages.updated(2)], to: store)
         #expect(outcomes.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
         #expect(start.duration(to: .now) < .seconds(10), "took \(start.duration(to: .now))")
 
@@ -343,7 +346,7 @@ struct PostgresUnreachableTests {
         let store = try Self.deadStore(acquireTimeout: .milliseconds(300))
         let start = ContinuousClock.now
         let error = await #expect(throws: StoreError.self) {
-            _ = try await store.apply([Messages.created(1)]) { _ in BatchPlan(outcomes: [.ok(.created)]) }
+            _ = try await store.apply(TestInbox.emptyBatch)
         }
         #expect(error?.code == .unavailable)
         #expect(error?.message.contains("run()") == true)
@@ -357,7 +360,7 @@ struct PostgresUnreachableTests {
         let store = Self.store(port: server.port, acquireTimeout: .seconds(60), connectTimeout: .seconds(60))
         try await withRunning(store) {
             let waiting = Task {
-                try await store.apply([Messages.created(1)]) { _ in BatchPlan(outcomes: [.ok(.created)]) }
+                try await store.apply(TestInbox.emptyBatch)
             }
             try await Task.sleep(for: .milliseconds(200))
             let cancelled = ContinuousClock.now
@@ -382,8 +385,6 @@ struct PostgresConfigurationTests {
         #expect(configuration.password == nil)
         #expect(configuration.database == "signal_worker_test")
         #expect(configuration.tls == .prefer)
-        #expect(configuration.profileTable == "accounts_userprofile")
-        #expect(configuration.userTable == "auth_user")
     }
 
     @Test("percent-encoding, parameters, IPv6 and the default port")

@@ -1,8 +1,9 @@
+import SignalInbox
 import Foundation
 import GRDB
 import GRDBSQLite
 import ProfileReceiver
-@testable import ProfileStoreSQLite
+@testable import SignalStoreSQLite
 import SignalProtocol
 import Testing
 
@@ -40,7 +41,7 @@ struct SQLiteStoreTests {
             let outcome = await applyOne(Messages.created(1, sex: .value("F")), to: fixture.store)
             let finished = ContinuousClock.now
             let stillHeld = try await holder.value
-            #expect(outcome == .ok(.created), "no 'database is locked': \(outcome)")
+            #expect(outcome == .profile(.created), "no 'database is locked': \(outcome)")
             // Measured against the release itself, not a start time that a loaded machine delays.
             #expect(finished > stillHeld, "the apply finished while the other connection still held the lock")
             #expect(try await fixture.profiles() == [StoredProfile(userID: 1, profileType: "personal", sex: "F")])
@@ -55,7 +56,7 @@ struct SQLiteStoreTests {
             // by more than any fixed holding time), at most 60 s.
             let release = DispatchSemaphore(value: 0)
             let holder = try await Self.holdWriteLock(on: fixture.helper, for: .seconds(60), release: release)
-            let outcomes = await ProfileReceiver().apply([Messages.created(1), Messages.created(2)], to: fixture.store)
+            let outcomes = await TestInbox.profile().apply([Messages.created(1), Messages.created(2)], to: fixture.store)
             release.signal()
             _ = try await holder.value
             #expect(outcomes.map(\.errorCode) == [.storeUnavailable, .storeUnavailable])
@@ -63,10 +64,10 @@ struct SQLiteStoreTests {
 
             let secondRelease = DispatchSemaphore(value: 0)
             let second = try await Self.holdWriteLock(on: fixture.helper, for: .seconds(60), release: secondRelease)
-            let result: Result<BatchPlan, StoreError>
+            let result: Result<InboxPlan, StoreError>
             do throws(StoreError) {
                 result = .success(
-                    try await fixture.store.apply([Messages.created(1)]) { _ in BatchPlan(outcomes: [.ok(.created)]) })
+                    try await fixture.store.apply(TestInbox.emptyBatch))
             } catch {
                 result = .failure(error)
             }
@@ -98,7 +99,7 @@ struct SQLiteStoreTests {
             try await Task.sleep(for: .milliseconds(100))
             for user in users {
                 let outcome = await applyOne(Messages.created(user), to: fixture.store)
-                #expect(outcome == .ok(.created), "user \(user): \(outcome)")
+                #expect(outcome == .profile(.created), "user \(user): \(outcome)")
             }
             #expect(writer.stop() > 0, "the other connection was writing all along")
             #expect(try await fixture.profiles().count == users.count)
@@ -159,11 +160,11 @@ struct SQLiteStoreTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("nothing-here.sqlite3").path
         let error = #expect(throws: StoreError.self) {
-            _ = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: path))
+            _ = try SQLiteSignalStore(configuration: SQLiteStoreConfiguration(path: path))
         }
         #expect(error?.code == .unavailable)
         #expect(!FileManager.default.fileExists(atPath: path), "no empty database was created")
-        let store = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: path, createIfMissing: true))
+        let store = try SQLiteSignalStore(configuration: SQLiteStoreConfiguration(path: path, createIfMissing: true))
         try store.close()
         #expect(FileManager.default.fileExists(atPath: path))
     }
@@ -180,7 +181,7 @@ struct SQLiteStoreTests {
             let synchronous = try await fixture.sqliteStore.writerPragma("synchronous")
             #expect(synchronous == "1")  // NORMAL
             try await fixture.addUsers([1])
-            #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
+            #expect(await applyOne(Messages.created(1), to: fixture.store) == .profile(.created))
             #expect(try await fixture.profiles().count == 1)
         }
     }
@@ -189,24 +190,21 @@ struct SQLiteStoreTests {
     func relaxedCommits() async throws {
         try await SQLiteFixture.with { fixture in
             try await fixture.addUsers([1, 2, 3])
-            func relaxed(_ message: ProfileMessage) -> ProfileMessage {
+            func relaxed(_ message: SignalEnvelope) -> SignalEnvelope {
                 var message = message
                 message.durable = false
                 return message
             }
-            let receiver = ProfileReceiver()
+            let receiver = TestInbox.profile()
             let first = await receiver.apply([relaxed(Messages.created(1)), relaxed(Messages.created(2))], to: fixture.store)
-            #expect(first == [.ok(.created), .ok(.created)])
+            #expect(first == [.profile(.created), .profile(.created)])
             #expect(try await fixture.sqliteStore.writerPragma("synchronous") == "1")  // NORMAL
 
             let mixed = await receiver.apply([relaxed(Messages.updated(1)), Messages.created(3)], to: fixture.store)
-            #expect(mixed == [.ok(.updated), .ok(.created)])
+            #expect(mixed == [.profile(.updated), .profile(.created)])
             #expect(try await fixture.sqliteStore.writerPragma("synchronous") == "2")  // FULL again
             #expect(try await fixture.profiles().map(\.userID) == [1, 2, 3])
         }
-        // Configured NORMAL stays NORMAL for durable messages too.
-        #expect(SQLiteProfileStore.synchronous(for: [Messages.created(1)], configured: .normal) == .normal)
-        #expect(SQLiteProfileStore.synchronous(for: [], configured: .full) == .full)
     }
 
     @Test("text with a NUL character is stored whole, as Python's sqlite3 stores it")
@@ -214,10 +212,10 @@ struct SQLiteStoreTests {
         try await SQLiteFixture.with { fixture in
             try await fixture.addUsers([1])
             let created = Messages.created(1, profileType: .value("a\u{0}b"), sex: .value("\u{0}"))
-            #expect(await applyOne(created, to: fixture.store) == .ok(.created))
+            #expect(await applyOne(created, to: fixture.store) == .profile(.created))
             // An update reads the row back through the store and writes it again.
             let update = Messages.updated(1, birthdate: .value(Messages.date("2000-01-01")))
-            #expect(await applyOne(update, to: fixture.store) == .ok(.updated))
+            #expect(await applyOne(update, to: fixture.store) == .profile(.updated))
             let hex = try await fixture.helper.read { db in
                 try String.fetchAll(
                     db, sql: "SELECT hex(\"profile_type\") || ' ' || hex(\"sex\") FROM \"accounts_userprofile\"")
@@ -226,19 +224,19 @@ struct SQLiteStoreTests {
         }
     }
 
-    @Test("without UPDATE ... FROM (SQLite < 3.33) updates run row by row with the same result")
-    func oldSQLiteUpdates() async throws {
-        try await SQLiteFixture.with(assumingSQLiteVersion: 3_031_001) { fixture in
-            let users = Array(Int64(1)...300)
-            try await fixture.addUsers(users)
-            let receiver = ProfileReceiver()
-            #expect(await receiver.apply(users.map { Messages.created($0) }, to: fixture.store).allSatisfy { $0 == .ok(.created) })
-            let updates = users.map { Messages.updated($0, sex: .value("M")) }
-            #expect(await receiver.apply(updates, to: fixture.store).allSatisfy { $0 == .ok(.updated) })
-            let profiles = try await fixture.profiles()
-            #expect(profiles.count == 300)
-            #expect(profiles.allSatisfy { $0.sex == "M" })
+    @Test("an SQLite library older than 3.33 (no UPDATE ... FROM) is refused at open, with the version it needs")
+    func oldSQLiteRefused() async throws {
+        let directory = try TestEnvironment.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("db.sqlite3").path
+        let configuration = SQLiteStoreConfiguration(path: path, createIfMissing: true)
+        let error = #expect(throws: StoreError.self) {
+            _ = try SQLiteSignalStore(configuration: configuration, assumingSQLiteVersion: 3_031_001)
         }
+        #expect(error?.message.contains("3.31.1") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("3.33.0 or later") == true, "\(String(describing: error))")
+        let store = try SQLiteSignalStore(configuration: configuration, assumingSQLiteVersion: 3_033_000)
+        try store.close()
     }
 
     @Test("a stored birthdate that is not a date refuses only its own message")
@@ -249,10 +247,10 @@ struct SQLiteStoreTests {
                 StoredProfile(userID: 1, profileType: "personal", birthdate: "not a date"),
                 StoredProfile(userID: 2, profileType: "personal", birthdate: "1990-01-02"),
             ])
-            let outcomes = await ProfileReceiver().apply(
+            let outcomes = await TestInbox.profile().apply(
                 [Messages.updated(1, sex: .value("F")), Messages.updated(2, sex: .value("M"))], to: fixture.store)
             #expect(outcomes[0].errorCode == .invalidValue)
-            #expect(outcomes[1] == .ok(.updated))
+            #expect(outcomes[1] == .profile(.updated))
             #expect(try await fixture.profiles().last == StoredProfile(userID: 2, profileType: "personal", sex: "M", birthdate: "1990-01-02"))
         }
     }
@@ -274,7 +272,9 @@ struct SQLiteStoreTests {
     @Test("the column limits are unenforced on SQLite")
     func columnLimits() async throws {
         try await SQLiteFixture.with { fixture in
-            #expect(await fixture.store.columnLimits == .unenforced)
+            let facts = try await fixture.store.checkSchema(fixture.inbox.tables).facts
+            #expect(facts == SchemaFacts())
+            #expect(ProfileReceiver().adapted(to: facts).configuration.limits == .unenforced)
         }
     }
 
@@ -284,7 +284,7 @@ struct SQLiteStoreTests {
             try await fixture.addUsers([1])
             try await fixture.execute("DROP TABLE \"signal_worker_applied\"")
             do throws(StoreError) {
-                _ = try await fixture.store.apply([Messages.created(1)]) { _ in BatchPlan(outcomes: [.ok(.created)]) }
+                _ = try await fixture.store.apply(TestInbox.emptyBatch)
                 Issue.record("apply succeeded without the dedupe table")
             } catch {
                 #expect(error.code == .schema)

@@ -1,3 +1,4 @@
+import SignalInbox
 import ProfileReceiver
 import SignalProtocol
 import Testing
@@ -8,7 +9,7 @@ struct SchemaCheckTests {
     @Test("Django's schema has no problems", arguments: StoreKind.available)
     func djangoSchemaPasses(kind: StoreKind) async throws {
         try await withFixture(kind) { fixture in
-            let problems = try await fixture.store.checkSchema()
+            let problems = try await fixture.store.checkSchema(fixture.inbox.tables).problems
             #expect(problems.isEmpty, "\(problems)")
         }
     }
@@ -16,22 +17,53 @@ struct SchemaCheckTests {
     @Test("createDjangoCompatibleSchema creates a schema that passes, idempotently", arguments: StoreKind.available)
     func compatibleSchemaPasses(kind: StoreKind) async throws {
         try await withFixture(kind, FixtureOptions(djangoSchema: false)) { fixture in
-            let before = try await fixture.store.checkSchema()
+            let before = try await fixture.store.checkSchema(fixture.inbox.tables).problems
             #expect(before.contains { $0.problem.contains("manage.py migrate") })
             try await fixture.createDjangoCompatibleSchema()
             try await fixture.createDjangoCompatibleSchema()
-            let problems = try await fixture.store.checkSchema()
+            let problems = try await fixture.store.checkSchema(fixture.inbox.tables).problems
             #expect(problems.isEmpty, "\(problems)")
             try await fixture.addUsers([1])
-            #expect(await applyOne(Messages.created(1, sex: .value("F")), to: fixture.store) == .ok(.created))
+            #expect(await applyOne(Messages.created(1, sex: .value("F")), to: fixture.store) == .profile(.created))
             #expect(try await fixture.profiles() == [StoredProfile(userID: 1, profileType: "personal", sex: "F")])
+        }
+    }
+
+    @Test("the token receiver's table passes when DRF's migrations made it, and its absence names the app", arguments: StoreKind.available)
+    func tokenTable(kind: StoreKind) async throws {
+        try await withFixture(kind) { fixture in
+            let tables = TestInbox.profileAndToken().tables
+            #expect(try await fixture.store.checkSchema(tables).problems.isEmpty)
+            try await fixture.execute("DROP TABLE \"authtoken_token\"")
+            let problems = try await fixture.store.checkSchema(tables).problems
+            #expect(problems.count == 1, "\(problems)")
+            #expect(problems.first?.table == "authtoken_token")
+            #expect(problems.first?.problem.contains("rest_framework.authtoken") == true, "\(problems)")
+            #expect(try await fixture.store.checkSchema(fixture.inbox.tables).problems.isEmpty, "the profile alone needs no token table")
+        }
+    }
+
+    @Test("a token table whose user_id is not unique is reported", arguments: StoreKind.available)
+    func tokenTableNotUnique(kind: StoreKind) async throws {
+        try await withFixture(kind) { fixture in
+            try await fixture.execute("DROP TABLE \"authtoken_token\"")
+            let created = kind == .sqlite ? "datetime" : "timestamp with time zone"
+            try await fixture.execute(
+                """
+                CREATE TABLE "authtoken_token" ("key" varchar(40) NOT NULL PRIMARY KEY, "created" \(created) NOT NULL, \
+                "user_id" integer NOT NULL REFERENCES "auth_user" ("id") DEFERRABLE INITIALLY DEFERRED)
+                """)
+            let problems = try await fixture.store.checkSchema(TestInbox.profileAndToken().tables).problems
+            #expect(problems.count == 1, "\(problems)")
+            #expect(problems.first?.column == "user_id")
+            #expect(problems.first?.problem.contains("UNIQUE") == true, "\(problems)")
         }
     }
 
     @Test("a missing profile table asks for migrate", arguments: StoreKind.available)
     func missingProfileTable(kind: StoreKind) async throws {
         try await withFixture(kind, FixtureOptions(profileTable: "no_such_profiles")) { fixture in
-            let problems = try await fixture.store.checkSchema()
+            let problems = try await fixture.store.checkSchema(fixture.inbox.tables).problems
             #expect(problems.count == 1)
             #expect(problems.first?.table == "no_such_profiles")
             #expect(problems.first?.problem.contains("python manage.py migrate") == true)
@@ -41,7 +73,7 @@ struct SchemaCheckTests {
     @Test("a missing user table is reported, and so is the foreign key that cannot point to it", arguments: StoreKind.available)
     func missingUserTable(kind: StoreKind) async throws {
         try await withFixture(kind, FixtureOptions(userTable: "no_such_users")) { fixture in
-            let problems = try await fixture.store.checkSchema()
+            let problems = try await fixture.store.checkSchema(fixture.inbox.tables).problems
             #expect(problems.contains { $0.table == "no_such_users" && $0.column == nil })
             #expect(problems.contains { $0.column == "user_id" && $0.problem.contains("foreign key") })
         }
@@ -94,7 +126,7 @@ struct SchemaCheckTests {
     func brokenVariant(variant: Variant, kind: StoreKind) async throws {
         try await withFixture(kind, FixtureOptions(profileTable: "broken_profile")) { fixture in
             try await fixture.execute("CREATE TABLE \"broken_profile\" " + (kind == .sqlite ? variant.sqlite : variant.postgres))
-            let problems = try await fixture.store.checkSchema()
+            let problems = try await fixture.store.checkSchema(fixture.inbox.tables).problems
             #expect(problems.count == 1, "\(problems)")
             #expect(problems.first?.table == "broken_profile")
             #expect(problems.first?.column == variant.column)

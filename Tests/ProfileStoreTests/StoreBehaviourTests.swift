@@ -1,17 +1,18 @@
 import ProfileReceiver
+import SignalInbox
 import SignalProtocol
 import Testing
 
-/// What both stores must do alike, through `ProfileReceiver().apply(_:to:)`.
+/// What both stores must do alike, through the inbox and the profile receiver.
 @Suite("Store behaviour (SQLite and PostgreSQL)")
 struct StoreBehaviourTests {
-    let receiver = ProfileReceiver()
+    let receiver = TestInbox.profile()
 
     @Test("created inserts a profile with the field default and NULLs", arguments: StoreKind.available)
     func createdWithDefaults(kind: StoreKind) async throws {
         try await withFixture(kind) { fixture in
             try await fixture.addUsers([1])
-            #expect(await applyOne(Messages.created(1), to: fixture.store) == .ok(.created))
+            #expect(await applyOne(Messages.created(1), to: fixture.store) == .profile(.created))
             #expect(try await fixture.profiles() == [StoredProfile(userID: 1, profileType: "personal")])
         }
     }
@@ -22,7 +23,7 @@ struct StoreBehaviourTests {
             try await fixture.addUsers([1])
             let message = Messages.created(
                 1, profileType: .value("business"), sex: .value("F"), birthdate: .value(Messages.date("1990-01-02")))
-            #expect(await applyOne(message, to: fixture.store) == .ok(.created))
+            #expect(await applyOne(message, to: fixture.store) == .profile(.created))
             #expect(
                 try await fixture.profiles() == [
                     StoredProfile(userID: 1, profileType: "business", sex: "F", birthdate: "1990-01-02")
@@ -37,13 +38,13 @@ struct StoreBehaviourTests {
             try await fixture.addProfiles([
                 StoredProfile(userID: 1, profileType: "business", sex: "F", birthdate: "1990-01-02")
             ])
-            #expect(await applyOne(Messages.updated(1, sex: .null), to: fixture.store) == .ok(.updated))
+            #expect(await applyOne(Messages.updated(1, sex: .null), to: fixture.store) == .profile(.updated))
             #expect(
                 try await fixture.profiles() == [
                     StoredProfile(userID: 1, profileType: "business", sex: nil, birthdate: "1990-01-02")
                 ])
             let second = Messages.updated(1, profileType: .value("personal"), birthdate: .value(Messages.date("2001-02-03")))
-            #expect(await applyOne(second, to: fixture.store) == .ok(.updated))
+            #expect(await applyOne(second, to: fixture.store) == .profile(.updated))
             #expect(
                 try await fixture.profiles() == [
                     StoredProfile(userID: 1, profileType: "personal", sex: nil, birthdate: "2001-02-03")
@@ -56,7 +57,7 @@ struct StoreBehaviourTests {
         try await withFixture(kind) { fixture in
             try await fixture.addUsers([1])
             let message = Messages.updated(1, seq: 4, sex: .value("M"))
-            #expect(await applyOne(message, to: fixture.store) == .ok(.skipped))
+            #expect(await applyOne(message, to: fixture.store) == .profile(.skipped))
             #expect(try await fixture.profiles().isEmpty)
             #expect(try await fixture.appliedIDs() == [message.id])
             #expect(try await fixture.sequences().isEmpty, "a skipped message does not advance the sequence")
@@ -68,9 +69,8 @@ struct StoreBehaviourTests {
         try await withFixture(kind) { fixture in
             try await fixture.addUsers([1])
             let created = Messages.created(1, sex: .value("F"))
-            #expect(await applyOne(created, to: fixture.store) == .ok(.created))
-            var again = created
-            again.data.sex = .value("M")  // same id, different content: still a duplicate
+            #expect(await applyOne(created, to: fixture.store) == .profile(.created))
+            let again = Messages.created(1, id: created.id, sex: .value("M"))  // same id, different content: still a duplicate
             #expect(await applyOne(again, to: fixture.store) == .ok(.duplicate))
             #expect(try await fixture.profiles() == [StoredProfile(userID: 1, profileType: "personal", sex: "F")])
             #expect(try await fixture.appliedIDs() == [created.id])
@@ -86,7 +86,7 @@ struct StoreBehaviourTests {
             let old = Messages.updated(1, seq: 9, sex: .value("M"))
             #expect(await applyOne(old, to: fixture.store) == .stale(lastSequence: 10))
             let newer = Messages.updated(1, seq: 11, sex: .value("O"))
-            #expect(await applyOne(newer, to: fixture.store) == .ok(.updated))
+            #expect(await applyOne(newer, to: fixture.store) == .profile(.updated))
             #expect(try await fixture.profiles() == [StoredProfile(userID: 1, profileType: "business", sex: "O")])
             #expect(try await fixture.sequences() == [1: 11])
             #expect(try await fixture.appliedIDs() == [old.id, newer.id])
@@ -97,7 +97,7 @@ struct StoreBehaviourTests {
     func conflicts(kind: StoreKind) async throws {
         try await withFixture(kind) { fixture in
             try await fixture.addUsers([1])
-            #expect(await applyOne(Messages.created(1, sex: .value("F")), to: fixture.store) == .ok(.created))
+            #expect(await applyOne(Messages.created(1, sex: .value("F")), to: fixture.store) == .profile(.created))
             let twice = Messages.created(1, sex: .value("M"))
             #expect(await applyOne(twice, to: fixture.store).errorCode == .conflict)
             let missingUser = Messages.created(2)
@@ -119,7 +119,7 @@ struct StoreBehaviourTests {
                 Messages.updated(2, seq: 5, birthdate: .value(Messages.date("1999-12-31"))),
             ]
             let outcomes = await receiver.apply(batch, to: fixture.store)
-            #expect(outcomes == [.ok(.created), .ok(.updated), .stale(lastSequence: 3), .ok(.created), .ok(.updated)])
+            #expect(outcomes == [.profile(.created), .profile(.updated), .stale(lastSequence: 3), .profile(.created), .profile(.updated)])
             #expect(
                 try await fixture.profiles() == [
                     StoredProfile(userID: 1, profileType: "business", sex: "F"),
@@ -138,7 +138,7 @@ struct StoreBehaviourTests {
             let outcomes = await receiver.apply(batch, to: fixture.store)
             #expect(outcomes.count == 1000)
             #expect(outcomes[499].errorCode == .conflict)
-            #expect(outcomes.enumerated().allSatisfy { $0.offset == 499 || $0.element == .ok(.created) })
+            #expect(outcomes.enumerated().allSatisfy { $0.offset == 499 || $0.element == .profile(.created) })
             let profiles = try await fixture.profiles()
             #expect(profiles.count == 1000)
             #expect(profiles.first { $0.userID == 500 } == StoredProfile(userID: 500, profileType: "business"))
@@ -157,7 +157,7 @@ struct StoreBehaviourTests {
             let outcomes = await receiver.apply(batch, to: fixture.store)
             #expect(outcomes.count == 1000)
             #expect(outcomes[320].errorCode == .invalidValue)
-            #expect(outcomes.enumerated().allSatisfy { $0.offset == 320 || $0.element == .ok(.created) })
+            #expect(outcomes.enumerated().allSatisfy { $0.offset == 320 || $0.element == .profile(.created) })
             let profiles = try await fixture.profiles()
             #expect(profiles.count == 999)
             #expect(!profiles.contains { $0.userID == 321 })
@@ -170,26 +170,37 @@ struct StoreBehaviourTests {
         try await withFixture(kind) { fixture in
             try await fixture.addUsers([1, 2, 3])
             try await fixture.addProfiles([StoredProfile(userID: 3, profileType: "business", sex: "M")])
-            let messages = [Messages.created(1, seq: 7), Messages.created(2, seq: 8), Messages.updated(3, seq: 9)]
             // A plan the database must refuse: user 3 already has a profile, so its insert
             // violates the unique user_id (after the other rows were written).
-            let bad = BatchPlan(
-                outcomes: [.ok(.created), .ok(.created), .ok(.created)],
-                inserts: [
-                    ProfileRow(userID: 1, profileType: "personal"), ProfileRow(userID: 2, profileType: "personal"),
-                    ProfileRow(userID: 3, profileType: "personal"),
-                ],
-                updates: [],
-                applied: messages.map(\.id),
-                sequences: [SequenceRecord(userID: 1, sequence: 7), SequenceRecord(userID: 2, sequence: 8)])
-            let error = await #expect(throws: StoreError.self) {
-                _ = try await fixture.store.apply(messages) { _ in bad }
-            }
+            let insert = Self.insertProfiles(
+                [(1, "personal"), (2, "personal"), (3, "personal")], dialect: fixture.store.dialect)
+            let objects = (1...3).map { ObjectKey(sender: "auth.user", pk: String($0)) }
+            let bad = InboxPlan(
+                outcomes: Array(repeating: .profile(.created), count: 3), writes: [insert], applied: ["m1", "m2", "m3"],
+                sequences: [SequenceRecord(object: objects[0], sequence: 7), SequenceRecord(object: objects[1], sequence: 8)])
+            let batch = StoreBatch(
+                messageIDs: ["m1", "m2", "m3"], objects: objects, mayCommitWithoutSync: false, reads: [],
+                plan: { _, _ in bad })
+            let error = await #expect(throws: StoreError.self) { _ = try await fixture.store.apply(batch) }
             #expect(error?.code == .rejected)
             #expect(try await fixture.profiles() == [StoredProfile(userID: 3, profileType: "business", sex: "M")])
             #expect(try await fixture.appliedIDs().isEmpty)
             #expect(try await fixture.sequences().isEmpty)
         }
+    }
+
+    /// Profile rows written by hand, as a receiver would write them.
+    static func insertProfiles(_ rows: [(Int64, String)], sex: String? = nil, dialect: SQLDialect) -> BatchStatement {
+        let sql =
+            dialect == .sqlite
+            ? "INSERT INTO \"accounts_userprofile\" (\"user_id\", \"profile_type\", \"sex\") VALUES \(BatchStatement.rowsMarker)"
+            : """
+            INSERT INTO "accounts_userprofile" ("user_id", "profile_type", "sex") \
+            SELECT x.u, x.t, x.s FROM unnest($1::int8[], $2::text[], $3::text[]) AS x(u, t, s)
+            """
+        return BatchStatement(
+            "insert profiles", sql: sql, columns: [.integer, .text, .text],
+            rows: rows.map { [.integer($0.0), .text($0.1), .text(sex)] })
     }
 
     @Test("a refused write reports no row data in the error message", arguments: StoreKind.available)
@@ -198,10 +209,13 @@ struct StoreBehaviourTests {
             try await fixture.addUsers([1])
             try await fixture.refuseSex("Q")
             let secret = "secret-profile-type-42"
-            let plan = BatchPlan(
-                outcomes: [.ok(.created)], inserts: [ProfileRow(userID: 1, profileType: secret, sex: "Q")])
+            let plan = InboxPlan(
+                outcomes: [.profile(.created)], writes: [Self.insertProfiles([(1, secret)], sex: "Q", dialect: fixture.store.dialect)])
+            let batch = StoreBatch(
+                messageIDs: ["m1"], objects: [ObjectKey(sender: "auth.user", pk: "1")], mayCommitWithoutSync: false,
+                reads: [], plan: { _, _ in plan })
             do throws(StoreError) {
-                _ = try await fixture.store.apply([Messages.created(1)]) { _ in plan }
+                _ = try await fixture.store.apply(batch)
                 Issue.record("the database accepted a refused row")
             } catch {
                 #expect(error.code == .rejected)
@@ -214,7 +228,7 @@ struct StoreBehaviourTests {
     @Test("batching equals one by one on a random mix of 400 messages over 25 users", arguments: StoreKind.available)
     func batchEqualsOneByOne(kind: StoreKind) async throws {
         var generator = SplitMix64(seed: 0x5EED)
-        var messages: [ProfileMessage] = []
+        var messages: [SignalEnvelope] = []
         var sequence: Int64 = 0
         for _ in 0..<400 {
             let user = Int64.random(in: 1...25, using: &generator)
@@ -255,10 +269,10 @@ struct StoreBehaviourTests {
             let users = Array(Int64(1)...Int64(size))
             try await fixture.addUsers(users)
             let created = await receiver.apply(users.map { Messages.created($0, seq: $0, sex: .value("F")) }, to: fixture.store)
-            #expect(created == Array(repeating: .ok(.created), count: size))
+            #expect(created == Array(repeating: .profile(.created), count: size))
             let updated = await receiver.apply(
                 users.map { Messages.updated($0, seq: $0 + 1000, profileType: .value("t\($0)")) }, to: fixture.store)
-            #expect(updated == Array(repeating: .ok(.updated), count: size))
+            #expect(updated == Array(repeating: .profile(.updated), count: size))
             #expect(
                 try await fixture.profiles()
                     == users.map { StoredProfile(userID: $0, profileType: "t\($0)", sex: "F") })
@@ -275,11 +289,11 @@ struct StoreBehaviourTests {
             let batch = dates.enumerated().map { index, text in
                 Messages.created(Int64(index + 1), birthdate: .value(Messages.date(text)))
             }
-            #expect(await receiver.apply(batch, to: fixture.store) == Array(repeating: .ok(.created), count: dates.count))
+            #expect(await receiver.apply(batch, to: fixture.store) == Array(repeating: .profile(.created), count: dates.count))
             #expect(try await fixture.profiles().map(\.birthdate) == dates)
             // And back through the store's own read path: an update that keeps the date.
             let updates = (1...Int64(dates.count)).map { Messages.updated($0, sex: .value("O")) }
-            #expect(await receiver.apply(updates, to: fixture.store) == Array(repeating: .ok(.updated), count: dates.count))
+            #expect(await receiver.apply(updates, to: fixture.store) == Array(repeating: .profile(.updated), count: dates.count))
             #expect(try await fixture.profiles().map(\.birthdate) == dates)
         }
     }
@@ -337,7 +351,7 @@ struct StoreBehaviourTests {
 
             // Order still holds across the upgrade: an older message is stale, a newer one applies.
             #expect(await applyOne(Messages.updated(1, seq: 9, sex: .value("M")), to: fixture.store) == .stale(lastSequence: 10))
-            #expect(await applyOne(Messages.updated(1, seq: 11, sex: .value("O")), to: fixture.store) == .ok(.updated))
+            #expect(await applyOne(Messages.updated(1, seq: 11, sex: .value("O")), to: fixture.store) == .profile(.updated))
             #expect(try await fixture.sequences()[1] == 11)
         }
     }

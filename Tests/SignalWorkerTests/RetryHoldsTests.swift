@@ -1,3 +1,4 @@
+import SignalInbox
 import SignalProtocol
 import SignalWorker
 import Testing

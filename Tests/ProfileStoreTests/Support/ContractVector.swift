@@ -1,3 +1,4 @@
+import SignalInbox
 import Foundation
 import SignalProtocol
 
@@ -16,18 +17,42 @@ struct ContractVector: Sendable {
         var stored: StoredProfile { StoredProfile(userID: userID, profileType: profileType, sex: sex, birthdate: birthdate) }
     }
 
+    /// A DRF token row: initial rows give the key; expected rows may leave it out (any
+    /// well-formed key: the worker generates it).
+    struct Token: Decodable, Sendable, Hashable {
+        var userID: Int64
+        var key: String?
+
+        enum CodingKeys: String, CodingKey {
+            case userID = "user_id", key
+        }
+    }
+
     struct Initial: Decodable, Sendable {
         var users: [Int64]?
         var profiles: [Profile]?
         var applied: [String]?
         var sequences: [String: Int64]?
+        var tokens: [Token]?
     }
 
     struct ExpectedReply: Decodable, Sendable, CustomStringConvertible {
-        struct Result: Decodable, Sendable { var action: String }
+        struct Result: Decodable, Sendable {
+            var action: String
+            /// Each receiver's action, compared when given.
+            var receivers: [String: String]?
+            /// The newer sequence of a `stale` reply, compared when given.
+            var lastSeq: Int64?
+
+            enum CodingKeys: String, CodingKey {
+                case action, receivers, lastSeq = "last_seq"
+            }
+        }
         struct ErrorBody: Decodable, Sendable {
             var code: String
             var field: String?
+            /// The receiver that refused the message, compared when given.
+            var receiver: String?
         }
         var status: String
         var result: Result?
@@ -41,15 +66,32 @@ struct ContractVector: Sendable {
         /// Why `reply` does not match, `nil` when it does (message text is not compared).
         func mismatch(_ reply: Reply) -> String? {
             switch reply.outcome {
-            case .ok, .stale:
+            case .ok, .stale, .applied:
                 let action = reply.outcome.action?.rawValue ?? "?"
                 guard status == "ok", result?.action == action else { return "expected \(self), got ok \(action)" }
+                if let expected = result?.receivers {
+                    let actual: [String: String]
+                    if case .applied(let receivers) = reply.outcome {
+                        actual = Dictionary(uniqueKeysWithValues: receivers.map { ($0.receiver, $0.action.rawValue) })
+                    } else {
+                        actual = [:]
+                    }
+                    guard actual == expected else { return "expected receivers \(expected), got \(actual)" }
+                }
+                if let expected = result?.lastSeq {
+                    guard case .stale(let last) = reply.outcome, last == expected else {
+                        return "expected stale with last_seq \(expected), got \(reply.outcome)"
+                    }
+                }
             case .error(let actual):
                 guard status == "error", let error, error.code == actual.code.rawValue else {
                     return "expected \(self), got \(actual)"
                 }
                 if let field = error.field, field != actual.field {
                     return "expected \(self), got \(actual.code) with field \(actual.field ?? "none")"
+                }
+                if let receiver = error.receiver, receiver != actual.receiver {
+                    return "expected \(self) from receiver \(receiver), got \(actual.receiver ?? "none")"
                 }
             }
             return nil
@@ -66,22 +108,27 @@ struct ContractVector: Sendable {
     }
 
     struct Expected: Decodable, Sendable {
-        var profiles: [Profile]
+        var profiles: [Profile]?
+        /// Compared when given.
+        var tokens: [Token]?
     }
 
     private struct File: Decodable {
         var name: String
+        var receivers: [String]?
         var initial: Initial?
         var steps: [Step]
         var expected: Expected?
         var expectedPostgres: Expected?
 
         enum CodingKeys: String, CodingKey {
-            case name, initial, steps, expected, expectedPostgres = "expected_postgres"
+            case name, receivers, initial, steps, expected, expectedPostgres = "expected_postgres"
         }
     }
 
     var name: String
+    /// The receivers the vector runs, in connection order (default: the profile receiver).
+    var receivers: [String]
     var initial: Initial
     var steps: [Step]
     /// The request frame of each step: the raw bytes of `message` when it is an object,
@@ -96,7 +143,7 @@ struct ContractVector: Sendable {
 
     func expectedProfiles(kind: StoreKind) -> [StoredProfile]? {
         let expected = kind == .postgres ? expectedPostgres ?? self.expected : self.expected
-        return expected.map { $0.profiles.map(\.stored).sorted { $0.userID < $1.userID } }
+        return expected.map { ($0.profiles ?? []).map(\.stored).sorted { $0.userID < $1.userID } }
     }
 
     struct FormatError: Error, CustomStringConvertible {
@@ -126,6 +173,7 @@ struct ContractVector: Sendable {
             throw FormatError(description: "\(url.lastPathComponent): steps and messages disagree")
         }
         name = file.name
+        receivers = file.receivers ?? ["profile"]
         initial = file.initial ?? Initial()
         steps = file.steps
         self.frames = frames

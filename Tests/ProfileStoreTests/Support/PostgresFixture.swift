@@ -3,7 +3,9 @@ import Logging
 import PostgresNIO
 import ProfileReceiver
 
-@testable import ProfileStorePostgres
+import DRFTokenReceiver
+import SignalInbox
+@testable import SignalStorePostgres
 
 /// Logs of the stores under test: errors only (connection retries log at info).
 let testLogger: Logger = {
@@ -18,12 +20,13 @@ let testLogger: Logger = {
 /// schema. Tests run in parallel, each in its own schema; the schema is dropped afterwards.
 struct PostgresFixture: StoreFixture {
     let schema: String
-    let postgresStore: PostgresProfileStore
+    let postgresStore: PostgresSignalStore
+    let inbox: Inbox
     /// A second client (as Django's connection would be), `search_path` = the fixture's schema.
     let admin: PostgresClient
 
     var kind: StoreKind { .postgres }
-    var store: any ProfileStore { postgresStore }
+    var store: any SignalStore { postgresStore }
 
     struct NotConfigured: Error {}
 
@@ -49,16 +52,17 @@ struct PostgresFixture: StoreFixture {
 
     /// Runs `body` with a store whose `run()` is running, on a fresh schema.
     static func with(
-        djangoSchema: Bool = true, configure: (inout PostgresStoreConfiguration) -> Void = { _ in },
+        djangoSchema: Bool = true, profile: ProfileReceiverConfiguration = ProfileReceiverConfiguration(),
+        configure: (inout PostgresStoreConfiguration) -> Void = { _ in },
         _ body: (PostgresFixture) async throws -> Void
     ) async throws {
         let schema = "swtest_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
         var configuration = try baseConfiguration()
         configuration.searchPath = schema
         configure(&configuration)
-        let store = PostgresProfileStore(configuration: configuration, logger: testLogger)
+        let store = PostgresSignalStore(configuration: configuration, logger: testLogger)
         let admin = try makeAdminClient(searchPath: schema)
-        let fixture = PostgresFixture(schema: schema, postgresStore: store, admin: admin)
+        let fixture = PostgresFixture(schema: schema, postgresStore: store, inbox: TestInbox.profile(profile), admin: admin)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await store.run() }
             // Bounded like the store's own pool: a clean-up must not wait for good on a pool
@@ -68,6 +72,10 @@ struct PostgresFixture: StoreFixture {
             var failure: (any Error)?
             do {
                 try await fixture.createSchema(djangoSchema: djangoSchema)
+                if djangoSchema {
+                    // DRF's token table, as its migrations create it (if the template had none).
+                    try await store.createTables(DRFTokenReceiver().djangoCompatibleDDL(.postgres))
+                }
                 try await store.prepareWorkerTables()
                 try await body(fixture)
             } catch {
@@ -76,10 +84,6 @@ struct PostgresFixture: StoreFixture {
             try? await fixture.execute("DROP SCHEMA \"\(schema)\" CASCADE")
             if let failure { throw failure }
         }
-    }
-
-    func createDjangoCompatibleSchema() async throws {
-        try await postgresStore.createDjangoCompatibleSchema()
     }
 
     func execute(_ sql: String) async throws {
@@ -160,6 +164,22 @@ struct PostgresFixture: StoreFixture {
             SELECT m, now() - make_interval(secs => \(ageSeconds)) FROM unnest(\(ids)::text[]) AS m
             """
         ).collect()
+    }
+
+    func addToken(userID: Int64, key: String) async throws {
+        _ = try await admin.query(
+            "INSERT INTO \"authtoken_token\" (\"key\", \"created\", \"user_id\") VALUES (\(key), now(), \(userID))"
+        ).collect()
+    }
+
+    func tokens() async throws -> [Int64: String] {
+        var tokens: [Int64: String] = [:]
+        for try await (userID, key) in try await admin.query("SELECT \"user_id\"::int8, \"key\"::text FROM \"authtoken_token\"")
+            .decode((Int64, String).self)
+        {
+            tokens[userID] = key
+        }
+        return tokens
     }
 
     func setSequences(_ sequences: [Int64: Int64]) async throws {

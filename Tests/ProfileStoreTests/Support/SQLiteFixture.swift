@@ -1,19 +1,22 @@
 import Foundation
 import GRDB
+import DRFTokenReceiver
 import ProfileReceiver
-@testable import ProfileStoreSQLite
+import SignalInbox
+@testable import SignalStoreSQLite
 
 /// An SQLite store on a file of its own: a copy of Django's migrated database when
 /// `SIGNAL_WORKER_TEST_DJANGO_SQLITE` is set, else the Django-compatible schema.
 struct SQLiteFixture: StoreFixture {
     let directory: URL
     let path: String
-    let sqliteStore: SQLiteProfileStore
+    let sqliteStore: SQLiteSignalStore
+    let inbox: Inbox
     /// A second connection, as Django's would be.
     let helper: DatabaseQueue
 
     var kind: StoreKind { .sqlite }
-    var store: any ProfileStore { sqliteStore }
+    var store: any SignalStore { sqliteStore }
 
     /// A fresh database path in a fresh temp directory, holding Django's schema (copied or created).
     static func makeDatabase(in directory: URL, djangoSchema: Bool = true) async throws -> String {
@@ -21,17 +24,16 @@ struct SQLiteFixture: StoreFixture {
         if djangoSchema, let template = TestEnvironment.djangoSQLiteTemplate {
             try FileManager.default.copyItem(atPath: template, toPath: path)
         } else if djangoSchema {
-            let store = try SQLiteProfileStore(configuration: SQLiteStoreConfiguration(path: path, createIfMissing: true))
-            try await store.createDjangoCompatibleSchema()
+            let store = try SQLiteSignalStore(configuration: SQLiteStoreConfiguration(path: path, createIfMissing: true))
+            try await store.createTables(TestInbox.profileAndToken().djangoCompatibleDDL(.sqlite))
             try store.close()
         }
         return path
     }
 
-    /// Runs `body` with a fresh fixture; `assumingSQLiteVersion` makes the store use the SQL
-    /// it would use with an older library (its fallbacks).
+    /// Runs `body` with a fresh fixture.
     static func with(
-        djangoSchema: Bool = true, assumingSQLiteVersion: Int? = nil,
+        djangoSchema: Bool = true, profile: ProfileReceiverConfiguration = ProfileReceiverConfiguration(),
         configure: (inout SQLiteStoreConfiguration) -> Void = { _ in },
         _ body: (SQLiteFixture) async throws -> Void
     ) async throws {
@@ -40,19 +42,20 @@ struct SQLiteFixture: StoreFixture {
         let path = try await makeDatabase(in: directory, djangoSchema: djangoSchema)
         var configuration = SQLiteStoreConfiguration(path: path, createIfMissing: true)
         configure(&configuration)
-        let store = try SQLiteProfileStore(configuration: configuration, assumingSQLiteVersion: assumingSQLiteVersion)
+        let store = try SQLiteSignalStore(configuration: configuration)
+        if djangoSchema {
+            // DRF's token table, as its migrations create it (if the template had none).
+            try await store.createTables(DRFTokenReceiver().djangoCompatibleDDL(.sqlite))
+        }
         try await store.prepareWorkerTables()
         var helperConfiguration = Configuration()
         helperConfiguration.busyMode = .timeout(5)
         let helper = try DatabaseQueue(path: path, configuration: helperConfiguration)
-        let fixture = SQLiteFixture(directory: directory, path: path, sqliteStore: store, helper: helper)
+        let fixture = SQLiteFixture(
+            directory: directory, path: path, sqliteStore: store, inbox: TestInbox.profile(profile), helper: helper)
         try await body(fixture)
         try helper.close()
         try store.close()
-    }
-
-    func createDjangoCompatibleSchema() async throws {
-        try await sqliteStore.createDjangoCompatibleSchema()
     }
 
     func execute(_ sql: String) async throws {
@@ -93,6 +96,24 @@ struct SQLiteFixture: StoreFixture {
                     sql: "INSERT INTO \"signal_worker_applied\" (\"message_id\", \"applied_at\") VALUES (?, ?)",
                     arguments: [id, appliedAt])
             }
+        }
+    }
+
+    func addToken(userID: Int64, key: String) async throws {
+        try await helper.write { db in
+            try db.execute(
+                sql: "INSERT INTO \"authtoken_token\" (\"key\", \"created\", \"user_id\") VALUES (?, '2026-01-01 00:00:00', ?)",
+                arguments: [key, userID])
+        }
+    }
+
+    func tokens() async throws -> [Int64: String] {
+        try await helper.read { db in
+            var tokens: [Int64: String] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT \"user_id\", \"key\" FROM \"authtoken_token\"") {
+                tokens[row[0]] = row[1]
+            }
+            return tokens
         }
     }
 

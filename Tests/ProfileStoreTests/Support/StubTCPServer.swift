@@ -1,3 +1,4 @@
+import SignalInbox
 import Foundation
 import Synchronization
 
