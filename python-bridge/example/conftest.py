@@ -13,24 +13,19 @@ def receiver_disconnected():
     """Make sure nothing reacts to the user model's post_save.
 
     Contract vectors create their initial users without the receiver and
-    then call it explicitly, step by step. The in-process receiver is
+    then call it explicitly, step by step. The in-process receivers are
     disconnected (and reconnected afterwards when ACCOUNTS_RECEIVER=in_process
-    had connected it), and the bridge is suspended (ACCOUNTS_RECEIVER=bridge
+    had connected them), and the bridge is suspended (ACCOUNTS_RECEIVER=bridge
     would otherwise publish every save to the worker).
     """
-    from django.contrib.auth import get_user_model
-    from django.db.models.signals import post_save
-
     import signal_bridge
-    from accounts.receivers import create_or_update_user_profile
+    from accounts import in_process
 
-    user_model = get_user_model()
-    uid = "accounts.create_or_update_user_profile"
-    was_connected = post_save.disconnect(sender=user_model, dispatch_uid=uid)
+    was_connected = in_process.disconnect()
     with signal_bridge.suspended():
         yield
     if was_connected:
-        post_save.connect(create_or_update_user_profile, sender=user_model, dispatch_uid=uid)
+        in_process.connect()
 
 
 @pytest.fixture
@@ -43,18 +38,13 @@ def store_kind(django_db_setup):
 
 @pytest.fixture
 def in_process_receiver(settings):
-    """The Python receiver on ``post_save``, the bridge off."""
-    from django.contrib.auth import get_user_model
-    from django.db.models.signals import post_save
-
-    from accounts.receivers import create_or_update_user_profile
+    """The Python receivers (``ACCOUNTS_RECEIVERS``) on ``post_save``, the bridge off."""
+    from accounts import in_process
 
     settings.ACCOUNTS_RECEIVER = "in_process"
     settings.SIGNAL_BRIDGE = {**getattr(settings, "SIGNAL_BRIDGE", {}), "ENABLED": False}
-    user_model = get_user_model()
-    uid = "accounts.create_or_update_user_profile"
-    was_connected = post_save.disconnect(sender=user_model, dispatch_uid=uid)
-    post_save.connect(create_or_update_user_profile, sender=user_model, dispatch_uid=uid)
+    was_connected = in_process.disconnect()
+    in_process.connect()
     yield
     if not was_connected:
-        post_save.disconnect(sender=user_model, dispatch_uid=uid)
+        in_process.disconnect()

@@ -28,8 +28,10 @@ class WorkerError(SignalBridgeError):
 
     Attributes: ``code`` (``invalid_value``, ``conflict``, ...), ``message``
     (for people; may change between releases), ``field`` (the field at
-    fault or ``None``), ``message_id`` (the request's ``id``: grep the
-    worker's log for it) and ``retryable``.
+    fault or ``None``), ``receiver`` (the worker's receiver whose rule
+    refused the message, e.g. ``"profile"`` or ``"drf-token"``, when the
+    reply names one: ``error.receiver``; ``None`` otherwise), ``message_id``
+    (the request's ``id``: grep the worker's log for it) and ``retryable``.
     """
 
     def __init__(
@@ -40,17 +42,23 @@ class WorkerError(SignalBridgeError):
         message_id: str | None,
         field: str | None = None,
         retryable: bool = False,
+        receiver: str | None = None,
     ) -> None:
         self.code = code
         self.message = message
         self.field = field
+        self.receiver = receiver
         self.message_id = message_id
         self.retryable = retryable
         super().__init__(str(self))
 
+    def where(self) -> str:
+        """``" (receiver drf-token, field instance.pk)"``, the parts that are set, or ``""``."""
+        parts = [f"{name} {value}" for name, value in (("receiver", self.receiver), ("field", self.field)) if value]
+        return f" ({', '.join(parts)})" if parts else ""
+
     def __str__(self) -> str:
-        where = f" (field {self.field})" if self.field else ""
-        return f"signal-worker replied {self.code}{where} to message {self.message_id}: {self.message}"
+        return f"signal-worker replied {self.code}{self.where()} to message {self.message_id}: {self.message}"
 
     @classmethod
     def from_reply(cls, reply: dict, message_id: str | None) -> "WorkerError":
@@ -58,6 +66,7 @@ class WorkerError(SignalBridgeError):
         error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
         code = str(error.get("code") or "unknown")
         retryable = error.get("retryable")
+        receiver = error.get("receiver")
         if not isinstance(retryable, bool):
             # PROTOCOL.md: unknown codes are final unless `retryable` says otherwise.
             retryable = code == "store_unavailable"
@@ -67,6 +76,7 @@ class WorkerError(SignalBridgeError):
             message_id=reply.get("id") or message_id,
             field=error.get("field"),
             retryable=retryable,
+            receiver=receiver if isinstance(receiver, str) else None,
         )
 
 

@@ -449,7 +449,7 @@ def classify(reply: dict, message_id: str) -> tuple[str, object]:
     state.count_each("errors", f"errors.{error.code}")
     logger.warning(
         "signal_bridge: message %s got %s%s: %s",
-        error.message_id, error.code, f" (field {error.field})" if error.field else "", error.message,
+        error.message_id, error.code, error.where(), error.message,
     )
     return ("retry" if error.retryable else "final"), error
 

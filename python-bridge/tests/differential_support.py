@@ -1,11 +1,13 @@
 """Support of ``test_differential.py``: operations, strategies, the two runs.
 
 The differential test runs one generated sequence of user operations twice
-on fresh tables: once with the reference receiver
-(``accounts.receivers.create_or_update_user_profile``) connected to
-``post_save`` in process, the bridge suspended, and once through the bridge
-in ``sync`` mode and the real ``signal-worker``, the in-process receiver
-disconnected. Each run returns, per top-level operation, an *outcome* and a
+on fresh tables: once with the reference receivers connected to
+``post_save`` in process (``accounts.in_process.run_receivers``: the
+receivers ``settings.ACCOUNTS_RECEIVERS`` names, the profile receiver and
+optionally DRF's token receiver, in one ``atomic()`` per save as the worker
+applies a message), the bridge suspended, and once through the bridge in
+``sync`` mode and the real ``signal-worker`` started with the same
+``--receivers``, the in-process receivers disconnected. Each run returns, per top-level operation, an *outcome* and a
 snapshot of the tables; the test compares them.
 
 Outcomes are compared in the bridge's vocabulary: an exception of the
@@ -21,12 +23,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import re
 import string
 
 from hypothesis import strategies as st
 
 MAX_STEPS = 8  # saves and deletes per example, block contents included
-RECEIVER_UID = "accounts.create_or_update_user_profile"
+TOKEN_KEY = re.compile(r"[0-9a-f]{40}")
 
 
 class _Absent:
@@ -265,13 +268,16 @@ class Error:
 
     Expected errors carry the set of acceptable ``fields`` (one, except for a
     PostgreSQL ``DataError``, which does not name the column); actual errors
-    carry the one field the worker named.
+    carry the one field the worker named. ``receiver``: the receiver that
+    raised in process, or the one the worker's reply names
+    (``error.receiver``); compared when the worker names one.
     """
 
     code: str
     fields: frozenset
     user: str | None
     detail: str = dataclasses.field(default="", compare=False)
+    receiver: str | None = dataclasses.field(default=None, compare=False)
 
     def matches(self, actual: "Error") -> bool:
         return (
@@ -280,6 +286,7 @@ class Error:
             and self.user == actual.user
             and actual.fields <= self.fields
             and len(actual.fields) == 1
+            and (actual.receiver is None or actual.receiver == self.receiver)
         )
 
 
@@ -335,7 +342,9 @@ def expected_error(exc: BaseException, data, user: str, vendor: str) -> Error:
                                                                  ``attrs._profile_data``
     ==========================================================  =================================
 
-    Anything else is unmapped: the test fails and shows the exception.
+    Anything else is unmapped: the test fails and shows the exception. The
+    receiver that raised is the token receiver when the error names its
+    table (``authtoken_token``), else the profile receiver (which runs first).
     """
     from django.core.exceptions import ValidationError
     from django.db import DataError, IntegrityError
@@ -343,13 +352,14 @@ def expected_error(exc: BaseException, data, user: str, vendor: str) -> Error:
     detail = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ValidationError):
         assert exc.code in ("invalid", "invalid_date"), detail
-        return Error("invalid_value", frozenset({"birthdate"}), user, detail)
+        return Error("invalid_value", frozenset({"birthdate"}), user, detail, "profile")
     if isinstance(exc, IntegrityError):
         text = str(exc)
         if "profile_type" in text and ("NOT NULL" in text or "not-null" in text):
-            return Error("invalid_value", frozenset({"profile_type"}), user, detail)
+            return Error("invalid_value", frozenset({"profile_type"}), user, detail, "profile")
         if "UNIQUE" in text or "duplicate key" in text or "FOREIGN KEY" in text or "foreign key" in text:
-            return Error("conflict", frozenset({"instance.pk"}), user, detail)
+            receiver = "drf-token" if "authtoken_token" in text else "profile"
+            return Error("conflict", frozenset({"instance.pk"}), user, detail, receiver)
     if isinstance(exc, DataError) and vendor == "postgresql":
         offending = frozenset(
             key
@@ -359,11 +369,11 @@ def expected_error(exc: BaseException, data, user: str, vendor: str) -> Error:
             and (len(data[key]) > limit or "\x00" in data[key])
         )
         assert offending, f"DataError without an over-long or NUL text value in {data!r}: {detail}"
-        return Error("invalid_value", offending, user, detail)
+        return Error("invalid_value", offending, user, detail, "profile")
     if isinstance(exc, TypeError) and isinstance(data, dict) and isinstance(data.get("birthdate"), int):
-        return Error("bad_request", frozenset({"birthdate"}), user, detail)
+        return Error("bad_request", frozenset({"birthdate"}), user, detail, "profile")
     if isinstance(exc, AttributeError) and not isinstance(data, dict) and data is not ABSENT:
-        return Error("bad_request", frozenset({"attrs._profile_data"}), user, detail)
+        return Error("bad_request", frozenset({"attrs._profile_data"}), user, detail, "profile")
     raise AssertionError(f"unmapped in-process error for {user} with {data!r}: {detail}") from exc
 
 
@@ -374,12 +384,13 @@ WORKER_TABLES = ("signal_worker_applied", "signal_worker_object_sequence")
 
 
 def clean_tables() -> None:
-    """Empty every table the runs touch (users, profiles, outbox, worker state)."""
+    """Empty every table the runs touch (users, profiles, tokens, outbox, worker state)."""
     from django.db import connection
 
     existing = set(connection.introspection.table_names())
     tables = [
         "accounts_userprofile",
+        "authtoken_token",
         "auth_user_groups",
         "auth_user_user_permissions",
         "auth_user",
@@ -399,9 +410,10 @@ class Snapshot:
 
     users: tuple
     profiles: tuple  # (username, profile_type, sex, birthdate text) as stored
+    tokens: tuple = ()  # (owner's username, "40 hex" or the malformed key): keys are random
 
     def __repr__(self) -> str:
-        return f"users={list(self.users)} profiles={list(self.profiles)}"
+        return f"users={list(self.users)} profiles={list(self.profiles)} tokens={list(self.tokens)}"
 
 
 def snapshot() -> Snapshot:
@@ -417,7 +429,15 @@ def snapshot() -> Snapshot:
             "FROM accounts_userprofile p LEFT JOIN auth_user u ON u.id = p.user_id ORDER BY 1"
         )
         profiles = tuple(tuple(row) for row in cursor.fetchall())
-    return Snapshot(users, profiles)
+        cursor.execute(
+            "SELECT COALESCE(u.username, '#' || CAST(t.user_id AS TEXT)), t.\"key\" "
+            "FROM authtoken_token t LEFT JOIN auth_user u ON u.id = t.user_id ORDER BY 1"
+        )
+        tokens = tuple(
+            (owner, "40 hex" if TOKEN_KEY.fullmatch(key) else f"malformed key {key!r}")
+            for owner, key in cursor.fetchall()
+        )
+    return Snapshot(users, profiles, tokens)
 
 
 def save_step(step: Step):
@@ -470,7 +490,7 @@ class RunResult:
 
 
 class InProcessRun:
-    """The reference: the Python receiver inside ``save()``, the bridge suspended."""
+    """The reference: the Python receivers inside ``save()``, the bridge suspended."""
 
     def __init__(self, vendor: str) -> None:
         self.vendor = vendor
@@ -544,7 +564,7 @@ class InProcessRun:
         from django.contrib.auth.models import User
         from django.db import transaction
 
-        from accounts.receivers import create_or_update_user_profile
+        from accounts.in_process import run_receivers
 
         calls = []
         with receiver_disconnected(), transaction.atomic():
@@ -557,10 +577,8 @@ class InProcessRun:
             instance = User.objects.get(username=sub.username)  # as the worker: reads the table now
             if sub.data is not ABSENT:
                 instance._profile_data = copy.deepcopy(sub.data)
-            try:
-                create_or_update_user_profile(
-                    sender=User, instance=instance, created=created, raw=sub.how == "raw", using="default"
-                )
+            try:  # the enabled receivers in one transaction, as the worker applies a message
+                run_receivers(sender=User, instance=instance, created=created, raw=sub.how == "raw", using="default")
             except Exception as exc:
                 errors.append((index, expected_error(exc, sub.data, sub.username, self.vendor)))
         assert errors, f"the block failed in process but its deferred replay did not: {step!r}"
@@ -569,7 +587,7 @@ class InProcessRun:
 
 
 class BridgeRun:
-    """The bridge in ``sync`` mode and the real worker; no receiver in process."""
+    """The bridge in ``sync`` mode and the real worker; no receivers in process."""
 
     def run(self, steps) -> RunResult:
         result = RunResult([], [], [])
@@ -591,7 +609,7 @@ class BridgeRun:
             outcome = save_step(step)
         except signal_bridge.WorkerError as exc:
             notes.append(f"{step!r}: {exc}")
-            outcome = Error(exc.code, frozenset({exc.field}), step.username, str(exc))
+            outcome = Error(exc.code, frozenset({exc.field}), step.username, str(exc), exc.receiver)
         assert OutboxMessage.objects.count() == 0, f"autocommit sync left outbox rows after {step!r}"
         return outcome
 
@@ -618,7 +636,7 @@ class BridgeRun:
             notes.append(f"{step!r}: {exc}")
             left = OutboxMessage.objects.count()
             letter = DeadLetter.objects.get(message_id=exc.message_id)
-            first = Error(exc.code, frozenset({exc.field}), username_of(letter.object_pk), str(exc))
+            first = Error(exc.code, frozenset({exc.field}), username_of(letter.object_pk), str(exc), exc.receiver)
             relayed = relay.run(once=True)  # the relay sends what the failed callback left behind
             assert relayed.remaining == 0 and relayed.sent == left, f"relay after {step!r}: {relayed}"
             later = tuple(
@@ -632,45 +650,38 @@ class BridgeRun:
 
 
 # ---------------------------------------------------------------------------
-# The in-process receiver on and off
+# The in-process receivers on and off (``accounts.in_process``: the receivers
+# ``settings.ACCOUNTS_RECEIVERS`` names, read on every save)
 
 
 class receiver_connected:
-    """Connect the reference receiver to the user model's ``post_save``."""
+    """Connect the reference receivers to the user model's ``post_save``."""
 
     def __enter__(self):
-        from django.contrib.auth import get_user_model
-        from django.db.models.signals import post_save
+        from accounts import in_process
 
-        from accounts.receivers import create_or_update_user_profile
-
-        post_save.connect(create_or_update_user_profile, sender=get_user_model(), dispatch_uid=RECEIVER_UID)
+        in_process.connect()
         return self
 
     def __exit__(self, *exc):
-        from django.contrib.auth import get_user_model
-        from django.db.models.signals import post_save
+        from accounts import in_process
 
-        post_save.disconnect(sender=get_user_model(), dispatch_uid=RECEIVER_UID)
+        in_process.disconnect()
         return False
 
 
 class receiver_disconnected:
-    """Disconnect the reference receiver for a while (reconnect it if it was)."""
+    """Disconnect the reference receivers for a while (reconnect them if they were)."""
 
     def __enter__(self):
-        from django.contrib.auth import get_user_model
-        from django.db.models.signals import post_save
+        from accounts import in_process
 
-        self.was = post_save.disconnect(sender=get_user_model(), dispatch_uid=RECEIVER_UID)
+        self.was = in_process.disconnect()
         return self
 
     def __exit__(self, *exc):
         if self.was:
-            from django.contrib.auth import get_user_model
-            from django.db.models.signals import post_save
+            from accounts import in_process
 
-            from accounts.receivers import create_or_update_user_profile
-
-            post_save.connect(create_or_update_user_profile, sender=get_user_model(), dispatch_uid=RECEIVER_UID)
+            in_process.connect()
         return False

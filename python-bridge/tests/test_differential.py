@@ -10,14 +10,20 @@ was rolled back), delete a profile, plain, ``raw=True`` and
 ``update_fields`` saves, and ``atomic()`` blocks of up to three saves that
 commit or roll back. Each sequence runs twice on emptied tables:
 
-1. the reference receiver connected to ``post_save`` in process, the bridge
+1. the reference receivers connected to ``post_save`` in process, the bridge
    suspended;
 2. the bridge in ``sync`` mode with the real ``signal-worker``, the
-   in-process receiver disconnected.
+   in-process receivers disconnected.
 
-After every operation the two runs must agree on the tables (users by
-username, ``accounts_userprofile`` rows as stored) and on the operation's
-outcome. An in-process exception is mapped to the ``WorkerError`` the bridge
+The property runs once per receiver set (``RECEIVER_SETS``): the profile
+receiver alone (the worker's default), and the profile receiver then Django
+REST framework's token receiver (``ACCOUNTS_RECEIVERS`` in process, one
+``atomic()`` per save; a worker started with ``--receivers
+profile,drf-token``). After every operation the two runs must agree on the
+tables (users by username, ``accounts_userprofile`` rows as stored,
+``authtoken_token`` by owner, each key 40 lowercase hex characters) and on
+the operation's outcome (when the worker names the receiver that refused a
+message, it must be the one that raised in process). An in-process exception is mapped to the ``WorkerError`` the bridge
 must raise (``differential_support.expected_error``)::
 
     ValidationError (birthdate: bad format / no such date)  -> invalid_value, birthdate
@@ -54,6 +60,7 @@ from hypothesis import HealthCheck, event, given, settings
 
 import signal_bridge
 from accounts.models import UserProfile
+from conftest import Worker, store_url, worker_binary
 from differential_support import (
     BridgeRun,
     InProcessRun,
@@ -72,6 +79,41 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 EXAMPLES = int(os.environ.get("SIGNAL_BRIDGE_DIFF_EXAMPLES", "200"))
 
+# The worker's --receivers, in connection order; the same names in ACCOUNTS_RECEIVERS.
+RECEIVER_SETS = [("profile",), ("profile", "drf-token")]
+
+
+@pytest.fixture(scope="module")
+def token_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A second ``signal-worker serve`` on the test database with ``--receivers profile,drf-token``.
+
+    Started only when a test asks for it. A worker that does not know the
+    option exits at start: the test fails with its log, it is not skipped.
+    """
+    from django.db import connection as db
+
+    with django_db_blocker.unblock():
+        store = store_url(db.settings_dict)
+    w = Worker(
+        worker_binary(),
+        store,
+        tmp_path_factory.mktemp("token-worker") / "signal-worker.log",
+        extra_args=("--receivers", "profile,drf-token"),
+    )
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture(params=RECEIVER_SETS, ids="+".join)
+def receivers(request, bridge, settings):
+    """The receiver set of this run: in process (``ACCOUNTS_RECEIVERS``) and in the worker the bridge talks to."""
+    names = request.param
+    settings.ACCOUNTS_RECEIVERS = list(names)
+    if names != ("profile",):
+        bridge(ENDPOINT=request.getfixturevalue("token_worker").endpoint)
+    return names
+
 
 @settings(
     max_examples=EXAMPLES,
@@ -81,7 +123,7 @@ EXAMPLES = int(os.environ.get("SIGNAL_BRIDGE_DIFF_EXAMPLES", "200"))
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(ops=operations)
-def test_bridge_matches_in_process_receiver(bridge, ops):
+def test_bridge_matches_in_process_receiver(bridge, receivers, ops):
     steps = plan(ops)
     clean_tables()
     try:
@@ -100,6 +142,8 @@ def test_bridge_matches_in_process_receiver(bridge, ops):
             event("update changed a profile")
         if getattr(actual_outcome, "later", ()):
             event("block error with later dead letters")
+        if reference.snapshots[index].tokens != (reference.snapshots[index - 1].tokens if index else ()):
+            event("tokens changed")
         if not (same_outcome and same_tables):
             raise AssertionError(
                 f"the bridge differs from the in-process receiver at step {index}: {step!r}\n"

@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # The project's Python venv, shared by scripts/test and scripts/demo (source it):
-# .venv with python-bridge/example/requirements.txt and the bridge installed
-# editable (pip install -e python-bridge). pip runs only when the requirements,
-# the bridge's pyproject.toml or the Python version changed since the last
-# install (a stamp file in the venv), or when the packages do not import.
+# .venv with python-bridge/example/requirements.txt (Django, DRF, ...) and the
+# bridge installed editable (pip install -e python-bridge). pip runs only when
+# the requirements, the bridge's pyproject.toml or the Python version changed
+# since the last install (a stamp file in the venv), or when the packages do
+# not import.
 #
 #   source "$ROOT/scripts/lib/python-venv.sh"
 #   ensure_venv          # sets VENV and PY (the venv's python)
@@ -33,7 +34,7 @@ ensure_venv() { # ensure_venv [DIR [DJANGO_REQUIREMENT]]
     fi
     want=$( { echo "$packages"; cat "$bridge/pyproject.toml"; echo "python=$version"; } | sha256sum | cut -d' ' -f1)
     if [[ -x "$PY" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-        && "$PY" -c 'import django, zmq, signal_bridge' 2>/dev/null; then
+        && "$PY" -c 'import django, rest_framework, zmq, signal_bridge' 2>/dev/null; then
         echo "venv up to date ($VENV)"
         return 0
     fi
@@ -47,8 +48,8 @@ ensure_venv() { # ensure_venv [DIR [DJANGO_REQUIREMENT]]
         || { echo "$out" >&2; echo "pip install -r $requirements${django:+ (with $django)} failed" >&2; return 1; }
     out=$("$PY" -m pip install --disable-pip-version-check -q -e "$bridge" 2>&1) \
         || { echo "$out" >&2; echo "pip install -e $bridge failed" >&2; return 1; }
-    "$PY" -c 'import django, zmq, signal_bridge' || { echo "signal_bridge does not import after pip install -e $bridge" >&2; return 1; }
+    "$PY" -c 'import django, rest_framework, zmq, signal_bridge' || { echo "django, rest_framework or signal_bridge does not import after pip install -e $bridge" >&2; return 1; }
     echo "$want" > "$stamp"
-    "$PY" -m pip freeze --disable-pip-version-check | grep -iE '^(django|psycopg|pytest|pytest-django|pyzmq|hypothesis)==|signal.bridge' | tr '\n' ' ' || true
+    "$PY" -m pip freeze --disable-pip-version-check | grep -iE '^(django|djangorestframework|psycopg|pytest|pytest-django|pyzmq|hypothesis)==|signal.bridge' | tr '\n' ' ' || true
     echo
 }

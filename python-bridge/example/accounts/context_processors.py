@@ -10,7 +10,13 @@ def profile_receiver(request):
         endpoint = bridge.get("ENDPOINT", "")
         description = f"signal-worker (Swift) via signal_bridge, {mode} mode, {endpoint}"
     elif receiver == "in_process":
-        description = "the Python receiver, in process (accounts/receivers.py)"
+        from . import in_process
+
+        try:
+            names = ", ".join(in_process.enabled())
+        except ValueError:  # accounts.E001 reports it
+            names = "?"
+        description = f"the Python receivers ({names}), in process (accounts/in_process.py)"
     else:
         description = "nobody (ACCOUNTS_RECEIVER=none)"
     return {

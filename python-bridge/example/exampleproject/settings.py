@@ -12,6 +12,12 @@ Environment:
   (``accounts.receivers.create_or_update_user_profile``) runs inside
   ``save()``, as before the bridge;
   ``none``: nobody (the contract-vector tests call the receiver themselves).
+- ``ACCOUNTS_RECEIVERS``: which Python receivers run in process
+  (``ACCOUNTS_RECEIVER=in_process``, and ``ON_UNREACHABLE = "local"``), comma
+  separated, in the worker's ``--receivers`` names and order: ``profile``
+  (default), ``drf-token`` (Django REST framework's ``create_auth_token``),
+  e.g. ``profile,drf-token``. Unset, the worker's own variable
+  ``SIGNAL_WORKER_RECEIVERS`` is read, so one variable configures both.
 - ``SIGNAL_BRIDGE_ENDPOINT`` (default ``tcp://127.0.0.1:5557``) and
   ``SIGNAL_BRIDGE_MODE`` (default ``sync``): see ``SIGNAL_BRIDGE`` below.
 - ``DJANGO_DEBUG=1``: Django's debug mode (``scripts/demo`` sets it; off
@@ -40,6 +46,8 @@ ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    # authtoken_token, the table of DRF's token receiver (drf-token).
+    "rest_framework.authtoken",
     "signal_bridge",
     "accounts",
 ]
@@ -163,6 +171,12 @@ if ACCOUNTS_RECEIVER not in {"bridge", "in_process", "none"}:
         f"ACCOUNTS_RECEIVER={ACCOUNTS_RECEIVER!r}: use bridge, in_process or none"
     )
 
+# The receivers in process (accounts.in_process), as the worker's --receivers:
+# the names in connection order. Checked by accounts.E001.
+ACCOUNTS_RECEIVERS = (
+    os.environ.get("ACCOUNTS_RECEIVERS") or os.environ.get("SIGNAL_WORKER_RECEIVERS") or "profile"
+).split(",")
+
 # The two lines a project adds to use the bridge: "signal_bridge" in
 # INSTALLED_APPS and this dictionary (python-bridge/README.md documents every key).
 SIGNAL_BRIDGE = {
@@ -177,6 +191,6 @@ SIGNAL_BRIDGE = {
     # Sync mode, worker not answering: ON_UNREACHABLE is left at its default,
     # "defer" (save() returns after TIMEOUT_MS, the relay sends the message
     # later); "raise" would answer the sign-up with a 500, "local" runs the
-    # Python receiver named here.
-    "LOCAL_RECEIVERS": {"auth.user": "accounts.receivers.create_or_update_user_profile"},
+    # Python receiver named here: the ACCOUNTS_RECEIVERS, in one transaction.
+    "LOCAL_RECEIVERS": {"auth.user": "accounts.in_process.run_receivers"},
 }

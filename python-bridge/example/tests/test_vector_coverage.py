@@ -29,6 +29,14 @@ NOT_IN_VECTORS = {
 # Branches of the reference receiver (what the Python side can check).
 PYTHON_BRANCHES = {"created", "updated", "skipped", "conflict", "invalid_value"}
 
+# Each receiver's outcomes as replies name them: an action in ``result.receivers``, an
+# error code with ``error.receiver`` (docs/PROTOCOL.md, "Several receivers").
+RECEIVER_OUTCOMES = {
+    ("profile", "created"), ("profile", "updated"), ("profile", "skipped"),
+    ("profile", "conflict"), ("profile", "invalid_value"),
+    ("drf-token", "created"), ("drf-token", "skipped"), ("drf-token", "conflict"),
+}
+
 
 def swift_actions():
     """``case name`` lines of ``enum ReplyAction``."""
@@ -109,3 +117,31 @@ def test_every_receiver_branch_runs_in_python(branch):
     # A step the Python suite runs: no "python" skip marker and a receiver outcome.
     runnable = [file for file, step, reply in vector_replies() if "python" not in step and outcome(reply) == branch]
     assert runnable, f"no vector runs the Python receiver's {branch!r} branch"
+
+
+def receiver_outcomes(step, reply):
+    """``(receiver, action or error code)`` pairs a reply names."""
+    if reply.get("status") == "ok":
+        return set((reply["result"].get("receivers") or {}).items())
+    receiver = reply["error"].get("receiver")
+    return {(receiver, reply["error"]["code"])} if receiver else set()
+
+
+@pytest.mark.parametrize("pair", sorted(RECEIVER_OUTCOMES), ids="/".join)
+def test_every_receiver_outcome_has_a_vector(pair):
+    covering = [file for file, step, reply in vector_replies() if pair in receiver_outcomes(step, reply)]
+    assert covering, f"no vector names receiver outcome {pair} in result.receivers or error.receiver"
+    if pair[1] in {"created", "updated", "skipped"}:
+        runnable = [
+            file
+            for file, step, reply in vector_replies()
+            if "python" not in step and pair in receiver_outcomes(step, reply)
+        ]
+        assert runnable, f"no vector runs {pair} in Python"
+
+
+def test_vectors_name_known_receivers_once_each():
+    for path in sorted(VECTORS_DIR.glob("*.json")):
+        receivers = json.loads(path.read_text(encoding="utf-8")).get("receivers", ["profile"])
+        assert receivers and len(set(receivers)) == len(receivers), f"{path.name}: receivers {receivers}"
+        assert set(receivers) <= {"profile", "drf-token"}, f"{path.name}: unknown receiver in {receivers}"
