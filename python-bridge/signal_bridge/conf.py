@@ -44,23 +44,23 @@ Keys (all optional; ``python-bridge/README.md`` has the same table):
     relay. ``"local"`` runs the Python receiver named in
     ``LOCAL_RECEIVERS`` in process instead.
 
-    Why these three defaults: with the worker down, the first sync
-    ``save()`` waits ``TIMEOUT_MS * (RETRIES + 1)`` = 0.6 s, returns, and
-    leaves the message in the outbox for the relay; the saves after it skip
-    the network for ``UNREACHABLE_COOLDOWN_MS``. (The earlier 2000 ms, 2
-    retries and ``"raise"`` made that first save wait 6 s and then raise
-    after the user's row had committed: a 500 page, a user without a
-    profile.) 300 ms is over twice the slowest sync ``save()`` measured
-    (p99 108-132 ms with four Django processes on SQLite, 6-22 ms on
-    PostgreSQL; README, "Configuration"). The one retry goes out on a fresh
-    socket with the same id: a reply that was only slow still arrives
-    within the same ``save()`` (the resend is answered ``duplicate`` once
-    the first commits), and behind ``signal-worker broker`` a resend after a
-    worker died reaches a live one. In the async and relay pipelines the
-    timeout bounds a silence (every reply restarts it); a round cut short
-    leaves its messages in the outbox, resent later with the same ids
-    (``duplicate``). Raise ``TIMEOUT_MS`` where the worker is known to pause
-    longer, e.g. SQLite shared with long Django transactions.
+    Why these three defaults: with the worker down, the first sync ``save()``
+    waits ``TIMEOUT_MS * (RETRIES + 1)`` = 0.6 s, returns, and leaves the
+    message in the outbox for the relay; the saves after it skip the network
+    for ``UNREACHABLE_COOLDOWN_MS``. (The earlier 2000 ms, 2 retries and
+    ``"raise"`` made that first save wait 6 s and then raise after the user's
+    row had committed: a 500 page, a user without a profile.) 300 ms is over
+    twice the slowest sync ``save()`` measured (p99 108-132 ms with four
+    Django processes on SQLite, 6-22 ms on PostgreSQL; docs/OPERATIONS.md,
+    "SQLite shared with Django"). The one retry goes out on a fresh socket
+    with the same id: a reply that was only slow still arrives within the same
+    ``save()`` (the resend is answered ``duplicate`` once the first commits),
+    and behind ``signal-worker broker`` a resend after a worker died reaches a
+    live one. In the async and relay pipelines the timeout bounds a silence
+    (every reply restarts it); a round cut short leaves its messages in the
+    outbox, resent later with the same ids (``duplicate``). Raise
+    ``TIMEOUT_MS`` where the worker is known to pause longer, e.g. SQLite
+    shared with long Django transactions.
 ``LOCAL_RECEIVERS`` (``{}``)
     ``{"app_label.model": "dotted.path.to.receiver"}`` for ``"local"``.
 ``UNREACHABLE_COOLDOWN_MS`` (``5000``)

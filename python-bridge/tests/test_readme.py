@@ -113,3 +113,41 @@ def test_the_readme_documents_every_demo_variable_and_links_the_demo_metrics():
     port = re.search(r"DEMO_METRICS_PORT\s+the worker's /metrics port on 127\.0\.0\.1 \(default (\d+)\)", help_text)
     assert port, "scripts/demo --help gives the metrics port's default"
     assert f"(http://127.0.0.1:{port.group(1)}/metrics)" in demo, "the demo section links the metrics endpoint"
+
+
+def serve_options() -> dict[str, str]:
+    """``signal-worker serve --help``: each option and the variable it reads."""
+    help_text = subprocess.run([str(worker_binary()), "serve", "--help"], capture_output=True, text=True,
+                               timeout=30, check=True).stdout
+    options = {}
+    for block in re.split(r"\n(?=  --)", help_text.split("OPTIONS:", 1)[1]):
+        name = re.match(r"\s*(--[a-z-]+)", block)
+        env = re.search(r"\[env:\s*([A-Z_]+)", re.sub(r"\s+", " ", block))
+        if name and env:
+            options[name.group(1)] = env.group(1)
+    assert len(options) > 20, "could not read the options of serve --help"
+    return options
+
+
+def option_rows(text: str) -> dict[str, str]:
+    """``| `--opt`, `--other` | `VAR`, `OTHER=1` | ...``: each option of a table with its variable."""
+    rows = {}
+    for cells in re.findall(r"^\| (`--.*?) \| (`[A-Z_].*?) \|", text, re.M):
+        names = re.findall(r"`(--[a-z-]+)`", cells[0])
+        variables = re.findall(r"`([A-Z_]+)(?:=1)?`", cells[1])
+        assert len(names) == len(variables), cells
+        rows.update(zip(names, variables))
+    return rows
+
+
+def test_the_option_tables_are_the_options_serve_help_has():
+    """README's "Settings" table names real options with their variables, and docs/OPERATIONS.md's
+    "Every `serve` option" lists every option ``serve --help`` has."""
+    options = serve_options()
+    readme = option_rows(readme_section("Settings"))
+    wrong = sorted(name for name, variable in readme.items() if options.get(name) != variable)
+    assert readme and not wrong, f"README.md's worker table: not in serve --help, or another variable: {wrong}"
+    operations = (REPO / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
+    every = option_rows(operations.split("## Every `serve` option", 1)[1].split("\n## ", 1)[0])
+    assert every == options, f"missing: {sorted(set(options) - set(every))}, unknown or wrong variable: " \
+        f"{sorted(k for k in every if options.get(k) != every[k])}"
