@@ -70,8 +70,6 @@ let package = Package(
                 "ZeroMQ",
                 "SignalProtocol",
                 "SignalInbox",
-                "ProfileReceiver",
-                "DRFTokenReceiver",
                 "SignalStoreSQLite",
                 "SignalStorePostgres",
                 .product(name: "Logging", package: "swift-log"),
@@ -85,9 +83,15 @@ let package = Package(
         ),
         .executableTarget(
             name: "signal-worker",
+            // The only place that wires concrete stores and receivers together (ReceiverCatalog,
+            // StoreBootstrap, WorkerServices).
             dependencies: [
                 "SignalWorker",
+                "SignalInbox",
+                "ProfileReceiver",
+                "DRFTokenReceiver",
                 "SignalStoreSQLite",
+                "SignalStorePostgres",
                 "ZeroMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -129,7 +133,7 @@ let package = Package(
         // MARK: Fuzzing (a property-based fuzzer: the library is shared by the tests and the long runs)
         .target(
             name: "RequestFuzzing",
-            dependencies: ["SignalProtocol", "SignalInbox", "ProfileReceiver", "SignalWorker"],
+            dependencies: ["SignalProtocol", "SignalInbox", "ProfileReceiver", "DRFTokenReceiver", "SignalWorker"],
             path: "Fuzz/RequestFuzzing"
         ),
         .executableTarget(

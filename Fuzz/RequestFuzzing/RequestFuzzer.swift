@@ -1,4 +1,6 @@
 import Foundation
+import DRFTokenReceiver
+import ProfileReceiver
 import SignalInbox
 import SignalProtocol
 import SignalWorker
@@ -32,14 +34,10 @@ public struct RequestFuzzer: Sendable {
     private let decoder: RequestDecoder
     private let inbox: Inbox
 
-    /// A fuzzer with the worker's default frame limit and every receiver of ``ReceiverCatalog``.
+    /// A fuzzer with the worker's default frame limit and both receivers the worker ships.
     public init(maxFrameBytes: Int = 64 * 1024) {
         decoder = RequestDecoder(maxFrameBytes: maxFrameBytes)
-        var configuration = WorkerConfiguration()
-        configuration.receivers = ReceiverCatalog.names
-        // The catalog's names always make an inbox.
-        // swift-format-ignore: NeverUseForceTry
-        inbox = try! ReceiverCatalog.inbox(configuration)
+        inbox = Inbox(receivers: [ProfileReceiver(), DRFTokenReceiver()])
     }
 
     /// The error codes a frame can get before it reaches the store (docs/PROTOCOL.md).

@@ -28,7 +28,7 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var userModelLabel: String = "auth.user"
     /// `UserProfile._meta.get_field('profile_type').default`.
     public var defaultProfileType: String = "personal"
-    /// The receivers to run, by name (``ReceiverCatalog/names``), in Django's connection order.
+    /// The receivers to run, by their `--receivers` names (`profile`, `drf-token`), in Django's connection order.
     public var receivers: [String] = ["profile"]
     /// Most requests applied in one transaction.
     public var maxBatchSize: Int = 1_000

@@ -1,3 +1,5 @@
+import SignalInbox
+import SignalWorker
 import Logging
 import Prometheus
 import ServiceLifecycle

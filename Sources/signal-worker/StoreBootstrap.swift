@@ -1,3 +1,4 @@
+import SignalWorker
 import Foundation
 import Logging
 import SignalInbox

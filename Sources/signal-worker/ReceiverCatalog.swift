@@ -1,3 +1,4 @@
+import SignalWorker
 import DRFTokenReceiver
 import ProfileReceiver
 import SignalInbox
