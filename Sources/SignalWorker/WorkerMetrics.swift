@@ -1,5 +1,6 @@
 import Metrics
 import SignalProtocol
+import Synchronization
 
 /// The worker's metrics, created once through whatever `MetricsSystem` factory is bootstrapped
 /// (Prometheus in the executable, a test factory in tests).
@@ -7,7 +8,9 @@ import SignalProtocol
 /// Names: `signal_worker_requests_total{status,action|code}`, `signal_worker_request_duration_seconds`
 /// (receive → reply ready), `signal_worker_batch_apply_duration_seconds`, `signal_worker_batch_size`,
 /// `signal_worker_store_errors_total`, `signal_worker_in_flight_requests`,
-/// `signal_worker_replies_dropped_total`, `signal_worker_requests_held_total`.
+/// `signal_worker_replies_dropped_total`, `signal_worker_requests_held_total`,
+/// `signal_worker_receiver_actions_total{receiver,action}` (each receiver's action for the messages
+/// that reached the receivers; `signal_worker_requests_total` counts the first receiver's).
 public struct WorkerMetrics: Sendable {
     private let okCounters: [ReplyAction: Counter]
     private let errorCounters: [ReplyErrorCode: Counter]
@@ -19,6 +22,7 @@ public struct WorkerMetrics: Sendable {
     private let inFlight: Gauge
     private let droppedReplies: Counter
     private let heldRequests: Counter
+    private let receiverActions: ReceiverActionCounters
 
     /// Creates the metric handles (use one instance per worker).
     public init(factory: (any MetricsFactory)? = nil) {
@@ -41,6 +45,7 @@ public struct WorkerMetrics: Sendable {
         inFlight = Gauge(label: "signal_worker_in_flight_requests", factory: factory)
         droppedReplies = Counter(label: "signal_worker_replies_dropped_total", factory: factory)
         heldRequests = Counter(label: "signal_worker_requests_held_total", factory: factory)
+        receiverActions = ReceiverActionCounters(factory: factory)
     }
 
     /// Counts one reply by status and action or code; `held` replies (not applied because an
@@ -49,7 +54,9 @@ public struct WorkerMetrics: Sendable {
     func recordOutcome(_ outcome: Reply.Outcome, held: Bool = false) {
         switch outcome {
         case .ok(let action): okCounters[action]?.increment()
-        case .applied(let receivers): okCounters[receivers.first?.action ?? .skipped]?.increment()
+        case .applied(let receivers):
+            okCounters[receivers.first?.action ?? .skipped]?.increment()
+            for entry in receivers { receiverActions.increment(entry) }
         case .stale: okCounters[.stale]?.increment()
         case .error(let error):
             (errorCounters[error.code] ?? otherErrors).increment()
@@ -85,5 +92,24 @@ extension Duration {
         let (seconds, attoseconds) = components
         let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         return overflow ? .max : product + attoseconds / 1_000_000_000
+    }
+}
+
+/// `signal_worker_receiver_actions_total{receiver,action}`, one counter per pair seen, made on first use.
+private final class ReceiverActionCounters: Sendable {
+    private let factory: any MetricsFactory
+    private let counters = Mutex<[ReceiverAction: Counter]>([:])
+
+    init(factory: any MetricsFactory) { self.factory = factory }
+
+    func increment(_ entry: ReceiverAction) {
+        counters.withLock { counters in
+            if let counter = counters[entry] { return counter }
+            let counter = Counter(
+                label: "signal_worker_receiver_actions_total",
+                dimensions: [("receiver", entry.receiver), ("action", entry.action.rawValue)], factory: factory)
+            counters[entry] = counter
+            return counter
+        }.increment()
     }
 }

@@ -86,6 +86,10 @@ struct ParsedReply: Sendable, CustomStringConvertible {
     var errorMessage: String?
     /// `result.last_seq` (a `stale` reply).
     var lastSequence: Int?
+    /// `result.receivers`: each receiver's action.
+    var receivers: [String: String]?
+    /// `error.receiver`: the receiver that refused the message.
+    var errorReceiver: String?
 
     var description: String { raw }
 
@@ -105,6 +109,8 @@ struct ParsedReply: Sendable, CustomStringConvertible {
         retryable = error?["retryable"] as? Bool
         errorMessage = error?["message"] as? String
         lastSequence = result?["last_seq"] as? Int
+        receivers = result?["receivers"] as? [String: String]
+        errorReceiver = error?["receiver"] as? String
     }
 
     /// `ok` with `action`.
