@@ -66,6 +66,9 @@ public struct DRFTokenReceiver: PostSaveReceiver {
     }
 
     public var name: String { "drf-token" }
+
+    /// The inbox's face of the receiver, compiled for this type (``SignalInbox/ErasedReceiver``).
+    public var erased: ErasedReceiver { ErasedReceiver(self) }
     public var sender: String { configuration.senderLabel }
 
     /// `authtoken_token` as DRF's migrations create it, and the user table.

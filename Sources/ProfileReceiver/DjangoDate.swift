@@ -27,7 +27,22 @@ public struct DjangoDate: Sendable, Hashable, Comparable, CustomStringConvertibl
 
     /// The ISO form Django writes to the database: `YYYY-MM-DD`, zero-padded.
     public var description: String {
-        Self.pad(year, 4) + "-" + Self.pad(month, 2) + "-" + Self.pad(day, 2)
+        // Ten ASCII bytes written in place: this runs once per written row of a batch.
+        String(unsafeUninitializedCapacity: 10) { buffer in
+            func put(_ number: Int, digits: Int, at offset: Int) {
+                var number = number
+                for position in stride(from: offset + digits - 1, through: offset, by: -1) {
+                    buffer[position] = UInt8(ascii: "0") + UInt8(number % 10)
+                    number /= 10
+                }
+            }
+            put(year, digits: 4, at: 0)
+            buffer[4] = UInt8(ascii: "-")
+            put(month, digits: 2, at: 5)
+            buffer[7] = UInt8(ascii: "-")
+            put(day, digits: 2, at: 8)
+            return 10
+        }
     }
 
     public static func < (lhs: DjangoDate, rhs: DjangoDate) -> Bool {
@@ -175,8 +190,4 @@ public struct DjangoDate: Sendable, Hashable, Comparable, CustomStringConvertibl
         return DjangoDate(year: year, month: month, day: remaining)
     }
 
-    private static func pad(_ value: Int, _ width: Int) -> String {
-        let digits = String(value)
-        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
-    }
 }

@@ -134,6 +134,9 @@ public struct ProfileReceiver: PostSaveReceiver {
     /// `profile`.
     public var name: String { "profile" }
 
+    /// The inbox's face of the receiver, compiled for this type (``SignalInbox/ErasedReceiver``).
+    public var erased: ErasedReceiver { ErasedReceiver(self) }
+
     /// The user model label.
     public var sender: String { configuration.senderLabel }
 

@@ -25,7 +25,7 @@ public struct Inbox: Sendable {
         public var description: String { "(\(signal), \(sender))" }
     }
 
-    private let receivers: [AnyPostSaveReceiver]
+    private let receivers: [ErasedReceiver]
     /// Receiver indexes per key, in connection order.
     private let chains: [[Int]]
     private let chainIndex: [Key: Int]
@@ -33,10 +33,10 @@ public struct Inbox: Sendable {
     /// An inbox running `receivers`, each for `post_save` of its sender; receivers of the same
     /// sender run in the order given (Django's connection order).
     public init(receivers: [any PostSaveReceiver]) {
-        self.init(erased: receivers.map { AnyPostSaveReceiver($0) })
+        self.init(erased: receivers.map(\.erased))
     }
 
-    private init(erased: [AnyPostSaveReceiver]) {
+    private init(erased: [ErasedReceiver]) {
         receivers = erased
         var chains: [[Int]] = []
         var chainIndex: [Key: Int] = [:]
@@ -153,20 +153,26 @@ public struct Inbox: Sendable {
         var ids: [String] = []
         var objects: [ObjectKey] = []
         var seenIDs = Set<String>(minimumCapacity: messages.count)
-        var seenObjects = Set<ObjectKey>(minimumCapacity: messages.count)
+        var objectIndexes = [ObjectKey: Int](minimumCapacity: messages.count)
+        var objectOfMessage: [Int] = []
+        objectOfMessage.reserveCapacity(messages.count)
         // Each receiver's messages, in batch order, and where each message's part is in them.
         var partsByReceiver = [[any Sendable]](repeating: [], count: receivers.count)
-        var positions: [[Int]] = []
-        positions.reserveCapacity(messages.count)
+        var localIndexes: [Int] = []  // per message, its part's index in each of its receivers' lists
+        localIndexes.reserveCapacity(messages.count)
         for message in messages {
             if seenIDs.insert(message.id).inserted { ids.append(message.id) }
-            if seenObjects.insert(message.object).inserted { objects.append(message.object) }
-            var local: [Int] = []
+            if let index = objectIndexes[message.object] {
+                objectOfMessage.append(index)
+            } else {
+                objectIndexes[message.object] = objects.count
+                objectOfMessage.append(objects.count)
+                objects.append(message.object)
+            }
             for (part, receiver) in zip(message.parts, chains[message.chain]) {
-                local.append(partsByReceiver[receiver].count)
+                localIndexes.append(partsByReceiver[receiver].count)
                 partsByReceiver[receiver].append(part)
             }
-            positions.append(local)
         }
         let involved = receivers.indices.filter { !partsByReceiver[$0].isEmpty }
         var reads: [BatchStatement] = []
@@ -178,7 +184,8 @@ public struct Inbox: Sendable {
         }
         let plan = BatchPlanning(
             receivers: receivers, chains: chains, involved: involved, readCounts: readCounts,
-            partsByReceiver: partsByReceiver, positions: positions, messages: messages, dialect: dialect)
+            partsByReceiver: partsByReceiver, localIndexes: localIndexes, messages: messages, objects: objects,
+            objectOfMessage: objectOfMessage, idsRepeat: ids.count < messages.count, dialect: dialect)
         return StoreBatch(
             messageIDs: ids, objects: objects, mayCommitWithoutSync: messages.allSatisfy { !$0.durable },
             reads: reads, plan: { state, rows throws(StoreError) in try plan.run(state, rows) })
@@ -203,75 +210,101 @@ public struct InboxMessage: Sendable {
 
 /// The planning of one batch, once the store has read the inbox state and the receivers' rows.
 private struct BatchPlanning: Sendable {
-    let receivers: [AnyPostSaveReceiver]
+    let receivers: [ErasedReceiver]
     let chains: [[Int]]
     let involved: [Int]
     let readCounts: [Int]
     let partsByReceiver: [[any Sendable]]
-    let positions: [[Int]]
+    /// Each message's part index in each of its chain's receivers, message after message.
+    let localIndexes: [Int]
     let messages: [InboxMessage]
+    /// The batch's objects, each once, and the index in it of each message's object: the planning
+    /// loop keeps per-object state in arrays instead of hashing (sender, pk) for every message.
+    let objects: [ObjectKey]
+    let objectOfMessage: [Int]
+    /// Whether an id occurs twice in the batch; when not, only the dedupe table's ids can make a
+    /// message a duplicate, and the loop need not remember the batch's ids.
+    let idsRepeat: Bool
     let dialect: SQLDialect
 
     func run(_ state: InboxState, _ rows: [[SQLRow]]) throws(StoreError) -> InboxPlan {
-        var planners = [(any ReceiverPlanner)?](repeating: nil, count: receivers.count)
+        // The planners' calls and the receivers' names in plain arrays: the loop below runs once per
+        // message and must not copy a receiver's or a planner's closures to reach one of them.
+        var decide = [(Int) -> Result<(action: ReplyAction, changes: Bool), ReplyError>](
+            repeating: { _ in .failure(ReplyError(.unsupported, "no planner")) }, count: receivers.count)
+        var keepPending = [() -> Void](repeating: {}, count: receivers.count)
+        var dropPending = [() -> Void](repeating: {}, count: receivers.count)
+        var writes = [(SQLDialect) -> [BatchStatement]](repeating: { _ in [] }, count: receivers.count)
+        let names = receivers.map(\.name)
         var offset = 0
         for (receiver, count) in zip(involved, readCounts) {
             let slice = Array(rows[offset..<(offset + count)])
             offset += count
-            planners[receiver] = try receivers[receiver].planner(partsByReceiver[receiver], slice)
+            let planner = try receivers[receiver].planner(partsByReceiver[receiver], slice)
+            decide[receiver] = planner.decide
+            keepPending[receiver] = planner.keepPending
+            dropPending[receiver] = planner.dropPending
+            writes[receiver] = planner.writes
         }
 
         var plan = InboxPlan()
         plan.outcomes.reserveCapacity(messages.count)
         plan.applied.reserveCapacity(messages.count)
         var seen = state.appliedMessageIDs
-        var lastSequences = state.lastSequences
-        var newSequences: [ObjectKey: Int64] = [:]
-        var sequenceOrder: [ObjectKey] = []
-        for (message, local) in zip(messages, positions) {
+        var lastSequences = objects.map { state.lastSequences[$0] }
+        var newSequences = [Int64?](repeating: nil, count: objects.count)
+        var local = 0  // the current message's first entry in localIndexes
+        for position in messages.indices {
+            let message = messages[position]
+            let chain = chains[message.chain]
+            let first = local
+            local += chain.count
+            let object = objectOfMessage[position]
             if seen.contains(message.id) {
                 plan.outcomes.append(.ok(.duplicate))
                 continue
             }
-            if let sequence = message.sequence, let last = lastSequences[message.object], sequence <= last {
+            if let sequence = message.sequence, let last = lastSequences[object], sequence <= last {
                 plan.outcomes.append(.stale(lastSequence: last))
-                seen.insert(message.id)
+                if idsRepeat { seen.insert(message.id) }
                 plan.applied.append(message.id)
                 continue
             }
-            let chain = chains[message.chain]
             var actions: [ReceiverAction] = []
             actions.reserveCapacity(chain.count)
             var refusal: ReplyError?
             var changes = false
-            for (receiver, index) in zip(chain, local) {
-                switch planners[receiver]!.decide(index) {
+            for step in chain.indices {
+                let receiver = chain[step]
+                switch decide[receiver](localIndexes[first + step]) {
                 case .success(let decision):
-                    actions.append(ReceiverAction(receivers[receiver].name, decision.action))
+                    actions.append(ReceiverAction(names[receiver], decision.action))
                     changes = changes || decision.changes
                 case .failure(let error):
-                    refusal = error.from(receiver: receivers[receiver].name)
+                    refusal = error.from(receiver: names[receiver])
                 }
                 if refusal != nil { break }
             }
             if let refusal {
-                for receiver in chain { planners[receiver]!.dropPending() }
+                for receiver in chain { dropPending[receiver]() }
                 plan.outcomes.append(.error(refusal))
                 continue
             }
-            for receiver in chain { planners[receiver]!.keepPending() }
+            for receiver in chain { keepPending[receiver]() }
             plan.outcomes.append(.applied(actions))
-            seen.insert(message.id)
+            if idsRepeat { seen.insert(message.id) }
             plan.applied.append(message.id)
             // Only a message that changed a row advances its object's sequence: an update skipped
             // because the row does not exist yet must not make a late `created` message stale.
             if changes, let sequence = message.sequence {
-                if newSequences.updateValue(sequence, forKey: message.object) == nil { sequenceOrder.append(message.object) }
-                lastSequences[message.object] = sequence
+                newSequences[object] = sequence
+                lastSequences[object] = sequence
             }
         }
-        for receiver in involved { plan.writes += planners[receiver]!.writes(dialect) }
-        plan.sequences = sequenceOrder.map { SequenceRecord(object: $0, sequence: newSequences[$0]!) }
+        for receiver in involved { plan.writes += writes[receiver](dialect) }
+        plan.sequences = zip(objects, newSequences).compactMap { object, sequence in
+            sequence.map { SequenceRecord(object: object, sequence: $0) }
+        }
         return plan
     }
 }

@@ -58,6 +58,9 @@ public protocol PostSaveReceiver: Sendable {
 
     /// The statements that write the batch's final state.
     func writes(for state: State, dialect: SQLDialect) -> [BatchStatement]
+
+    /// The receiver as the inbox keeps it; the default implementation is right for every receiver.
+    var erased: ErasedReceiver { get }
 }
 
 /// A receiver's decision on one message.
@@ -74,57 +77,69 @@ public struct Decision<Change> {
     }
 }
 
-/// A receiver behind a type-erased face, as the inbox keeps a list of different receivers.
-struct AnyPostSaveReceiver: Sendable {
-    let name: String
-    let sender: String
-    let tables: [TableRequirement]
-    let adapted: @Sendable (SchemaFacts) -> AnyPostSaveReceiver
-    let djangoCompatibleDDL: @Sendable (SQLDialect) -> [String]
-    let message: @Sendable (SignalEnvelope) throws(ReplyError) -> any Sendable
-    let reads: @Sendable ([any Sendable], SQLDialect) -> [BatchStatement]
-    let planner: @Sendable ([any Sendable], [[SQLRow]]) throws(StoreError) -> any ReceiverPlanner
+extension PostSaveReceiver {
+    /// The receiver behind the inbox's type-erased face (``ErasedReceiver``).
+    ///
+    /// A receiver may restate it as `public var erased: ErasedReceiver { ErasedReceiver(self) }`:
+    /// written in the receiver's own module, the inbox's per-message planning is compiled for the
+    /// receiver's concrete types (as the two shipped receivers do), instead of going through
+    /// generic code at run time.
+    @inlinable
+    public var erased: ErasedReceiver { ErasedReceiver(self) }
+}
 
-    init<Receiver: PostSaveReceiver>(_ receiver: Receiver) {
+/// A receiver behind a type-erased face, as the inbox keeps a list of different receivers.
+///
+/// Its initializer is `@inlinable`: called where the receiver's type is known, every closure it
+/// makes (validation, reads, the per-message planning) is specialized for that type.
+public struct ErasedReceiver: Sendable {
+    @usableFromInline let name: String
+    @usableFromInline let sender: String
+    @usableFromInline let tables: [TableRequirement]
+    @usableFromInline let adapted: @Sendable (SchemaFacts) -> ErasedReceiver
+    @usableFromInline let djangoCompatibleDDL: @Sendable (SQLDialect) -> [String]
+    @usableFromInline let message: @Sendable (SignalEnvelope) throws(ReplyError) -> any Sendable
+    @usableFromInline let reads: @Sendable ([any Sendable], SQLDialect) -> [BatchStatement]
+    @usableFromInline let planner: @Sendable ([any Sendable], [[SQLRow]]) throws(StoreError) -> ReceiverPlanner
+
+    /// Erases `receiver`.
+    @inlinable
+    public init<Receiver: PostSaveReceiver>(_ receiver: Receiver) {
         name = receiver.name
         sender = receiver.sender
         tables = receiver.tables
-        adapted = { AnyPostSaveReceiver(receiver.adapted(to: $0)) }
+        adapted = { receiver.adapted(to: $0).erased }
         djangoCompatibleDDL = { receiver.djangoCompatibleDDL($0) }
         message = { envelope throws(ReplyError) in try receiver.message(from: envelope) }
         // Every element was produced by this receiver's `message`, so the casts cannot fail.
         reads = { messages, dialect in receiver.reads(for: messages.map { $0 as! Receiver.Message }, dialect: dialect) }
         planner = { messages, rows throws(StoreError) in
             let typed = messages.map { $0 as! Receiver.Message }
-            return TypedPlanner(receiver: receiver, messages: typed, state: try receiver.state(for: typed, rows: rows))
+            let planning = Planning(receiver: receiver, messages: typed, state: try receiver.state(for: typed, rows: rows))
+            return ReceiverPlanner(
+                decide: { planning.decide($0) }, keepPending: { planning.keepPending() },
+                dropPending: { planning.dropPending() }, writes: { planning.writes($0) })
         }
     }
 }
 
 /// One receiver's planning of one batch: its messages, its state, the change pending a verdict.
-protocol ReceiverPlanner: AnyObject {
-    /// Decides the receiver's `index`-th message of the batch; its change (if any) stays pending.
-    func decide(_ index: Int) -> Result<(action: ReplyAction, changes: Bool), ReplyError>
-    /// Records the pending change (every receiver accepted the message).
-    func keepPending()
-    /// Forgets the pending change (a receiver refused the message).
-    func dropPending()
-    /// The statements that write the final state.
-    func writes(_ dialect: SQLDialect) -> [BatchStatement]
-}
+@usableFromInline
+final class Planning<Receiver: PostSaveReceiver> {
+    @usableFromInline let receiver: Receiver
+    @usableFromInline let messages: [Receiver.Message]
+    @usableFromInline var state: Receiver.State
+    @usableFromInline var pending: Receiver.Change?
 
-private final class TypedPlanner<Receiver: PostSaveReceiver>: ReceiverPlanner {
-    let receiver: Receiver
-    let messages: [Receiver.Message]
-    var state: Receiver.State
-    var pending: Receiver.Change?
-
+    @inlinable
     init(receiver: Receiver, messages: [Receiver.Message], state: Receiver.State) {
         self.receiver = receiver
         self.messages = messages
         self.state = state
     }
 
+    /// Decides the receiver's `index`-th message of the batch; its change (if any) stays pending.
+    @inlinable
     func decide(_ index: Int) -> Result<(action: ReplyAction, changes: Bool), ReplyError> {
         pending = nil
         switch receiver.decide(messages[index], in: state) {
@@ -136,15 +151,42 @@ private final class TypedPlanner<Receiver: PostSaveReceiver>: ReceiverPlanner {
         }
     }
 
+    /// Records the pending change (every receiver accepted the message).
+    @inlinable
     func keepPending() {
         guard let change = pending else { return }
         pending = nil
         receiver.record(change, in: &state)
     }
 
+    /// Forgets the pending change (a receiver refused the message).
+    @inlinable
     func dropPending() { pending = nil }
 
+    /// The statements that write the final state.
+    @inlinable
     func writes(_ dialect: SQLDialect) -> [BatchStatement] {
         receiver.writes(for: state, dialect: dialect).filter { !$0.isEmpty }
+    }
+}
+
+/// A receiver's planning of one batch, as the inbox calls it.
+@usableFromInline
+struct ReceiverPlanner {
+    @usableFromInline let decide: (Int) -> Result<(action: ReplyAction, changes: Bool), ReplyError>
+    @usableFromInline let keepPending: () -> Void
+    @usableFromInline let dropPending: () -> Void
+    @usableFromInline let writes: (SQLDialect) -> [BatchStatement]
+
+    @inlinable
+    init(
+        decide: @escaping (Int) -> Result<(action: ReplyAction, changes: Bool), ReplyError>,
+        keepPending: @escaping () -> Void, dropPending: @escaping () -> Void,
+        writes: @escaping (SQLDialect) -> [BatchStatement]
+    ) {
+        self.decide = decide
+        self.keepPending = keepPending
+        self.dropPending = dropPending
+        self.writes = writes
     }
 }
