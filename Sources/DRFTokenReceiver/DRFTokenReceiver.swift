@@ -11,8 +11,8 @@ import SignalProtocol
 ///         Token.objects.create(user=instance)
 /// ```
 ///
-/// `Token.objects.create` inserts a row of `authtoken_token` whose key is `Token.generate_key()`:
-/// 20 random bytes as 40 lowercase hex characters. What Django does in the other cases, the port
+/// `Token.objects.create` inserts a row of `authtoken_token` whose key is `Token.generate_key()`
+/// (`secrets.token_hex(20)`): 20 random bytes as 40 lowercase hex characters. What Django does in the other cases, the port
 /// answers: a token that already exists for the user is an `IntegrityError` on the unique
 /// `user_id` (`conflict`), and so is a user row that is gone (the deferred foreign key, at commit).
 public struct DRFTokenReceiver: PostSaveReceiver {

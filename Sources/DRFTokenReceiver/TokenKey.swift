@@ -1,4 +1,4 @@
-/// DRF's `Token.generate_key()`: `binascii.hexlify(os.urandom(20)).decode()`.
+/// DRF's `Token.generate_key()`: `secrets.token_hex(20)` (DRF 3.15 to 3.17).
 public enum TokenKey {
     /// 20 bytes from the system's cryptographically secure generator (`getrandom` on Linux), as
     /// 40 lowercase hex characters.

@@ -36,7 +36,7 @@ struct ReceiversEndToEndTests {
             #expect(samples.value("signal_worker_receiver_actions_total", ["receiver": "drf-token", "action": "skipped"]) == 1)
             #expect(samples.value("signal_worker_receiver_actions_total", ["receiver": "profile", "action": "updated"]) == 1)
         }
-        let tokens = try await queue.read { db in
+        let tokens = try queue.read { db in
             try Row.fetchAll(db, sql: "SELECT user_id, key, created FROM authtoken_token ORDER BY user_id")
         }
         #expect(tokens.map { $0["user_id"] as Int } == [1, 3])
