@@ -30,6 +30,7 @@ PROVIDES = {
     "pgbouncer": ["bin:pgbouncer"],
     "gdb": ["bin:gdb"],
     "chromium": ["bin:chromium"],
+    "debootstrap": ["bin:debootstrap"],
 }
 
 STUBS = {
@@ -158,20 +159,38 @@ def test_demo_with_a_prebuilt_binary_needs_no_swift(machine):
     assert result.returncode != 0 and "swift is not on PATH" in result.stderr
 
 
-def test_test_mode_installs_everything_then_chromium_on_its_own(machine):
+def test_test_mode_installs_everything_then_chromium_and_debootstrap_on_their_own(machine):
     m = machine("python3-venv")
     result = m.source("test")
     assert result.returncode == 0, result.stderr
-    assert m.installs() == [["libzmq3-dev", "pkg-config", "postgresql", "pgbouncer", "gdb"], ["chromium"]]
+    assert m.installs() == [
+        ["libzmq3-dev", "pkg-config", "postgresql", "pgbouncer", "gdb"], ["chromium"], ["debootstrap"]
+    ]
     assert f"SOURCED PATH={m.bin}" in result.stdout
 
 
 def test_test_mode_goes_on_without_chromium_when_it_cannot_be_installed(machine):
-    m = machine("python3-venv", "libzmq3-dev", "postgresql", "pgbouncer", "gdb")
+    m = machine("python3-venv", "libzmq3-dev", "postgresql", "pgbouncer", "gdb", "debootstrap")
     result = m.source("test", APT_FAIL="chromium")
     assert result.returncode == 0, result.stderr
     assert m.installs() == [["chromium"]]
     assert "chromium could not be installed; the browser test will be skipped" in result.stderr
+
+
+def test_test_mode_goes_on_without_debootstrap_when_it_cannot_be_installed(machine):
+    m = machine("python3-venv", "libzmq3-dev", "postgresql", "pgbouncer", "gdb", "chromium")
+    result = m.source("test", APT_FAIL="debootstrap")
+    assert result.returncode == 0, result.stderr
+    assert m.installs() == [["debootstrap"]]
+    assert "debootstrap could not be installed; the package's install test will be skipped" in result.stderr
+
+
+def test_test_mode_does_not_install_debootstrap_without_root(machine):
+    m = machine("python3-venv", "libzmq3-dev", "postgresql", "pgbouncer", "gdb", "chromium")
+    (m.bin / "id").write_text('#!/bin/sh\nif [ "$1" = -u ]; then echo 1000; else [ -e "$STATE/postgres-user" ]; fi\n')
+    result = m.source("test")
+    assert result.returncode == 0, result.stderr
+    assert m.installs() == []
 
 
 def test_test_mode_fails_when_a_package_did_not_bring_what_was_missing(machine):
