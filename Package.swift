@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "ProfileReceiver", targets: ["ProfileReceiver"]),
         .library(name: "DRFTokenReceiver", targets: ["DRFTokenReceiver"]),
         .library(name: "SignalWorker", targets: ["SignalWorker"]),
+        .library(name: "SignalBroker", targets: ["SignalBroker"]),
+        .library(name: "WorkerOperations", targets: ["WorkerOperations"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -64,9 +66,26 @@ let package = Package(
         ),
 
         // MARK: Runtime and executable
+        // Plumbing shared by the worker and the broker: CURVE key files and ZAP, the bind policy,
+        // socket threads, the metrics endpoint, the ping client, JSON logs, errors.
+        .target(
+            name: "WorkerOperations",
+            dependencies: [
+                "ZeroMQ",
+                "SignalProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // The worker's runtime: sockets, the queue, the apply loop, retry holds, shutdown.
         .target(
             name: "SignalWorker",
             dependencies: [
+                "WorkerOperations",
                 "ZeroMQ",
                 "SignalProtocol",
                 "SignalInbox",
@@ -74,11 +93,19 @@ let package = Package(
                 "SignalStorePostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // `signal-worker broker`: sticky routing to several workers.
+        .target(
+            name: "SignalBroker",
+            dependencies: [
+                "WorkerOperations",
+                "ZeroMQ",
+                "SignalProtocol",
+                "SignalInbox",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -87,6 +114,8 @@ let package = Package(
             // StoreBootstrap, WorkerServices).
             dependencies: [
                 "SignalWorker",
+                "SignalBroker",
+                "WorkerOperations",
                 "SignalInbox",
                 "ProfileReceiver",
                 "DRFTokenReceiver",
@@ -126,14 +155,20 @@ let package = Package(
         ),
         .executableTarget(
             name: "worker-benchmark",
-            dependencies: ["SignalWorker", "ZeroMQ", "SignalProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "SignalWorker", "SignalBroker", "WorkerOperations", "ZeroMQ", "SignalProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Benchmarks/WorkerBenchmark"
         ),
 
         // MARK: Fuzzing (a property-based fuzzer: the library is shared by the tests and the long runs)
         .target(
             name: "RequestFuzzing",
-            dependencies: ["SignalProtocol", "SignalInbox", "ProfileReceiver", "DRFTokenReceiver", "SignalWorker"],
+            dependencies: [
+                "SignalProtocol", "SignalInbox", "ProfileReceiver", "DRFTokenReceiver", "SignalWorker", "SignalBroker",
+                "WorkerOperations",
+            ],
             path: "Fuzz/RequestFuzzing"
         ),
         .executableTarget(
@@ -161,7 +196,8 @@ let package = Package(
         .testTarget(
             name: "SignalWorkerTests",
             dependencies: [
-                "SignalWorker", "ZeroMQ", "SignalProtocol", "SignalInbox", "ProfileReceiver", "RequestFuzzing",
+                "SignalWorker", "SignalBroker", "WorkerOperations", "ZeroMQ", "SignalProtocol", "SignalInbox",
+                "ProfileReceiver", "RequestFuzzing",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -13,7 +13,9 @@
 import ArgumentParser
 import Foundation
 import SignalProtocol
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import ZeroMQ
 
 #if canImport(Glibc)

@@ -26,12 +26,15 @@ SWIFT_MODULE = re.compile(r"^\$s(\d+)([A-Za-z_][A-Za-z0-9_]*)")
 # Swift module (from the mangled name) -> component.
 MODULE_COMPONENTS = {
     "SignalProtocol": "JSON parse/encode, request validation (SignalProtocol)",
+    "SignalInbox": "inbox: dedupe, order, batch planning (SignalInbox)",
     "ProfileReceiver": "receiver logic (ProfileReceiver)",
-    "ProfileStoreSQLite": "SQLite store: statements, binding (ProfileStoreSQLite)",
+    "DRFTokenReceiver": "receiver logic (DRFTokenReceiver)",
+    "SignalStoreSQLite": "SQLite store: statements, binding (SignalStoreSQLite)",
     "GRDB": "GRDB (SQLite wrapper)",
-    "ProfileStorePostgres": "PostgreSQL store: statements, binding (ProfileStorePostgres)",
+    "SignalStorePostgres": "PostgreSQL store: statements, binding (SignalStorePostgres)",
     "PostgresNIO": "PostgreSQL client (PostgresNIO, SwiftNIO)",
     "SignalWorker": "worker plumbing: socket loop, queue, replies, metrics (SignalWorker)",
+    "WorkerOperations": "worker plumbing: socket threads, metrics endpoint (WorkerOperations)",
     "ZeroMQ": "ZeroMQ wrapper (ZeroMQ)",
 }
 NIO_PREFIXES = ("NIO", "_NIO", "PostgresNIO", "_ConnectionPool", "ConnectionPool")
@@ -97,11 +100,14 @@ def parse(path: str):
 # Swift module of a frame in the worker binary -> stage (inclusive view).
 MODULE_STAGES = {
     "SignalProtocol": "decode and validate the request (JSON parser, envelope)",
-    "ProfileReceiver": "receiver: build the message, plan the batch",
-    "ProfileStoreSQLite": "SQLite store: SQL, binding, reading rows (ProfileStoreSQLite + GRDB)",
-    "GRDB": "SQLite store: SQL, binding, reading rows (ProfileStoreSQLite + GRDB)",
-    "ProfileStorePostgres": "PostgreSQL store: SQL, binding, decoding (ProfileStorePostgres)",
+    "SignalInbox": "inbox and receivers: build the messages, plan the batch",
+    "ProfileReceiver": "inbox and receivers: build the messages, plan the batch",
+    "DRFTokenReceiver": "inbox and receivers: build the messages, plan the batch",
+    "SignalStoreSQLite": "SQLite store: SQL, binding, reading rows (SignalStoreSQLite + GRDB)",
+    "GRDB": "SQLite store: SQL, binding, reading rows (SignalStoreSQLite + GRDB)",
+    "SignalStorePostgres": "PostgreSQL store: SQL, binding, decoding (SignalStorePostgres)",
     "SignalWorker": "worker plumbing: socket loop, queue, batching, replies, metrics",
+    "WorkerOperations": "worker plumbing: socket loop, queue, batching, replies, metrics",
     "ZeroMQ": "sockets: ZeroMQ wrapper and libzmq",
 }
 

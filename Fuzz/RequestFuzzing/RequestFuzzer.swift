@@ -3,7 +3,9 @@ import DRFTokenReceiver
 import ProfileReceiver
 import SignalInbox
 import SignalProtocol
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 
 /// A property-based fuzzer for what the worker does with a frame before any store is involved:
 /// `RequestDecoder.decode` and `Inbox.prepare` (routing plus the validation of every receiver of

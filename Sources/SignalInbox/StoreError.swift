@@ -56,7 +56,7 @@ public struct SchemaProblem: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// The worker's own tables after ``ProfileStore/prepareWorkerTables()``: their schema version and
+/// The worker's own tables after ``SignalStore/prepareWorkerTables()``: their schema version and
 /// what an upgrade did.
 ///
 /// Versions: 1 is the layout of releases before the table `signal_worker_schema` existed (order

@@ -12,7 +12,7 @@ import NIOCore
 /// The batch's own CPU work (decoding rows, the receiver's plan) runs on the loop as well: for
 /// a batch of 1,000 messages a few milliseconds, during which that loop's other connections
 /// wait. Measured with one request at a time, the whole change (with one task per batch, see
-/// `PostgresProfileStore.withConnection`) took a round trip from about 2.1 to 1.8 ms.
+/// `PostgresSignalStore.withConnection`) took a round trip from about 2.1 to 1.8 ms.
 final class EventLoopTaskExecutor: TaskExecutor {
     private let eventLoop: any EventLoop
 

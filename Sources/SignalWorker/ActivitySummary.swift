@@ -1,3 +1,4 @@
+import WorkerOperations
 import SignalProtocol
 
 /// What the worker answered since the last summary line, for the periodic `activity` log

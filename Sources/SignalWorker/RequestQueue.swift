@@ -1,3 +1,4 @@
+import WorkerOperations
 import Synchronization
 
 /// A request accepted by the socket loop and waiting for the store.

@@ -1,3 +1,4 @@
+import WorkerOperations
 import Foundation
 
 import SignalStorePostgres
@@ -85,31 +86,6 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public init() {}
 }
 
-/// A CURVE server's keys and the clients it admits (`--curve-secret-key-file`,
-/// `--curve-allowed-clients`); see ``CurveKeyFiles`` for the files.
-public struct CurveServerSecurity: Sendable, Hashable {
-    /// The worker's key pair; clients need its public key.
-    public var serverKeys: CurveKeyPair
-    /// The client public keys admitted, by name (the key file's name, for logs).
-    public var allowedClients: [String: CurveKey]
-    /// TEST ONLY (fault injection, `SIGNAL_WORKER_TEST_ONLY_ZAP_FAULT_AT_REQUEST`): the authentication
-    /// handler fails when it receives this authentication request (1-based), so tests can see the
-    /// worker stop rather than admit clients unchecked. `nil` in production.
-    public var testOnlyHandlerFaultAtRequest: Int?
-
-    /// Creates the settings.
-    public init(serverKeys: CurveKeyPair, allowedClients: [String: CurveKey]) {
-        self.serverKeys = serverKeys
-        self.allowedClients = allowedClients
-    }
-
-    /// Reads the worker's secret key file and the allowed clients' `*.pub` files.
-    public static func load(secretKeyFile: String, allowedClientsDirectory: String) throws(WorkerError) -> Self {
-        Self(
-            serverKeys: try CurveKeyFiles.readKeyPair(secretKeyFile: secretKeyFile),
-            allowedClients: try CurveKeyFiles.readAllowedClients(directory: allowedClientsDirectory))
-    }
-}
 
 /// Which database the worker writes, parsed from `--store`.
 public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
@@ -166,33 +142,4 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// A failure of the worker itself (configuration, socket, schema), with what to do about it.
-public struct WorkerError: Error, Sendable, CustomStringConvertible {
-    /// What kind of failure.
-    public struct Code: Sendable, Hashable, CustomStringConvertible {
-        private enum Base: String, Sendable, Hashable { case configuration, socket, schema, store }
-        private let base: Base
-        /// A bad option or URL.
-        public static let configuration = Code(base: .configuration)
-        /// The ZeroMQ socket could not be set up.
-        public static let socket = Code(base: .socket)
-        /// The database schema is not what the worker needs.
-        public static let schema = Code(base: .schema)
-        /// The store could not be opened.
-        public static let store = Code(base: .store)
-        public var description: String { base.rawValue }
-    }
 
-    /// The kind of failure.
-    public var code: Code
-    /// What went wrong and what to do.
-    public var message: String
-
-    /// Creates an error.
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { message }
-}

@@ -1,3 +1,4 @@
+import WorkerOperations
 import Metrics
 import SignalProtocol
 import Synchronization

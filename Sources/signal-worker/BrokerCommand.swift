@@ -1,7 +1,9 @@
 import ArgumentParser
 import Logging
 import ServiceLifecycle
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import UnixSignals
 
 struct BrokerCommand: AsyncParsableCommand {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Logging
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

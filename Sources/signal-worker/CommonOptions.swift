@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Logging
 import SignalStoreSQLite
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 
 /// Where Django's data is: shared by `serve` and `check`.
 struct StoreOptions: ParsableArguments {

@@ -1,5 +1,7 @@
 import ArgumentParser
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import ZeroMQ
 
 struct KeygenCommand: ParsableCommand {

@@ -1,4 +1,6 @@
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import DRFTokenReceiver
 import ProfileReceiver
 import SignalInbox

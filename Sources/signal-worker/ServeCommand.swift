@@ -3,7 +3,9 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import UnixSignals
 
 struct ServeCommand: AsyncParsableCommand {

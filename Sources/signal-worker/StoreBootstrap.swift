@@ -1,4 +1,6 @@
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import Foundation
 import Logging
 import SignalInbox

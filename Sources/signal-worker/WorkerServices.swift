@@ -1,5 +1,7 @@
 import SignalInbox
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import Logging
 import Prometheus
 import ServiceLifecycle

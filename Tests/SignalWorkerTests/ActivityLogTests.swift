@@ -2,7 +2,9 @@ import Foundation
 import SignalProtocol
 import Testing
 
+@testable import SignalBroker
 @testable import SignalWorker
+@testable import WorkerOperations
 
 /// What the worker logs about requests that succeed: one debug line each, and a periodic summary.
 @Suite("signal-worker serve: logs of applied requests")

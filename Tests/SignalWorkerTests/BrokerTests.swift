@@ -2,7 +2,9 @@ import SignalInbox
 import Foundation
 import Synchronization
 import SignalProtocol
+@testable import SignalBroker
 @testable import SignalWorker
+@testable import WorkerOperations
 import Testing
 import ZeroMQ
 
@@ -404,7 +406,7 @@ struct BrokerRoutingTests {
 
     @Test("the log throttle logs the first occurrence, then at most once per interval with the count")
     func throttle() {
-        var throttle = BrokerLogThrottle(interval: .seconds(1))
+        var throttle = LogThrottle(interval: .seconds(1))
         let start = ContinuousClock.now
         let counts = [0, 10, 20, 2_000].map { throttle.occurrence(at: start + .milliseconds($0)) }
         #expect(counts == [1, nil, nil, 3])

@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import Testing
 
 #if canImport(Glibc)

@@ -1,5 +1,7 @@
 import Foundation
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import Testing
 
 /// A database password never reaches the output: not in errors about a bad URL (even one whose

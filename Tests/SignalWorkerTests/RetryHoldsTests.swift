@@ -1,6 +1,8 @@
 import SignalInbox
 import SignalProtocol
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import Testing
 
 /// The retry hold as a state machine, without sockets (docs/PROTOCOL.md, "Exactly once and ordering").

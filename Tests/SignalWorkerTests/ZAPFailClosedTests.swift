@@ -1,5 +1,7 @@
 import Foundation
+import SignalBroker
 import SignalWorker
+import WorkerOperations
 import Testing
 import ZeroMQ
 

@@ -1,3 +1,4 @@
+import WorkerOperations
 import Foundation
 import Logging
 import Synchronization

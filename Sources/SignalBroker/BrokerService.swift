@@ -1,3 +1,4 @@
+import WorkerOperations
 import Logging
 import ServiceLifecycle
 

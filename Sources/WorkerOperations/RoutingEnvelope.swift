@@ -3,9 +3,9 @@
 /// delimiter a REQ client adds. A reply goes back with the same envelope.
 ///
 /// docs/PROTOCOL.md, "Transport".
-enum RoutingEnvelope {
+public enum RoutingEnvelope {
     /// How many leading frames of `frames` are the envelope: 2 after a REQ client's delimiter, else 1.
-    static func count(in frames: [[UInt8]]) -> Int {
+    public static func count(in frames: [[UInt8]]) -> Int {
         frames.count >= 3 && frames[1].isEmpty ? 2 : 1
     }
 }

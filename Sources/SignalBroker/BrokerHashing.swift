@@ -1,3 +1,4 @@
+import WorkerOperations
 import SignalInbox
 
 /// Rendezvous (highest-random-weight) hashing: a key goes to the member with the highest

@@ -1,3 +1,5 @@
+import WorkerOperations
+
 /// Everything `signal-worker broker` can be told; the executable fills it from arguments and
 /// `SIGNAL_WORKER_BROKER_*` variables, tests build it directly.
 public struct BrokerConfiguration: Sendable, Hashable {

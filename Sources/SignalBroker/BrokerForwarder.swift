@@ -1,3 +1,4 @@
+import WorkerOperations
 import Logging
 import SignalProtocol
 import ZeroMQ
@@ -17,7 +18,7 @@ final class BrokerForwarder {
     private let configuration: BrokerConfiguration
     private let logger: Logger
     private var workers = BrokerWorkerSet()
-    private var unroutedLog = BrokerLogThrottle(interval: .seconds(1))
+    private var unroutedLog = LogThrottle(interval: .seconds(1))
     private var frames: [[UInt8]] = []
 
     /// What sending a request to a worker came to.

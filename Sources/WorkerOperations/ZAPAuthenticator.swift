@@ -17,9 +17,9 @@ import ZeroMQ
 /// context's termination, it reports the cause to `onFailure` and keeps its endpoint bound —
 /// connections then wait for an answer that never comes instead of getting in — until its owner
 /// has closed the sockets it guarded and calls ``release()``.
-final class ZAPAuthenticator: Sendable {
+public final class ZAPAuthenticator: Sendable {
     /// The endpoint libzmq sends authentication requests to (RFC 27).
-    static let endpoint = "inproc://zeromq.zap.01"
+    public static let endpoint = "inproc://zeromq.zap.01"
 
     private let context: Context
     /// Key name (for logs) by public key, by ZAP domain.
@@ -30,7 +30,7 @@ final class ZAPAuthenticator: Sendable {
 
     /// `domains`: by ZAP domain (the server socket's `ZMQ_ZAP_DOMAIN`), the allowed keys by name.
     /// `faultAtRequest` is a test-only fault: the handler fails when it receives that request (1-based).
-    init(context: Context, domains: [String: [String: CurveKey]], faultAtRequest: Int? = nil, logger: Logger) {
+    public init(context: Context, domains: [String: [String: CurveKey]], faultAtRequest: Int? = nil, logger: Logger) {
         self.context = context
         self.domains = domains.mapValues { allowed in
             Dictionary(allowed.map { ($0.value.bytes, $0.key) }, uniquingKeysWith: { first, _ in first })
@@ -42,7 +42,7 @@ final class ZAPAuthenticator: Sendable {
     /// Starts the handler thread and returns once it listens, so that no connection can be
     /// accepted before it. `onFailure` is called on the handler's thread, with the cause, if the
     /// handler stops while the context is still alive.
-    func start(onFailure: @escaping @Sendable (String) -> Void) throws(WorkerError) {
+    public func start(onFailure: @escaping @Sendable (String) -> Void) throws(WorkerError) {
         let bound = DispatchSemaphore(value: 0)
         let failure = StartFailure()
         let thread = Thread { [self] in
@@ -73,7 +73,7 @@ final class ZAPAuthenticator: Sendable {
 
     /// Lets a handler that failed close its socket. Call it after closing the server sockets it
     /// guarded and before terminating the context (which waits for every socket, this one too).
-    func release() {
+    public func release() {
         released.signal()
     }
 

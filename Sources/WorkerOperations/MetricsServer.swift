@@ -136,7 +136,7 @@ public final class MetricsServer: Service, Sendable {
 private final class ConnectionCounter: Sendable {
     private struct State {
         var open = 0
-        var refusedLog = BrokerLogThrottle(interval: .seconds(10))
+        var refusedLog = LogThrottle(interval: .seconds(10))
     }
 
     private let state = Mutex(State())

@@ -8,9 +8,9 @@ import ZeroMQ
 ///
 /// Shared by the worker's ``SocketLoop`` and the broker's ``BrokerLoop``; what the thread does
 /// in between is theirs.
-final class SocketThread: Sendable {
+public final class SocketThread: Sendable {
     /// The context the thread's sockets live in; the thread terminates it before ``finished()``.
-    let context: Context
+    public let context: Context
 
     private let name: String
     private let exit = Mutex(ExitState())
@@ -21,7 +21,7 @@ final class SocketThread: Sendable {
     }
 
     /// Creates the context (one I/O thread; `linger` for every socket in it).
-    init(name: String, linger: Duration) throws(WorkerError) {
+    public init(name: String, linger: Duration) throws(WorkerError) {
         self.name = name
         do {
             context = try Context(ioThreads: 1, defaultLinger: linger)
@@ -33,7 +33,7 @@ final class SocketThread: Sendable {
     /// Runs `main` on a new thread and returns what it reports through `started` (once its
     /// sockets listen), or throws the error it reports instead. `main` must call ``finished()``
     /// when it ends, after reporting.
-    func start<Started: Sendable>(
+    public func start<Started: Sendable>(
         _ main: @escaping @Sendable (_ started: @escaping @Sendable (Result<Started, WorkerError>) -> Void) -> Void
     ) async throws(WorkerError) -> Started {
         let result: Result<Started, WorkerError> = await withCheckedContinuation { continuation in
@@ -45,7 +45,7 @@ final class SocketThread: Sendable {
     }
 
     /// Called by the thread as its last step: its sockets are closed and the context terminated.
-    func finished() {
+    public func finished() {
         let waiter = exit.withLock { state -> CheckedContinuation<Void, Never>? in
             state.finished = true
             defer { state.waiter = nil }
@@ -55,7 +55,7 @@ final class SocketThread: Sendable {
     }
 
     /// Waits until the thread called ``finished()``.
-    func waitForExit() async {
+    public func waitForExit() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let finished = exit.withLock { state -> Bool in
                 if state.finished { return true }

@@ -1,3 +1,4 @@
+import WorkerOperations
 import SignalInbox
 
 /// The broker's live workers: who is there, when each was last heard, and which one a request goes to.
