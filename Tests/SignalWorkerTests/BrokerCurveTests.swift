@@ -88,6 +88,10 @@ struct BrokerCurveTests {
                 #expect(try client.request(request).isError("unsupported"))
                 ids.insert(request.id)
             }
+            // The worker logs a rejection as it answers it; its stderr reaches us a moment after the reply.
+            try await waitUntil("the listed worker logged all 40 requests", logsOf: listed.child, timeout: .seconds(10)) {
+                ids.isSubset(of: Set($0.compactMap { $0["message_id"] }))
+            }
             #expect(listed.loggedMessageIDs.isSuperset(of: ids))
             #expect(plaintext.loggedMessageIDs.isEmpty)
             #expect(unlisted.loggedMessageIDs.isEmpty)
