@@ -107,6 +107,23 @@ public struct TableRequirement: Sendable, Hashable {
     }
 }
 
+extension TableRequirement.Column {
+    /// The problem of this column in `table` when its declaration does (`allowsNull`) or does not
+    /// allow NULL against the requirement, `nil` when it matches: the same words on every database.
+    public func nullabilityProblem(in table: String, allowsNull: Bool) -> SchemaProblem? {
+        switch (notNull, allowsNull) {
+        case (true?, true): SchemaProblem(table: table, column: name, problem: "must be NOT NULL")
+        case (false?, false): SchemaProblem(table: table, column: name, problem: "must allow NULL (the model has null=True)")
+        default: nil
+        }
+    }
+
+    /// The problem of this column missing from `table`.
+    public func missing(in table: String) -> SchemaProblem {
+        SchemaProblem(table: table, column: name, problem: "the column is missing; run `python manage.py migrate`")
+    }
+}
+
 /// What the database enforces on the text columns the receivers checked.
 ///
 /// Django does not validate on `objects.create()`/`save()`; the database does. SQLite ignores

@@ -65,8 +65,7 @@ struct PostgresSchemaCheck: Sendable {
 
         for required in requirement.columns {
             guard let column = columns[required.name] else {
-                problems.append(
-                    SchemaProblem(table: table, column: required.name, problem: "the column is missing; run `python manage.py migrate`"))
+                problems.append(required.missing(in: table))
                 continue
             }
             let accepted = Self.accepted(required.kind)
@@ -75,15 +74,7 @@ struct PostgresSchemaCheck: Sendable {
                     SchemaProblem(
                         table: table, column: required.name, problem: "type \(column.dataType) is not \(accepted.description)"))
             }
-            switch (required.notNull, column.nullable) {
-            case (true?, true):
-                problems.append(SchemaProblem(table: table, column: required.name, problem: "must be NOT NULL"))
-            case (false?, false):
-                problems.append(
-                    SchemaProblem(table: table, column: required.name, problem: "must allow NULL (the model has null=True)"))
-            default:
-                break
-            }
+            if let problem = required.nullabilityProblem(in: table, allowsNull: column.nullable) { problems.append(problem) }
         }
 
         switch requirement.primaryKey {

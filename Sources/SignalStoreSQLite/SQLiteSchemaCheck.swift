@@ -31,8 +31,7 @@ struct SQLiteSchemaCheck {
             try db.columns(in: table).map { ($0.name.lowercased(), $0) }, uniquingKeysWith: { first, _ in first })
         for required in requirement.columns {
             guard let column = columns[required.name] else {
-                problems.append(
-                    SchemaProblem(table: table, column: required.name, problem: "the column is missing; run `python manage.py migrate`"))
+                problems.append(required.missing(in: table))
                 continue
             }
             let declared = column.type.uppercased()
@@ -45,15 +44,7 @@ struct SQLiteSchemaCheck {
                         table: table, column: required.name,
                         problem: "declared type \"\(column.type)\" is not \(accepted.description)"))
             }
-            switch (required.notNull, column.isNotNull) {
-            case (true?, false):
-                problems.append(SchemaProblem(table: table, column: required.name, problem: "must be NOT NULL"))
-            case (false?, true):
-                problems.append(
-                    SchemaProblem(table: table, column: required.name, problem: "must allow NULL (the model has null=True)"))
-            default:
-                break
-            }
+            if let problem = required.nullabilityProblem(in: table, allowsNull: !column.isNotNull) { problems.append(problem) }
         }
 
         let primaryKey = try db.primaryKey(table).columns.map { $0.lowercased() }
