@@ -74,7 +74,8 @@ public struct BatchStatement: Sendable, Hashable {
         case none
         /// Every row changed exactly one row of the table (an `UPDATE` whose rows were read in
         /// this transaction); otherwise the batch is refused (`StoreError.rejected`) and rolls back.
-        /// On PostgreSQL the statement must return one row per changed row (`RETURNING 1`).
+        /// On PostgreSQL the statement must return one row per changed row (`RETURNING 1`); the store
+        /// counts them on the server.
         case oneChangePerRow
     }
 

@@ -206,16 +206,23 @@ struct PostgresStatements: Sendable {
             case .text(let value): binds.append(value)
             }
         }
-        let rows = try await PostgresNamedStatement(sql: statement.sql).run(binds, on: connection, logger: logger) {
-            try PostgresValues.row($0)
+        guard statement.expectation == .oneChangePerRow else {
+            return try await PostgresNamedStatement(sql: statement.sql).run(binds, on: connection, logger: logger) {
+                try PostgresValues.row($0)
+            }
         }
-        if statement.expectation == .oneChangePerRow, rows.count != statement.rows.count {
+        // Counted by the server: one row back instead of one per changed row.
+        let counting = "WITH signal_worker_changed AS (\(statement.sql)) SELECT count(*)::int8 FROM signal_worker_changed"
+        let changed = try await PostgresNamedStatement(sql: counting).run(binds, on: connection, logger: logger) {
+            try $0.decode(Int64.self)
+        }.first ?? 0
+        if changed != Int64(statement.rows.count) {
             // A row read under our object lock vanished before the write (deleted by Django
             // meanwhile): refuse rather than acknowledge writes that did not happen.
             throw StoreError(
-                .rejected, "\(statement.rows.count - rows.count) row(s) changed during the transaction",
+                .rejected, "\(Int64(statement.rows.count) - changed) row(s) changed during the transaction",
                 operation: statement.purpose)
         }
-        return rows
+        return []
     }
 }

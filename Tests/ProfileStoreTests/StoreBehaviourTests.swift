@@ -189,6 +189,36 @@ struct StoreBehaviourTests {
         }
     }
 
+    @Test("an update expected to change one row per item is refused, and rolled back, when a row is not there", arguments: StoreKind.available)
+    func oneChangePerRowIsChecked(kind: StoreKind) async throws {
+        try await withFixture(kind) { fixture in
+            try await fixture.addUsers([1, 2])
+            try await fixture.addProfiles([StoredProfile(userID: 1, profileType: "business")])
+            let sql =
+                fixture.store.dialect == .sqlite
+                ? """
+                WITH "n"("user_id", "t") AS (VALUES \(BatchStatement.rowsMarker)) UPDATE "accounts_userprofile" \
+                SET "profile_type" = n."t" FROM "n" WHERE "accounts_userprofile"."user_id" = n."user_id"
+                """
+                : """
+                UPDATE "accounts_userprofile" AS p SET "profile_type" = x.t FROM unnest($1::int8[], $2::text[]) AS x(u, t) \
+                WHERE p."user_id" = x.u RETURNING 1
+                """
+            let update = BatchStatement(
+                "update profiles", sql: sql, columns: [.integer, .text],
+                rows: [[.integer(1), .text("changed")], [.integer(2), .text("changed")]], expectation: .oneChangePerRow)
+            let plan = InboxPlan(outcomes: [.profile(.updated)], writes: [update], applied: ["m1"])
+            let batch = StoreBatch(
+                messageIDs: ["m1"], objects: [ObjectKey(sender: "auth.user", pk: "1")], mayCommitWithoutSync: false,
+                reads: [], plan: { _, _ in plan })
+            let error = await #expect(throws: StoreError.self) { _ = try await fixture.store.apply(batch) }
+            #expect(error?.code == .rejected)
+            #expect(error?.message.contains("1 row(s) changed during the transaction") == true, "\(String(describing: error))")
+            #expect(try await fixture.profiles() == [StoredProfile(userID: 1, profileType: "business")])
+            #expect(try await fixture.appliedIDs().isEmpty)
+        }
+    }
+
     /// Profile rows written by hand, as a receiver would write them.
     static func insertProfiles(_ rows: [(Int64, String)], sex: String? = nil, dialect: SQLDialect) -> BatchStatement {
         let sql =
