@@ -25,6 +25,10 @@ struct ActivityLogTests {
             let skip = messages.signal(user: 2, created: false)
             #expect(try client.request(skip).isOK("skipped"))
 
+            // Each line is written before its reply is sent, but reaches our stderr reader a moment later.
+            try await waitUntil("both requests logged as applied", logsOf: worker.child, timeout: .seconds(10)) { logs in
+                Set(logs.filter { $0.message == "applied" }.compactMap { $0["message_id"] }).isSuperset(of: [create.id, skip.id])
+            }
             let applied = worker.logs.filter { $0.message == "applied" }
             let created = applied.first { $0["message_id"] == create.id }
             #expect(created?.level == "debug", "\(applied)")
