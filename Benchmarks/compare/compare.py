@@ -36,9 +36,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    RELEASE_WORKER as WORKER, ROOT, PostgresDB, Proc, Raw, SQLiteDB, children, dealer, django_env, fmt, free_port, git,
-    log, machine, median as med, percentile, postgres_durability, rate, start_worker, uuid7_ids, vmhwm_kb,
-    worker_version, write_report,
+    RELEASE_WORKER as WORKER, ROOT, Proc, Raw, children, close_databases, dealer, django_env, fmt, free_port, git,
+    log, machine, median as med, open_databases, percentile, postgres_durability, rate, start_worker, uuid7_ids,
+    vmhwm_kb, worker_version, write_report,
 )
 
 PY = sys.executable
@@ -416,9 +416,7 @@ def main():
     dbs = []
     try:
         log(f"migrating template databases in {tmp} ...")
-        dbs.append(SQLiteDB(tmp))
-        if args.postgres_url:
-            dbs.append(PostgresDB(args.postgres_url, "compare_bench"))
+        dbs = open_databases(tmp, args.postgres_url, "compare_bench")
 
         # 1. worker side, interleaved, order rotated per round
         kinds = ["swift", "pyzmq", "celery", "celery-tuned"]
@@ -472,11 +470,7 @@ def main():
                         + ("ok" if not res["problems"] else "FAILED: " + "; ".join(res["problems"])[:300]))
         elapsed = time.monotonic() - started
     finally:
-        for db in dbs:
-            try:
-                db.close()
-            except Exception as error:  # noqa: BLE001
-                log(f"closing {db.name}: {error}")
+        close_databases(dbs)
         shutil.rmtree(tmp, ignore_errors=True)
 
     text, chart_data = render(args, dbs, worker, n, big_n, rounds, limit, wb, latency, lat_n, dj_raw, dj_rc, dj_n, dj_rounds,

@@ -56,7 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import save_benchmark as sb  # noqa: E402  (the load, the timed loop, the worker per configuration, the report)
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness; save_benchmark put it on the path)
-    EXAMPLE, PostgresDB, SQLiteDB, django_env, fmt, git, log, machine, postgres_durability, rate, tail,
+    EXAMPLE, close_databases, django_env, fmt, git, log, machine, open_databases, postgres_durability, rate, tail,
     worker_metrics, worker_version, write_report,
 )
 
@@ -361,9 +361,7 @@ def parent_main(args) -> int:
     total = args.clients * args.n
     try:
         log(f"migrating the template databases (temp dir {tmp}) ...")
-        dbs.append(SQLiteDB(tmp))
-        if args.postgres_url:
-            dbs.append(PostgresDB(args.postgres_url, "django_concurrent_bench"))
+        dbs = open_databases(tmp, args.postgres_url, "django_concurrent_bench")
         raw = {db.name: {c.key: [] for c in configs} for db in dbs}
         runs, done = args.rounds * len(dbs) * len(configs), 0
         for r in range(args.rounds):
@@ -380,11 +378,7 @@ def parent_main(args) -> int:
                            f"updates {fmt(rate(total, p.get('update', {}).get('save_s'))):>6}/s  {status}")
         elapsed = time.monotonic() - started
     finally:
-        for db in dbs:
-            try:
-                db.close()
-            except Exception as error:
-                log(f"closing {db.name}: {error}")
+        close_databases(dbs)
         shutil.rmtree(tmp, ignore_errors=True)
 
     names = [db.name for db in dbs]

@@ -63,9 +63,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    EXAMPLE, RELEASE_WORKER, ROOT, PostgresDB, SQLiteDB, django_env, fmt, free_port, git, git_at, log, machine,
-    pinning_possible, postgres_durability, process_cpu, quartiles, rate, shown_path, start_worker, worker_metrics,
-    worker_version, write_report,
+    EXAMPLE, RELEASE_WORKER, ROOT, close_databases, django_env, fmt, free_port, git, git_at, log, machine,
+    open_databases, pinning_possible, postgres_durability, process_cpu, quartiles, rate, shown_path, start_worker,
+    worker_metrics, worker_version, write_report,
 )
 
 WORKER = RELEASE_WORKER
@@ -1439,9 +1439,7 @@ def parent_main(args) -> int:
     syscalls: dict = {}
     try:
         log(f"migrating the template databases (temp dir {tmp}) ...")
-        dbs.append(SQLiteDB(tmp))
-        if args.postgres_url:
-            dbs.append(PostgresDB(args.postgres_url, "django_save_bench", cpu=SERVER_CPU))
+        dbs = open_databases(tmp, args.postgres_url, "django_save_bench", cpu=SERVER_CPU)
         raw = {db.name: {c.key: [] for c in configs} for db in dbs}
         total = rounds * len(dbs) * len(configs) + len(dbs) * len(profile_keys) * (2 if args.syscalls else 1)
         done = 0
@@ -1478,11 +1476,7 @@ def parent_main(args) -> int:
                     syscalls.setdefault(db.name, {})[key] = result["profile"]["syscalls"]
         elapsed = time.monotonic() - started
     finally:
-        for db in dbs:
-            try:
-                db.close()
-            except Exception as error:
-                log(f"closing {db.name}: {error}")
+        close_databases(dbs)
         if args.keep_temp:
             log(f"kept {tmp}")
         else:

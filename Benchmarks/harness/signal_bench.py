@@ -15,8 +15,9 @@ Python stdlib at import time; Django, psycopg and pyzmq are imported where used.
   worker) with its log file, a SIGTERM-then-SIGKILL ``stop`` and its CPU time.
 - Databases: ``SQLiteDB`` (a migrated template file, copied per run) and
   ``PostgresDB`` (a migrated template database, ``CREATE DATABASE ... TEMPLATE``
-  per run), both with ``fresh()``/``drop()``/``close()``; ``Raw``, plain SQL on one
-  of those databases (the orchestrators do not run Django on them).
+  per run), both with ``fresh()``/``drop()``/``close()``, made and dropped together
+  by ``open_databases``/``close_databases``; ``Raw``, plain SQL on one of those
+  databases (the orchestrators do not run Django on them).
 - Pinning and CPU time: ``pinning_possible``/``pin_preexec``/``PostgresDB.pin``;
   ``process_cpu`` (getrusage, every thread of this process), ``cpu_seconds(pid)``
   and ``machine_cpu_seconds`` (``/proc``), ``vmhwm_kb``.
@@ -387,6 +388,24 @@ class PostgresDB:
     def close(self) -> None:
         self.execute(f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
         self.admin.close()
+
+
+def open_databases(tmp: Path, postgres_url: str | None, prefix: str, cpu: int | None = None) -> list:
+    """The migrated templates a run uses: SQLite (in ``tmp``) and, with ``postgres_url``, PostgreSQL
+    (``PostgresDB(postgres_url, prefix, cpu)``). Give them back to ``close_databases``."""
+    dbs = [SQLiteDB(tmp)]
+    if postgres_url:
+        dbs.append(PostgresDB(postgres_url, prefix, cpu=cpu))
+    return dbs
+
+
+def close_databases(dbs: list) -> None:
+    """Drop the templates; a failure is logged, not raised (a cleanup must not hide the results)."""
+    for db in dbs:
+        try:
+            db.close()
+        except Exception as error:  # noqa: BLE001
+            log(f"closing {db.name}: {error}")
 
 
 class Raw:

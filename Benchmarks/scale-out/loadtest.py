@@ -50,8 +50,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    ROOT, PostgresDB, Proc, Raw, cpu_seconds, dealer, free_port, git, log, machine, machine_cpu_seconds,
-    percentile, ping as ping_worker, start_worker, uuid7_ids, worker_metrics, write_report,
+    ROOT, PostgresDB, Proc, Raw, cpu_seconds, dealer, free_port, git, log, machine, machine_cpu_seconds, percentile,
+    ping as ping_worker, start_worker, uuid7_ids, worker_metrics, write_report,
 )
 
 sys.path.insert(0, str(ROOT / "python-bridge"))
