@@ -25,171 +25,63 @@ import argparse
 import datetime
 import json
 import os
-import random
 import shutil
-import signal
-import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "Benchmarks" / "django"))
-import save_benchmark as sb  # noqa: E402  (databases, worker start, machine/git helpers)
+sys.path.insert(0, str(HERE.parent / "harness"))
+from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
+    RELEASE_WORKER as WORKER, ROOT, Proc, Raw, children, close_databases, dealer, django_env, fmt, free_port, git,
+    log, machine, median as med, open_databases, percentile, postgres_durability, rate, start_worker, uuid7_ids,
+    vmhwm_kb, worker_version, write_report,
+)
 
 PY = sys.executable
 CELERY = str(Path(PY).parent / "celery")
-WORKER = ROOT / ".build" / "release" / "signal-worker"
 STORE_BENCH = ROOT / ".build" / "release" / "store-benchmark"
 CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
 WAIT_S = 300.0
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------
 # database helpers (raw SQL: the orchestrator does not run Django on the benchmark databases)
 
 
-class Raw:
-    def __init__(self, db, url, handle):
-        self.sqlite = db.name == "SQLite"
-        if self.sqlite:
-            self.conn = sqlite3.connect(str(handle), timeout=30, isolation_level=None)
-            self.ph = "?"
-        else:
-            import psycopg
-
-            self.conn = psycopg.connect(url, autocommit=True)
-            self.ph = "%s"
-
-    def q(self, sql, params=()):
-        cur = self.conn.execute(sql.replace("%s", self.ph), params)
-        return cur.fetchall()
-
-    def create_users(self, n):
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        rows = [("!", False, f"bench{i}", "Ann", "Example", f"bench{i}@example.com", False, True, now)
-                for i in range(n)]
-        sql = ("INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, "
-               "is_staff, is_active, date_joined) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)").replace("%s", self.ph)
-        if self.sqlite:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany(sql, rows)
-            self.conn.execute("COMMIT")
-        else:
-            with self.conn.cursor() as cur:
-                with self.conn.transaction():
-                    cur.executemany(sql, rows)
-        return [r[0] for r in self.q("SELECT id FROM auth_user WHERE username LIKE 'bench%%' ORDER BY id")]
-
-    def count_profiles(self):
-        return self.q("SELECT count(*) FROM accounts_userprofile")[0][0]
-
-    def verify(self, n):
-        total, good = self.q(
-            "SELECT count(*), coalesce(sum(CASE WHEN profile_type = 'business' AND sex = 'F' "
-            "AND birthdate = '1990-01-02' THEN 1 ELSE 0 END), 0) FROM accounts_userprofile")[0]
-        missing = self.q("SELECT count(*) FROM auth_user u WHERE NOT EXISTS "
-                         "(SELECT 1 FROM accounts_userprofile p WHERE p.user_id = u.id)")[0][0]
-        if total != n or good != n or missing:
-            return f"{total} profiles, {good} with the expected values, {missing} users without one (N={n})"
-        return None
-
-    def close(self):
-        self.conn.close()
-
-
-class ComparePostgresDB(sb.PostgresDB):
-    """save_benchmark's PostgresDB with a template of its own (its run drops `django_save_bench_template`)."""
-
-    template_name = "compare_bench_template"
-    database_prefix = "compare_bench"
+def verify(raw, n):
+    """None if the N profiles are all there with the expected values, else what is wrong."""
+    total, good = raw.q(
+        "SELECT count(*), coalesce(sum(CASE WHEN profile_type = 'business' AND sex = 'F' "
+        "AND birthdate = '1990-01-02' THEN 1 ELSE 0 END), 0) FROM accounts_userprofile")[0]
+    missing = raw.q("SELECT count(*) FROM auth_user u WHERE NOT EXISTS "
+                    "(SELECT 1 FROM accounts_userprofile p WHERE p.user_id = u.id)")[0][0]
+    if total != n or good != n or missing:
+        return f"{total} profiles, {good} with the expected values, {missing} users without one (N={n})"
+    return None
 
 
 # ------------------------------------------------------------------------------------------
 # processes
 
 
-def free_port():
-    return sb.free_port()
-
-
-def wait_port(port, proc, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError("port not listening")
-
-
-def vmhwm_kb(pid):
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def children(pid):
-    out = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text().split()
-            out += [int(x) for x in text]
-    except OSError:
-        pass
-    return out
-
-
-def stop(proc, timeout=30):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
 def start_celery(url, redis_url, logfile, persistent=False):
-    env = sb.base_env(url)
+    env = django_env(url)
     env.update(ACCOUNTS_RECEIVER="none", COMPARE_REDIS_URL=redis_url, PYTHONPATH=str(HERE))
     if persistent:
         env["COMPARE_CONN_MAX_AGE"] = "none"
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-    out = open(logfile, "wb")
-    proc = subprocess.Popen([CELERY, "-A", "celery_app", "worker", "--concurrency", "2", "--pool", "prefork",
-                             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                            cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT)
-    out.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"celery exited {proc.returncode}: {logfile.read_text()[-2000:]}")
-        if " ready." in logfile.read_text(errors="replace"):
-            # the two prefork children exist once the worker says ready
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("celery worker not ready within 60 s")
+    proc = Proc("celery", [CELERY, "-A", "celery_app", "worker", "--concurrency", "2", "--pool", "prefork",
+                           "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                logfile, env=env, cwd=HERE)
+    # the two prefork children exist once the worker says ready
+    proc.wait_until(lambda: " ready." in logfile.read_text(errors="replace"), "not ready", timeout=60)
+    return proc
 
 
 def celery_rss_kb(proc):
@@ -199,16 +91,6 @@ def celery_rss_kb(proc):
 
 # ------------------------------------------------------------------------------------------
 # the pipelined DEALER client (the Swift worker and the pyzmq worker)
-
-
-def uuid7_ids(n):
-    base = time.time_ns() // 1_000_000
-    out = []
-    for i in range(n):
-        ms, counter = base + i // 4096, i % 4096
-        value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | random.getrandbits(62)
-        out.append(str(uuid.UUID(int=value)))
-    return out
 
 
 def create_frames(user_ids):
@@ -228,12 +110,7 @@ def create_frames(user_ids):
 def drive(endpoint, frames, window=1000, timeout_s=WAIT_S):
     import zmq
 
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.SNDHWM, 0)
-    s.setsockopt(zmq.RCVHWM, 0)
-    s.setsockopt(zmq.LINGER, 0)
-    s.connect(endpoint)
+    s = dealer(zmq.Context.instance(), endpoint)
     n = len(frames)
     sent = received = 0
     bad = []
@@ -299,13 +176,11 @@ def run_worker_config(db, kind, n, tmp, redis_url):
             port = free_port()
             endpoint = f"tcp://127.0.0.1:{port}"
             if kind == "swift":
-                proc = sb.start_worker(url, port, free_port(), logfile)
+                proc = start_worker(WORKER, url, logfile, bind=endpoint, metrics_port=free_port())
             else:
-                out = open(logfile, "wb")
-                proc = subprocess.Popen([PY, str(HERE / "pyzmq_worker.py"), "--bind", endpoint],
-                                        env=sb.base_env(url), stdout=out, stderr=subprocess.STDOUT)
-                out.close()
-                wait_port(port, proc)
+                proc = Proc("pyzmq worker", [PY, str(HERE / "pyzmq_worker.py"), "--bind", endpoint], logfile,
+                            env=django_env(url))
+                proc.wait_port(port)
             frames = create_frames(user_ids)
             t0, t_reply, actions, bad = drive(endpoint, frames)
             res["problems"] += bad
@@ -333,12 +208,12 @@ def run_worker_config(db, kind, n, tmp, redis_url):
         else:
             res["e2e_s"] = t_end - t0
             res["rate"] = n / res["e2e_s"]
-        rc = stop(proc)
+        rc = proc.stop(timeout=30)
         proc = None
         if kind == "swift" and rc != 0:
             res["problems"].append(f"signal-worker exit status {rc} after SIGTERM")
         time.sleep(0.2)
-        problem = raw.verify(n)
+        problem = verify(raw, n)
         if problem:
             res["problems"].append(problem)
     except Exception as error:  # noqa: BLE001
@@ -346,7 +221,6 @@ def run_worker_config(db, kind, n, tmp, redis_url):
     finally:
         if proc is not None:
             proc.kill()
-            proc.wait()
         raw.close()
         db.drop(handle)
     return res
@@ -466,14 +340,14 @@ def run_celery_save(db, n, atomic, tmp, redis_url):
     proc = None
     try:
         proc = start_celery(url, redis_url, tmp / f"celery-save-{db.name}-{time.monotonic_ns()}.log")
-        env = sb.base_env(url)
+        env = django_env(url)
         env.update(ACCOUNTS_RECEIVER="none", COMPARE_REDIS_URL=redis_url)
         res = run_child("celery-save", {"n": n, "atomic": atomic}, env, res)
     except Exception as error:  # noqa: BLE001
         res["problems"].append(f"{type(error).__name__}: {error}")
     finally:
         if proc is not None:
-            stop(proc)
+            proc.stop(timeout=30)
         db.drop(handle)
     return res
 
@@ -487,45 +361,26 @@ def run_latency(db, receiver, n, tmp):
     res = {"problems": []}
     proc = None
     try:
-        env = sb.base_env(url)
+        env = django_env(url)
         env["ACCOUNTS_RECEIVER"] = receiver
         if receiver == "bridge":
-            port = free_port()
-            proc = sb.start_worker(url, port, free_port(), tmp / f"lat-{db.name}.log")
-            env.update(SIGNAL_BRIDGE_MODE="sync", SIGNAL_BRIDGE_ENDPOINT=f"tcp://127.0.0.1:{port}")
+            endpoint = f"tcp://127.0.0.1:{free_port()}"
+            proc = start_worker(WORKER, url, tmp / f"lat-{db.name}.log", bind=endpoint, metrics_port=free_port())
+            env.update(SIGNAL_BRIDGE_MODE="sync", SIGNAL_BRIDGE_ENDPOINT=endpoint)
         res = run_child("latency", {"n": n, "receiver": receiver}, env, res)
     except Exception as error:  # noqa: BLE001
         res["problems"].append(f"{type(error).__name__}: {error}")
     finally:
         if proc is not None:
-            rc = stop(proc)
+            rc = proc.stop(timeout=30)
             if rc != 0:
                 res["problems"].append(f"signal-worker exit status {rc}")
         db.drop(handle)
     return res
 
 
-def pct(values, p):
-    if not values:
-        return None
-    v = sorted(values)
-    k = min(len(v) - 1, max(0, int(round(p / 100 * len(v) + 0.5)) - 1))
-    return v[k]
-
-
 # ------------------------------------------------------------------------------------------
 # report
-
-
-def fmt(x, digits=0):
-    if x is None:
-        return "—"
-    return f"{x:,.{digits}f}"
-
-
-def med(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def yes(ok):
@@ -561,9 +416,7 @@ def main():
     dbs = []
     try:
         log(f"migrating template databases in {tmp} ...")
-        dbs.append(sb.SQLiteDB(tmp))
-        if args.postgres_url:
-            dbs.append(ComparePostgresDB(args.postgres_url))
+        dbs = open_databases(tmp, args.postgres_url, "compare_bench")
 
         # 1. worker side, interleaved, order rotated per round
         kinds = ["swift", "pyzmq", "celery", "celery-tuned"]
@@ -598,7 +451,7 @@ def main():
                 res = run_latency(db, receiver, lat_n, tmp)
                 latency[(db.name, receiver)] = res
                 log(f"[{time.monotonic() - started:5.0f} s] latency {db.name:10} {receiver:10} "
-                    f"p50 {fmt(pct(res.get('total_us', []), 50))} µs "
+                    f"p50 {fmt(percentile(res.get('total_us', []), 50))} µs "
                     + ("ok" if not res["problems"] else "FAILED: " + "; ".join(res["problems"])[:300]))
 
         # 3. Django side: the existing benchmark, then the Celery rows
@@ -613,43 +466,38 @@ def main():
                     celery_rows.setdefault((db.name, atomic), []).append(res)
                     p = res.get("phases", {})
                     log(f"[{time.monotonic() - started:5.0f} s] celery save {db.name:10} atomic={atomic} "
-                        f"creates {fmt(sb.rate(dj_n, p.get('create', {}).get('save_s')))}/s "
+                        f"creates {fmt(rate(dj_n, p.get('create', {}).get('save_s')))}/s "
                         + ("ok" if not res["problems"] else "FAILED: " + "; ".join(res["problems"])[:300]))
         elapsed = time.monotonic() - started
     finally:
-        for db in dbs:
-            try:
-                db.close()
-            except Exception as error:  # noqa: BLE001
-                log(f"closing {db.name}: {error}")
+        close_databases(dbs)
         shutil.rmtree(tmp, ignore_errors=True)
 
     text, chart_data = render(args, dbs, worker, n, big_n, rounds, limit, wb, latency, lat_n, dj_raw, dj_rc, dj_n, dj_rounds,
                               celery_rows, elapsed)
-    Path(args.output).write_text(text)
+    write_report(text, args.output)
     chart(args.chart, chart_data)
-    print(text)
     log(f"wrote {args.output} and {args.chart} ({elapsed:.0f} s)")
 
 
 def render(args, dbs, worker, n, big_n, rounds, limit, wb, latency, lat_n, dj_raw, dj_rc, dj_n, dj_rounds, celery_rows, elapsed):
     db_names = [db.name for db in dbs]
     lines = ["# Comparison benchmark: the Swift worker against the alternatives", ""]
-    commit = sb.git("rev-parse", "--short", "HEAD")
-    if sb.git("status", "--porcelain", "--", "Sources", "python-bridge", "Benchmarks/django", "Benchmarks/compare"):
+    commit = git("rev-parse", "--short", "HEAD")
+    if git("status", "--porcelain", "--", "Sources", "python-bridge", "Benchmarks/django", "Benchmarks/compare"):
         commit += " + uncommitted changes"
-    pg = sb.postgres_durability(args.postgres_url) if args.postgres_url else "not run"
+    pg = postgres_durability(args.postgres_url) if args.postgres_url else "not run"
     import celery
     import django
 
     lines += [
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ}",
-        f"- machine: {sb.machine()}",
+        f"- machine: {machine()}",
         f"- commit: {commit}",
         f"- command: `{args.command}`; duration {elapsed:.0f} s; load average {os.getloadavg()[0]:.1f} at the end "
         "(the machine is shared with other jobs)",
         f"- software: Python {sys.version.split()[0]}, Django {django.get_version()}, Celery {celery.__version__}, "
-        f"{subprocess.run([str(WORKER), 'version'], capture_output=True, text=True).stdout.strip()}",
+        f"{worker_version(WORKER)}",
         "- SQLite: WAL file on the local disk, `synchronous=FULL` on both sides (SQLite's default; every commit "
         "is fsync'd); Django `transaction_mode=IMMEDIATE`",
         f"- PostgreSQL: `scripts/postgres-throwaway` with `PG_THROWAWAY_DURABLE=1` on the same machine ({pg})",
@@ -810,13 +658,13 @@ def render(args, dbs, worker, n, big_n, rounds, limit, wb, latency, lat_n, dj_ra
             for key in ["none", "in_process", "sync", "async", "outbox"]:
                 runs = (dj_raw or {}).get(db, {}).get(key + suffix, [])
                 failed = not runs or any(r.get("problems") for r in runs)
-                c = med([sb.rate(dj_n, r.get("phases", {}).get("create", {}).get("save_s")) for r in runs])
-                u = med([sb.rate(dj_n, r.get("phases", {}).get("update", {}).get("save_s")) for r in runs])
+                c = med([rate(dj_n, r.get("phases", {}).get("create", {}).get("save_s")) for r in runs])
+                u = med([rate(dj_n, r.get("phases", {}).get("update", {}).get("save_s")) for r in runs])
                 rows[key] = (c, u, failed, "; ".join(p for r in runs for p in r.get("problems", []))[:300])
             runs = celery_rows.get((db, atomic), [])
             failed = not runs or any(r.get("problems") for r in runs)
-            rows["celery"] = (med([sb.rate(dj_n, r.get("phases", {}).get("create", {}).get("save_s")) for r in runs]),
-                              med([sb.rate(dj_n, r.get("phases", {}).get("update", {}).get("save_s")) for r in runs]),
+            rows["celery"] = (med([rate(dj_n, r.get("phases", {}).get("create", {}).get("save_s")) for r in runs]),
+                              med([rate(dj_n, r.get("phases", {}).get("update", {}).get("save_s")) for r in runs]),
                               failed, "; ".join(p for r in runs for p in r.get("problems", []))[:300])
             none_c = rows["none"][0] if not rows["none"][2] else None
             inp_c = rows["in_process"][0] if not rows["in_process"][2] else None
@@ -870,7 +718,7 @@ def render(args, dbs, worker, n, big_n, rounds, limit, wb, latency, lat_n, dj_ra
               "| status |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for db in db_names:
         base = latency.get((db, "none"), {})
-        b_p50, b_mean = pct(base.get("save_us", []), 50), (statistics.mean(base["save_us"]) if base.get("save_us") else None)
+        b_p50, b_mean = percentile(base.get("save_us", []), 50), (statistics.mean(base["save_us"]) if base.get("save_us") else None)
         for receiver, name in (("none", "none"), ("in_process", "in-process Python receiver"),
                                ("bridge", "bridge, sync (Swift worker)")):
             res = latency.get((db, receiver), {})
@@ -880,9 +728,9 @@ def render(args, dbs, worker, n, big_n, rounds, limit, wb, latency, lat_n, dj_ra
             tot, sv = res["total_us"], res["save_us"]
             added = "—"
             if receiver != "none" and b_p50:
-                added = f"{pct(sv, 50) - b_p50:,.0f} / {statistics.mean(sv) - b_mean:,.0f}"
-            lines.append(f"| {db} | {name} | {fmt(pct(tot, 50))} | {fmt(pct(tot, 99))} | {fmt(pct(tot, 99.9))} | "
-                         f"{fmt(pct(sv, 50))} | {fmt(statistics.mean(sv))} | {added} | ok |")
+                added = f"{percentile(sv, 50) - b_p50:,.0f} / {statistics.mean(sv) - b_mean:,.0f}"
+            lines.append(f"| {db} | {name} | {fmt(percentile(tot, 50))} | {fmt(percentile(tot, 99))} | {fmt(percentile(tot, 99.9))} | "
+                         f"{fmt(percentile(sv, 50))} | {fmt(statistics.mean(sv))} | {added} | ok |")
     lines += ["", "The sync round trip (save() returns after the worker's commit) is the price of `user.profile` "
               "being readable right after `save()`; the in-process receiver's added cost is its own INSERT in the "
               "same process. No target was set for this section.", ""]

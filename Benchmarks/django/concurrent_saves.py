@@ -54,7 +54,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import save_benchmark as sb  # noqa: E402  (databases, worker start/stop/metrics, report helpers)
+import save_benchmark as sb  # noqa: E402  (the load, the timed loop, the worker per configuration, the report)
+from signal_bench import (  # noqa: E402  (the benchmarks' shared harness; save_benchmark put it on the path)
+    EXAMPLE, close_databases, django_env, fmt, git, log, machine, open_databases, postgres_durability, rate, tail,
+    worker_metrics, worker_version, write_report,
+)
 
 CHILD_TIMEOUT_S = 300.0  # a configuration's processes are killed after this
 
@@ -90,7 +94,7 @@ CONFIG_BY_KEY = {c.key: c for c in CONFIGS}
 
 def child_main(spec: dict) -> None:
     client, n, atomic = spec["client"], spec["n"], spec["atomic"]
-    sys.path.insert(0, str(sb.EXAMPLE))
+    sys.path.insert(0, str(EXAMPLE))
     os.environ["DJANGO_SETTINGS_MODULE"] = "exampleproject.settings"
     import django
 
@@ -203,7 +207,7 @@ class _Clients:
             self.logs.append(logdir / f"client-{spec['client']}-{time.monotonic_ns()}.log")
             err = open(self.logs[-1], "wb")
             self.procs.append(subprocess.Popen(
-                [sys.executable, __file__, "--child", json.dumps(spec)], env=env, cwd=sb.EXAMPLE,
+                [sys.executable, __file__, "--child", json.dumps(spec)], env=env, cwd=EXAMPLE,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True))
             err.close()
         self._watchdog = threading.Timer(CHILD_TIMEOUT_S, self.kill)
@@ -216,7 +220,7 @@ class _Clients:
             if not line:
                 proc.wait()
                 raise RuntimeError(f"client {index} exited {proc.returncode} before {key!r}: "
-                                   f"{sb._tail(self.logs[index], 3)}")
+                                   f"{tail(self.logs[index], 3)}")
             if line.startswith("{"):
                 record = json.loads(line)
                 if key in record:
@@ -255,13 +259,12 @@ def run_config(db, config: Config, clients: int, n: int, tmp: Path) -> dict:
     group = None
     result: dict = {"problems": [], "phases": {}}
     try:
-        env = sb.base_env(url)
+        env = django_env(url)
         env["ACCOUNTS_RECEIVER"] = config.receiver
         if config.receiver == "bridge":
-            port, metrics_port = sb.free_port(), sb.free_port()
-            worker = sb.start_worker(url, port, metrics_port, tmp / f"worker-{db.name}-{config.key}-{port}.log")
+            worker = sb.serve_worker(url, tmp, f"{db.name}-{config.key}")
             env["SIGNAL_BRIDGE_MODE"] = config.mode
-            env["SIGNAL_BRIDGE_ENDPOINT"] = f"tcp://127.0.0.1:{port}"
+            env["SIGNAL_BRIDGE_ENDPOINT"] = worker.bind
         specs = [{"client": i, "clients": clients, "n": n, "receiver": config.receiver, "atomic": config.atomic}
                  for i in range(clients)]
         group = _Clients(env, specs, tmp)
@@ -285,8 +288,8 @@ def run_config(db, config: Config, clients: int, n: int, tmp: Path) -> dict:
         if any(statuses):
             result["problems"].append(f"client exit statuses {statuses}")
         if worker is not None:
-            result["worker"] = sb.worker_metrics(metrics_port)
-            status = sb.stop_worker(worker)
+            result["worker"] = worker_metrics(worker.metrics_port)
+            status = worker.stop()
             worker = None
             if status != 0:
                 result["problems"].append(f"signal-worker exit status {status} after SIGTERM")
@@ -297,14 +300,9 @@ def run_config(db, config: Config, clients: int, n: int, tmp: Path) -> dict:
             group.kill()
             group.finish()
         if worker is not None:
-            sb.stop_worker(worker)
+            worker.stop()
         db.drop(handle)
     return result
-
-
-class ConcurrentPostgresDB(sb.PostgresDB):
-    template_name = "django_concurrent_bench_template"
-    database_prefix = "django_concurrent_bench"
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,9 +327,9 @@ def render(meta: dict, dbs: list[str], configs: list[Config], results: dict, cli
             if s["failed"]:
                 out.append(f"| {c.name} | {c.pattern} | FAILED | | | | | | |")
                 continue
-            g = lambda k, d=0: sb.fmt(sb.med(s, k), d)
+            g = lambda k, d=0: fmt(sb.med(s, k), d)
             tx_per_msg = sb.med(s, "worker.tx_per_msg")
-            worker = f"{sb.fmt(1 / tx_per_msg, 1)}, {g('worker.request_us')}" if tx_per_msg else "—"
+            worker = f"{fmt(1 / tx_per_msg, 1)}, {g('worker.request_us')}" if tx_per_msg else "—"
             out.append(f"| {c.name} | {c.pattern} | {g('create.save')} | {g('update.save')} | {g('create.e2e')} "
                        f"| {g('update.e2e')} | {g('create.p50_us')} / {g('update.p50_us')} "
                        f"| {g('create.p99_us')} / {g('update.p99_us')} | {worker} |")
@@ -353,19 +351,17 @@ def parent_main(args) -> int:
         try:
             configs = [CONFIG_BY_KEY[k] for k in args.only.split(",")]
         except KeyError as error:
-            sb.log(f"unknown configuration {error}; known: {', '.join(CONFIG_BY_KEY)}")
+            log(f"unknown configuration {error}; known: {', '.join(CONFIG_BY_KEY)}")
             return 2
     if not sb.WORKER.exists():
-        sb.log(f"missing {sb.WORKER}: swift build -c release --product signal-worker")
+        log(f"missing {sb.WORKER}: swift build -c release --product signal-worker")
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="django-concurrent-bench-"))
     dbs, started = [], time.monotonic()
     total = args.clients * args.n
     try:
-        sb.log(f"migrating the template databases (temp dir {tmp}) ...")
-        dbs.append(sb.SQLiteDB(tmp))
-        if args.postgres_url:
-            dbs.append(ConcurrentPostgresDB(args.postgres_url))
+        log(f"migrating the template databases (temp dir {tmp}) ...")
+        dbs = open_databases(tmp, args.postgres_url, "django_concurrent_bench")
         raw = {db.name: {c.key: [] for c in configs} for db in dbs}
         runs, done = args.rounds * len(dbs) * len(configs), 0
         for r in range(args.rounds):
@@ -377,48 +373,42 @@ def parent_main(args) -> int:
                     done += 1
                     p = result["phases"]
                     status = "ok" if not result["problems"] else "FAILED: " + "; ".join(result["problems"])[:300]
-                    sb.log(f"[{done}/{runs} {time.monotonic() - started:4.0f} s] round {r + 1} {db.name:10} "
-                           f"{c.key:18} creates {sb.fmt(sb.rate(total, p.get('create', {}).get('save_s'))):>6}/s "
-                           f"updates {sb.fmt(sb.rate(total, p.get('update', {}).get('save_s'))):>6}/s  {status}")
+                    log(f"[{done}/{runs} {time.monotonic() - started:4.0f} s] round {r + 1} {db.name:10} "
+                           f"{c.key:18} creates {fmt(rate(total, p.get('create', {}).get('save_s'))):>6}/s "
+                           f"updates {fmt(rate(total, p.get('update', {}).get('save_s'))):>6}/s  {status}")
         elapsed = time.monotonic() - started
     finally:
-        for db in dbs:
-            try:
-                db.close()
-            except Exception as error:
-                sb.log(f"closing {db.name}: {error}")
+        close_databases(dbs)
         shutil.rmtree(tmp, ignore_errors=True)
 
     names = [db.name for db in dbs]
     results = {db: {c.key: sb.summarize(raw[db][c.key], total) for c in configs} for db in names}
-    commit = sb.git("rev-parse", "--short", "HEAD")
-    if sb.git("status", "--porcelain", "--", "python-bridge/signal_bridge", "python-bridge/example", "Sources",
+    commit = git("rev-parse", "--short", "HEAD")
+    if git("status", "--porcelain", "--", "python-bridge/signal_bridge", "python-bridge/example", "Sources",
               "Benchmarks/django"):
         commit += " + uncommitted changes"
     import django as _django
 
-    worker_version = subprocess.run([str(sb.WORKER), "version"], capture_output=True, text=True).stdout.strip()
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": sb.machine(),
+        "machine": machine(),
         "commit": commit,
         "command": "`" + " ".join(["Benchmarks/django/run-concurrent", *args.forwarded]) + "`",
-        "software": f"Python {platform.python_version()}, Django {_django.get_version()}, {worker_version}",
+        "software": f"Python {platform.python_version()}, Django {_django.get_version()}, {worker_version(sb.WORKER)}",
         "load": f"load average {os.getloadavg()[0]:.1f} at the end (other jobs share the machine)",
         "clients": f"{args.clients} Django processes at once (as gunicorn's workers), each saving its own "
                    f"{args.n} users: {total} creates with `_profile_data = {sb.CREATE_DATA}`, then {total} updates "
                    f"(`{sb.UPDATE_DATA}`) per configuration",
         "SQLite": "WAL, Django `transaction_mode=IMMEDIATE`, busy timeout 20 s, `synchronous` FULL (SQLite's "
                   "default) in Django and the worker",
-        "PostgreSQL": (f"`scripts/postgres-throwaway` on the same machine ({sb.postgres_durability(args.postgres_url)})"
+        "PostgreSQL": (f"`scripts/postgres-throwaway` on the same machine ({postgres_durability(args.postgres_url)})"
                        if args.postgres_url else "not run"),
         "rounds": f"{args.rounds}, interleaved, the order rotated each round; duration {elapsed:.0f} s",
     }
     text = render(meta, names, configs, results, args.clients, args.n)
-    print(text)
+    write_report(text, args.output)
     if args.output:
-        Path(args.output).write_text(text)
-        sb.log(f"wrote {args.output}")
+        log(f"wrote {args.output}")
     return 1 if any(s["failed"] for db in results.values() for s in db.values()) else 0
 
 

@@ -52,11 +52,8 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import signal
-import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -64,9 +61,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "python-bridge" / "example"
-WORKER = ROOT / ".build" / "release" / "signal-worker"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
+    EXAMPLE, RELEASE_WORKER, ROOT, close_databases, django_env, fmt, free_port, git, git_at, log, machine,
+    open_databases, pinning_possible, postgres_durability, process_cpu, quartiles, rate, shown_path, start_worker,
+    worker_metrics, worker_version, write_report,
+)
+
+WORKER = RELEASE_WORKER
 
 CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
 UPDATE_DATA = {"sex": "M"}
@@ -405,14 +407,6 @@ def child_main(spec: dict) -> None:
     print(json.dumps(result), flush=True)
 
 
-def process_cpu() -> float:
-    """CPU seconds (user + system) of every thread of this process so far: save()'s thread,
-    the async sender, libzmq's I/O thread. Unlike wall time it does not grow while another
-    process has the core."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _count_statements(connection) -> dict:
     """Count the SQL statements save()'s thread sends on ``connection`` (profile runs only).
 
@@ -728,143 +722,6 @@ class _Null:
 # The parent: databases, workers, rounds, report
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def base_env(database_url: str) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SIGNAL_BRIDGE_", "SIGNAL_WORKER_", "DJANGO_", "ACCOUNTS_"))}
-    env["DJANGO_DATABASE_URL"] = database_url
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def manage(database_url: str, *args: str) -> None:
-    env = base_env(database_url)
-    env["ACCOUNTS_RECEIVER"] = "none"
-    subprocess.run([sys.executable, str(EXAMPLE / "manage.py"), *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL, cwd=EXAMPLE)
-
-
-class SQLiteDB:
-    name = "SQLite"
-
-    def __init__(self, tmp: Path):
-        self.dir = tmp / "sqlite"
-        self.dir.mkdir()
-        self.template = self.dir / "template.sqlite3"
-        manage(f"sqlite:///{self.template}", "migrate", "--noinput")
-        with sqlite3.connect(self.template) as db:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.counter = 0
-
-    def fresh(self) -> tuple[str, object]:
-        self.counter += 1
-        path = self.dir / f"run{self.counter}.sqlite3"
-        shutil.copyfile(self.template, path)
-        return f"sqlite:///{path}", path
-
-    def drop(self, handle) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(handle) + suffix).unlink(missing_ok=True)
-
-    def close(self) -> None:
-        pass
-
-
-class PostgresDB:
-    name = "PostgreSQL"
-    # A subclass for another benchmark names its own template and databases, so one run
-    # never drops the other's template.
-    template_name = "django_save_bench_template"
-    database_prefix = "django_save_bench"
-
-    def __init__(self, url: str):
-        from urllib.parse import urlsplit, urlunsplit
-
-        self.url = url
-        parts = urlsplit(url)
-        self._with_db = lambda db: urlunsplit(parts._replace(path="/" + db))
-        self.admin = self._connect()
-        self.template = self.template_name
-        self.execute(f"DROP DATABASE IF EXISTS {self.template}")
-        self.execute(f"CREATE DATABASE {self.template}")
-        manage(self._with_db(self.template), "migrate", "--noinput")
-        self.counter = 0
-        if SERVER_CPU is not None:
-            self.pin(SERVER_CPU)
-
-    def pin(self, cpu: int) -> None:
-        """Pin the server (postmaster and every process it started) to ``cpu``: backends it
-        forks later inherit the mask. Only for a server on this machine that we may pin."""
-        with self.admin.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            backend = cursor.fetchone()[0]
-        postmaster = _parent_pid(backend)
-        pids = [postmaster] + [pid for pid in _all_pids() if _parent_pid(pid) == postmaster]
-        for pid in pids:
-            try:
-                os.sched_setaffinity(pid, {cpu})
-            except OSError as error:
-                log(f"could not pin PostgreSQL process {pid} to CPU {cpu}: {error}")
-
-    def _connect(self):
-        # Django's own PostgreSQL connection (psycopg), configured from the URL
-        # by the example project's parser; the admin database is the URL's.
-        sys.path.insert(0, str(EXAMPLE))
-        from exampleproject.settings import database_from_url
-        from django.conf import settings
-
-        if not settings.configured:
-            settings.configure(DATABASES={"default": database_from_url(self.url)}, USE_TZ=True)
-            import django
-
-            django.setup()
-        from django.db import connection
-
-        connection.ensure_connection()
-        connection.set_autocommit(True)
-        return connection
-
-    def execute(self, sql: str) -> None:
-        with self.admin.cursor() as cursor:
-            cursor.execute(sql)
-
-    def fresh(self) -> tuple[str, object]:
-        self.counter += 1
-        name = f"{self.database_prefix}_{os.getpid()}_{self.counter}"
-        self.execute(f"CREATE DATABASE {name} TEMPLATE {self.template}")
-        return self._with_db(name), name
-
-    def drop(self, handle) -> None:
-        self.execute(f"DROP DATABASE IF EXISTS {handle} WITH (FORCE)")
-
-    def close(self) -> None:
-        self.execute(f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
-        self.admin.close()
-
-
-def _parent_pid(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("PPid:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
 # Pinning (--pin, the default on ≥ 2 cores): Django's process on DJANGO_CPU, the worker and
 # PostgreSQL on SERVER_CPU, as a deployment where the worker has a core of its own.
 DJANGO_CPU: int | None = None
@@ -877,68 +734,12 @@ WORKER_EXTRA_ARGS: list[str] = []
 BRIDGE_EXTRA_SETTINGS: dict = {}  # --bridge-setting KEY=JSON, for every bridge configuration
 
 
-def start_worker(store_url: str, port: int, metrics_port: int, logfile: Path) -> subprocess.Popen:
-    endpoint = f"tcp://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNAL_WORKER_")}
-    out = open(logfile, "wb")
-    cpu = SERVER_CPU
-    proc = subprocess.Popen(
-        [str(WORKER), "serve", "--store", store_url, "--bind", endpoint, "--log-level", "warning",
-         "--metrics-bind", f"127.0.0.1:{metrics_port}", *WORKER_EXTRA_ARGS],
-        stdout=out, stderr=subprocess.STDOUT, env=env,
-        # Before exec, so that every thread the worker starts inherits the mask.
-        preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
-    )
-    out.close()
-    deadline = time.monotonic() + 20
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"signal-worker exited with {proc.returncode}: {_tail(logfile)}")
-        ping = subprocess.run([str(WORKER), "ping", "--connect", endpoint, "--timeout-ms", "500"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if ping.returncode == 0:
-            return proc
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"signal-worker did not answer a ping within 20 s: {_tail(logfile)}")
-        time.sleep(0.05)
-
-
-def worker_metrics(metrics_port: int) -> dict:
-    """Transactions (batches), requests and mean times from the worker's Prometheus endpoint."""
-    import urllib.request
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    batches = values.get("signal_worker_batch_size_count", 0)
-    requests = values.get("signal_worker_request_duration_seconds_count", 0)
-    return {
-        "batches": int(batches),
-        "requests": int(requests),
-        "request_us": 1e6 * values.get("signal_worker_request_duration_seconds_sum", 0) / requests if requests else None,
-        "apply_us": 1e6 * values.get("signal_worker_batch_apply_duration_seconds_sum", 0) / batches if batches else None,
-    }
-
-
-def stop_worker(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return -9
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return ""
+def serve_worker(store_url: str, tmp: Path, label: str):
+    """A fresh ``signal-worker serve`` for one configuration (own port, ``--metrics-bind``, pinned to
+    SERVER_CPU, the --worker-arg options); ``.bind`` is its endpoint, ``.metrics_port`` its metrics."""
+    port = free_port()
+    return start_worker(WORKER, store_url, tmp / f"worker-{label}-{port}.log", bind=f"tcp://127.0.0.1:{port}",
+                        metrics_port=free_port(), cpu=SERVER_CPU, extra_args=WORKER_EXTRA_ARGS)
 
 
 def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, syscalls: bool = False) -> dict:
@@ -946,17 +747,15 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, sys
     url, handle = db.fresh()
     worker = None
     try:
-        env = base_env(url)
+        env = django_env(url)
         env["ACCOUNTS_RECEIVER"] = config.receiver
         if config.baseline:
             # The baseline's signal_bridge first on the path (before the venv's editable install).
             env["PYTHONPATH"] = os.pathsep.join([str(BASELINE / "python-bridge"), *filter(None, [env.get("PYTHONPATH")])])
         if config.receiver == "bridge":
-            port, metrics_port = free_port(), free_port()
-            worker_log = tmp / f"worker-{db.name}-{config.key.replace('/', '_')}-{port}.log"
-            worker = start_worker(url, port, metrics_port, worker_log)
+            worker = serve_worker(url, tmp, f"{db.name}-{config.key.replace('/', '_')}")
             env["SIGNAL_BRIDGE_MODE"] = config.mode
-            env["SIGNAL_BRIDGE_ENDPOINT"] = f"tcp://127.0.0.1:{port}"
+            env["SIGNAL_BRIDGE_ENDPOINT"] = worker.bind
         spec = {"n": n, "receiver": config.receiver, "mode": config.mode, "atomic": config.atomic,
                 "bridge": {**BRIDGE_EXTRA_SETTINGS, **dict(config.bridge)}, "keep_acked": config.keep_acked,
                 "profile": profile, "syscalls": syscalls, "cpu": DJANGO_CPU}
@@ -975,20 +774,20 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, sys
                 result["problems"].append(f"ran the bridge in {result.get('bridge_path')}, expected {expected}")
         if worker is not None:
             try:
-                result["worker"] = worker_metrics(metrics_port)
+                result["worker"] = worker_metrics(worker.metrics_port)
             except OSError as error:
                 result["worker"] = {"error": str(error)}
-            status = stop_worker(worker)
+            status, worker_tail = worker.stop(), worker.tail(5, " | ")
             worker = None
             result["worker_exit"] = status
             if status != 0:
-                result["problems"].append(f"signal-worker exit status {status} after SIGTERM: {_tail(worker_log)}")
+                result["problems"].append(f"signal-worker exit status {status} after SIGTERM: {worker_tail}")
         return result
     except Exception as error:  # a broken configuration is reported, not fatal
         return {"problems": [f"{type(error).__name__}: {error}"], "phases": {}}
     finally:
         if worker is not None:
-            stop_worker(worker)
+            worker.stop()
         db.drop(handle)
 
 
@@ -998,14 +797,6 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, sys
 
 # --------------------------------------------------------------------------------------------
 # Summaries and the report
-
-
-def rate(n: int, seconds: float | None) -> float | None:
-    return n / seconds if seconds else None
-
-
-def fmt(value: float | None, digits: int = 0) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
 
 
 PHASES = ("create", "update")
@@ -1061,15 +852,6 @@ def summarize(rounds: list[dict], n: int) -> dict:
         if key.endswith(".save") and len(values) > 1:
             metrics[key + "_spread"] = ((max(values) - min(values)) / statistics.median(values), 0)
     return {"failed": failed, "metrics": metrics, "iqr": iqr, "rounds": len(rounds), "per_round": per_round}
-
-
-def quartiles(values: list[float]) -> tuple[float, float]:
-    """First and third quartile (the interquartile range), by linear interpolation between
-    the sorted values (``statistics.quantiles(method="inclusive")``); one value: itself."""
-    if len(values) < 2:
-        return values[0], values[0]
-    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, q3
 
 
 def med(summary: dict | None, key: str) -> float | None:
@@ -1612,34 +1394,6 @@ def every_round_table(dbs, configs, raw: dict, n: int) -> list[str]:
     return lines
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores (`nproc`), {cpu}; Django, the worker and the database share them"
-
-
-def git_at(path: Path, *args: str) -> str:
-    """``git -C path ...``'s output, or "not a git checkout"."""
-    try:
-        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return (path / "COMMIT").read_text().strip() if (path / "COMMIT").is_file() else "not a git checkout"
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def parent_main(args) -> int:
     n = args.n or (150 if args.quick else 300)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -1666,7 +1420,7 @@ def parent_main(args) -> int:
         profile_keys = [v for k in profile_keys
                         for v in ((k, k + "@baseline") if CONFIG_BY_KEY[k].receiver == "bridge" else (k,))]
     if args.pin:
-        if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
+        if not pinning_possible(0, 1):
             log("--pin needs CPUs 0 and 1; running unpinned (--no-pin)")
             args.pin = False
         else:
@@ -1685,9 +1439,7 @@ def parent_main(args) -> int:
     syscalls: dict = {}
     try:
         log(f"migrating the template databases (temp dir {tmp}) ...")
-        dbs.append(SQLiteDB(tmp))
-        if args.postgres_url:
-            dbs.append(PostgresDB(args.postgres_url))
+        dbs = open_databases(tmp, args.postgres_url, "django_save_bench", cpu=SERVER_CPU)
         raw = {db.name: {c.key: [] for c in configs} for db in dbs}
         total = rounds * len(dbs) * len(configs) + len(dbs) * len(profile_keys) * (2 if args.syscalls else 1)
         done = 0
@@ -1724,11 +1476,7 @@ def parent_main(args) -> int:
                     syscalls.setdefault(db.name, {})[key] = result["profile"]["syscalls"]
         elapsed = time.monotonic() - started
     finally:
-        for db in dbs:
-            try:
-                db.close()
-            except Exception as error:
-                log(f"closing {db.name}: {error}")
+        close_databases(dbs)
         if args.keep_temp:
             log(f"kept {tmp}")
         else:
@@ -1741,7 +1489,6 @@ def parent_main(args) -> int:
     commit = git("rev-parse", "--short", "HEAD")
     if dirty:
         commit += " + uncommitted changes (python-bridge/, Benchmarks/django/ or Sources/ differ from the commit)"
-    worker_version = subprocess.run([str(WORKER), "version"], capture_output=True, text=True).stdout.strip()
     import django as _django
 
     synchronous = {r.get("sqlite_synchronous") for rs in raw.get("SQLite", {}).values() for r in rs} - {None}
@@ -1750,8 +1497,8 @@ def parent_main(args) -> int:
         "machine": machine(),
         "commit": commit,
         "command": "`" + " ".join(["Benchmarks/django/run", *args.forwarded]) + "`",
-        "software": f"Python {platform.python_version()}, Django {_django.get_version()}, {worker_version} "
-                    f"(`{_shown_path(WORKER)}` built "
+        "software": f"Python {platform.python_version()}, Django {_django.get_version()}, {worker_version(WORKER)} "
+                    f"(`{shown_path(WORKER)}` built "
                     f"{datetime.datetime.fromtimestamp(WORKER.stat().st_mtime, datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ})",
         "pinning": ("Django's process (every thread) on CPU 0; `signal-worker` and PostgreSQL (postmaster and "
                     "every backend) on CPU 1 (`sched_setaffinity`, as `taskset`); other jobs on the machine are "
@@ -1769,23 +1516,14 @@ def parent_main(args) -> int:
         "duration": f"{elapsed:.0f} s",
     }
     text = render(meta, db_names, configs, results, raw, n, rounds, profiles, syscalls)
-    print(text)
+    write_report(text, args.output)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
         log(f"wrote {args.output}")
     if args.raw:
         Path(args.raw).write_text(json.dumps({"raw": raw, "profiles": profiles}, indent=1))
     failed = any(s["failed"] for db in results.values() for s in db.values())
     return 1 if failed else 0
 
-
-
-def _shown_path(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
 
 
 def load_text(raw: dict) -> str:
@@ -1796,17 +1534,6 @@ def load_text(raw: dict) -> str:
     return (f"1-minute load average during the runs: median {statistics.median(loads):.1f}, "
             f"{min(loads):.1f}–{max(loads):.1f} (2.0 = both cores busy; other jobs share the machine)")
 
-
-def postgres_durability(url):
-    """The server's fsync and synchronous_commit, as the report states them."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as connection:
-        fsync = connection.execute("SHOW fsync").fetchone()[0]
-        synchronous_commit = connection.execute("SHOW synchronous_commit").fetchone()[0]
-    durable = fsync == "on" and synchronous_commit != "off"
-    return (f"fsync={fsync}, synchronous_commit={synchronous_commit}: "
-            + ("every commit waits for its WAL flush, as in production" if durable else "commits cost no disk flush"))
 
 def main() -> int:
     if len(sys.argv) >= 3 and sys.argv[1] == "--child":

@@ -42,21 +42,19 @@ import collections
 import datetime
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "Benchmarks" / "compare"))
-sys.path.insert(0, str(ROOT / "python-bridge"))
-import compare  # noqa: E402  (Raw, ComparePostgresDB, uuid7_ids, children, stop; save_benchmark as compare.sb)
+sys.path.insert(0, str(HERE.parent / "harness"))
+from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
+    ROOT, PostgresDB, Proc, Raw, cpu_seconds, dealer, free_port, git, log, machine, machine_cpu_seconds, percentile,
+    ping as ping_worker, start_worker, uuid7_ids, worker_metrics, write_report,
+)
 
-sb = compare.sb
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(ROOT / "python-bridge"))
 
 # Values per step: step 0 creates, steps 1.. update with every key present, so the
 # expected final row is the last acknowledged step's values.
@@ -73,10 +71,6 @@ def update_data(step: int) -> dict:
 
 def step_data(step: int) -> dict:
     return CREATE_DATA if step == 0 else update_data(step)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -105,78 +99,6 @@ def find_binary(explicit: str | None) -> Path:
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` in seconds (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def postgres_cpu_seconds(postmaster: int) -> float:
-    """The PostgreSQL server's CPU: postmaster, live backends and reaped children."""
-    try:
-        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-        reaped = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
-    except (OSError, IndexError, ValueError):
-        reaped = 0.0
-    return cpu_seconds(postmaster) + reaped + sum(cpu_seconds(p) for p in compare.children(postmaster))
-
-
-def machine_cpu_seconds() -> dict:
-    """Whole-machine CPU seconds from ``/proc/stat``: busy (all processes), idle, iowait."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    return {"busy": (user + nice + system + irq + softirq + steal) / CLOCK_TICKS,
-            "idle": idle / CLOCK_TICKS, "iowait": iowait / CLOCK_TICKS}
-
-
-class Proc:
-    """A child process with its log, whose CPU time is remembered when it is killed."""
-
-    def __init__(self, name: str, argv: list[str], logfile: Path):
-        self.name = name
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNAL_WORKER_")}
-        with open(logfile, "ab") as out:
-            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-        self.logfile = logfile
-        self.cpu_at_exit: float | None = None
-
-    def cpu(self) -> float:
-        return self.cpu_at_exit if self.cpu_at_exit is not None else cpu_seconds(self.popen.pid)
-
-    def kill(self) -> None:
-        self.cpu_at_exit = cpu_seconds(self.popen.pid)
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait()
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.cpu_at_exit = cpu_seconds(self.popen.pid)
-            compare.stop(self.popen, timeout=15)
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def wait_http(port: int, proc: Proc, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.popen.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{proc.name}: no metrics endpoint within {timeout:.0f} s:\n{proc.tail()}")
-            time.sleep(0.05)
-
-
 class Cluster:
     """A broker and its workers (``--via broker``), or workers alone (``--via direct``)."""
 
@@ -189,31 +111,23 @@ class Cluster:
         self.endpoints: list[str] = []  # what the driver connects to
         self.counter = 0
         if via == "broker":
-            front, back = sb.free_port(), sb.free_port()
+            front, back = free_port(), free_port()
             self.frontend, self.backend = f"tcp://127.0.0.1:{front}", f"tcp://127.0.0.1:{back}"
             self.broker = Proc("broker", [str(binary), "broker", "--frontend", self.frontend, "--backend",
                                           self.backend, "--heartbeat-interval", f"{int(heartbeat_s * 1000)}ms"],
                                workdir / "broker.log")
-            try:
-                compare.wait_port(front, self.broker.popen)
-            except RuntimeError as error:
-                raise RuntimeError(f"signal-worker broker did not start ({error}):\n{self.broker.tail()}") from None
+            self.broker.wait_port(front)
             self.endpoints = [self.frontend]
 
     def start_worker(self, bind: str | None = None) -> Proc:
         self.counter += 1
-        metrics = sb.free_port()
+        name, logfile = f"worker-{self.counter}", self.workdir / f"worker-{self.counter}.log"
         if self.via == "broker":
-            where = ["--connect", self.backend, "--heartbeat-interval", f"{int(self.heartbeat_s * 1000)}ms"]
+            proc = start_worker(self.binary, self.store, logfile, connect=self.backend, heartbeat_s=self.heartbeat_s,
+                                metrics_port=free_port(), name=name)
         else:
-            bind = bind or f"tcp://127.0.0.1:{sb.free_port()}"
-            where = ["--bind", bind]
-        proc = Proc(f"worker-{self.counter}", [str(self.binary), "serve", "--store", self.store, *where,
-                                               "--metrics-bind", f"127.0.0.1:{metrics}", "--log-level", "warning"],
-                    self.workdir / f"worker-{self.counter}.log")
-        proc.bind = bind
-        proc.metrics_port = metrics
-        wait_http(metrics, proc)
+            bind = bind or f"tcp://127.0.0.1:{free_port()}"
+            proc = start_worker(self.binary, self.store, logfile, bind=bind, metrics_port=free_port(), name=name)
         self.workers.append(proc)
         if self.via == "direct" and bind not in self.endpoints:
             self.endpoints.append(bind)
@@ -222,16 +136,12 @@ class Cluster:
     def settle(self) -> None:
         """Wait until every worker serves: the broker logged each one's "worker joined" (or pings answer)."""
         if self.via == "broker":
-            deadline = time.monotonic() + 10 * self.heartbeat_s + 10
-            while self.broker.logfile.read_text(errors="replace").count("worker joined") < self.counter:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the broker saw fewer than {self.counter} workers join:\n{self.broker.tail()}")
-                time.sleep(0.05)
+            self.broker.wait_until(
+                lambda: self.broker.logfile.read_text(errors="replace").count("worker joined") >= self.counter,
+                f"fewer than {self.counter} workers joined", timeout=10 * self.heartbeat_s + 10)
         else:
             for w in self.workers:
-                ping = subprocess.run([str(self.binary), "ping", "--connect", w.bind, "--timeout-ms", "2000"],
-                                      capture_output=True)
-                if ping.returncode != 0:
+                if not ping_worker(self.binary, w.bind, timeout_ms=2000):
                     raise RuntimeError(f"{w.name} does not answer a ping:\n{w.tail()}")
 
     def kill_and_replace(self) -> tuple[Proc, Proc]:
@@ -246,7 +156,7 @@ class Cluster:
         batches = requests = 0
         for w in self.workers:
             try:
-                m = sb.worker_metrics(w.metrics_port)
+                m = worker_metrics(w.metrics_port)
             except OSError:
                 continue
             batches += m["batches"]
@@ -306,7 +216,7 @@ class IdSource:
 
     def next(self) -> str:
         if self.pos >= len(self.ids):
-            self.ids, self.pos = compare.uuid7_ids(self.chunk), 0
+            self.ids, self.pos = uuid7_ids(self.chunk), 0
         self.pos += 1
         return self.ids[self.pos - 1]
 
@@ -418,7 +328,7 @@ def drive(sockets_for, all_sockets, users: list[int], steps: int, *, window: int
     return res, done_steps, acked_ids
 
 
-def verify(raw: "compare.Raw", users: list[int], done_steps: list[int], acked_ids: set) -> list[str]:
+def verify(raw: Raw, users: list[int], done_steps: list[int], acked_ids: set) -> list[str]:
     """The database after a phase: applied ids and every profile row."""
     problems = []
     applied = raw.q("SELECT message_id, count(*) FROM signal_worker_applied GROUP BY message_id")
@@ -453,13 +363,6 @@ def verify(raw: "compare.Raw", users: list[int], done_steps: list[int], acked_id
     return problems
 
 
-def pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
 # ------------------------------------------------------------------------------------------
 # phases
 
@@ -468,7 +371,7 @@ def run_phase(args, binary, db, workdir: Path, name: str, n_workers: int, kill: 
     import zmq
 
     url, handle = db.fresh()
-    raw = compare.Raw(db, url, handle)
+    raw = Raw(db, url, handle)
     phase_dir = workdir / name.replace(" ", "-")
     phase_dir.mkdir()
     cluster = None
@@ -483,22 +386,17 @@ def run_phase(args, binary, db, workdir: Path, name: str, n_workers: int, kill: 
             cluster.start_worker()
         cluster.settle()
 
-        def dealer(endpoint):
-            s = ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.SNDHWM, 0)
-            s.setsockopt(zmq.RCVHWM, 0)
-            s.connect(endpoint)
-            socks.append(s)
-            return s
+        def connect(endpoint):
+            socks.append(dealer(ctx, endpoint))
+            return socks[-1]
 
         if args.via == "broker":
-            pool = [dealer(cluster.frontend) for _ in range(args.sockets)]
+            pool = [connect(cluster.frontend) for _ in range(args.sockets)]
             sockets_for = lambda i: pool[i % len(pool)]  # noqa: E731
         else:
             from signal_bridge.transport import endpoint_for
 
-            by_endpoint = {e: dealer(e) for e in cluster.endpoints}
+            by_endpoint = {e: connect(e) for e in cluster.endpoints}
             endpoints = tuple(cluster.endpoints)
             route = [by_endpoint[endpoint_for(f"auth.user|{pk}", endpoints)] for pk in users]
             sockets_for = route.__getitem__
@@ -508,12 +406,12 @@ def run_phase(args, binary, db, workdir: Path, name: str, n_workers: int, kill: 
                 victim, new = cluster.kill_and_replace()
                 return f"SIGKILL {victim.name}, started {new.name}" + (" on its endpoint" if args.via == "direct" else "")
             events.append((0.4, kill_one))
-        cpu0 = {**cluster.cpu(), "postgres": postgres_cpu_seconds(postmaster)}
+        cpu0 = {**cluster.cpu(), "postgres": db.server_cpu_seconds(postmaster)}
         machine0 = machine_cpu_seconds()
         log(f"[{name}] driving for up to {args.seconds:.0f} s ({n_workers} worker(s), via {args.via})")
         res, done, acked = drive(sockets_for, socks, users, args.steps, window=args.window, seconds=args.seconds,
                                  max_messages=args.messages, timeout_s=args.timeout_ms / 1000, events=events)
-        cpu1 = {**cluster.cpu(), "postgres": postgres_cpu_seconds(postmaster)}
+        cpu1 = {**cluster.cpu(), "postgres": db.server_cpu_seconds(postmaster)}
         machine1 = machine_cpu_seconds()
         if kill and cluster.broker:
             res.events += [broker_event(line) for line in cluster.broker.logfile.read_text(errors="replace").splitlines()
@@ -526,7 +424,7 @@ def run_phase(args, binary, db, workdir: Path, name: str, n_workers: int, kill: 
         problems += verify(raw, users, done, acked)
         return {
             "name": name, "workers": n_workers, "kill": kill, "rate": res.acked / wall if wall else 0.0,
-            "acked": res.acked, "seconds": wall, "p50": pct(res.latencies, 50), "p99": pct(res.latencies, 99),
+            "acked": res.acked, "seconds": wall, "p50": percentile(res.latencies, 50, "nearest"), "p99": percentile(res.latencies, 99, "nearest"),
             "resends": res.resends, "unavailable": res.retried_unavailable, "actions": dict(res.actions),
             "events": res.events, "problems": problems, "killed": sum("SIGKILL" in e for e in res.events),
             "cpu": {"driver": res.driver_cpu / wall * 100,
@@ -581,7 +479,7 @@ def run_ceiling(args, binary, workdir: Path, db, via: str) -> dict:
         return {"via": via, "rate": res.acked / res.elapsed, "driver_cpu": res.driver_cpu / res.elapsed * 100,
                 "worker_cpu": (w.cpu() - own0) / res.elapsed * 100,
                 "broker_cpu": (cpu1["broker"] - cpu0["broker"]) / res.elapsed * 100,
-                "p50": pct(res.latencies, 50), "p99": pct(res.latencies, 99), "problems": res.problems}
+                "p50": percentile(res.latencies, 50, "nearest"), "p99": percentile(res.latencies, 99, "nearest"), "problems": res.problems}
     finally:
         s.close(linger=0)
         cluster.stop()
@@ -622,9 +520,9 @@ def render(args, binary, phases, ceilings, started, total_s, every_round=None) -
     lines = [
         "# Scale-out load test (issue 9)",
         "",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; commit `{sb.git('rev-parse', '--short', 'HEAD')}`"
-        + (" (uncommitted changes)" if sb.git("status", "--porcelain", "--untracked-files=no") else ""),
-        f"- machine: {sb.machine().split(';')[0]}; PostgreSQL, the broker, the workers and the driver all run on it",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; commit `{git('rev-parse', '--short', 'HEAD')}`"
+        + (" (uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""),
+        f"- machine: {machine().split(';')[0]}; PostgreSQL, the broker, the workers and the driver all run on it",
         f"- binary: `{binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}`"
         f" ({'release' if '/release/' in str(binary) else 'debug (unoptimized: slower than production)'})",
         f"- command: `{args.command}`; total {total_s:.0f} s",
@@ -773,9 +671,8 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="scale-out."))
     log("loadtest: migrating a template database (manage.py migrate)")
-    db = compare.ComparePostgresDB(args.postgres_url)
-    postmaster = int(Path(f"/proc/{db.admin.connection.info.backend_pid}/status").read_text()
-                     .split("PPid:")[1].split()[0])
+    db = PostgresDB(args.postgres_url, "scale_out_bench")
+    postmaster = db.postmaster()
     phases = []
     ceiling = None
     ceilings = []
@@ -805,8 +702,7 @@ def main() -> int:
         except Exception as error:  # noqa: BLE001 - cleanup must not hide the result
             log(f"loadtest: dropping the template failed: {error}")
     report = render(args, binary, representative(phases), ceilings, started, time.monotonic() - t0, phases)
-    Path(args.output).write_text(report)
-    print(report)
+    write_report(report, args.output)
     log(f"loadtest: wrote {args.output}; logs in {workdir}")
     failed = [p for p in phases if p["problems"]] or [c for c in ceilings if c["problems"]]
     return 1 if failed else 0
