@@ -98,9 +98,6 @@ public struct InboxPlan: Sendable, Hashable {
         self.applied = applied
         self.sequences = sequences
     }
-
-    /// Whether the plan writes nothing at all.
-    public var writesNothing: Bool { writes.isEmpty && applied.isEmpty && sequences.isEmpty }
 }
 
 /// The last `seq` applied for one object.

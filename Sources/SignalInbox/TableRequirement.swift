@@ -124,6 +124,20 @@ extension TableRequirement.Column {
     }
 }
 
+extension TableRequirement.ForeignKey {
+    /// The problem of `table` lacking this foreign key.
+    public func missing(in table: String) -> SchemaProblem {
+        SchemaProblem(table: table, column: column, problem: "no foreign key to \(self.table)(id); \(reason)")
+    }
+}
+
+extension TableRequirement.Unique {
+    /// The problem of this column of `table` not being unique.
+    public func missing(in table: String) -> SchemaProblem {
+        SchemaProblem(table: table, column: column, problem: "must be UNIQUE (\(reason))")
+    }
+}
+
 /// What the database enforces on the text columns the receivers checked.
 ///
 /// Django does not validate on `objects.create()`/`save()`; the database does. SQLite ignores

@@ -109,10 +109,7 @@ struct PostgresSchemaCheck: Sendable {
                       AND c.confrelid = to_regclass($2::text) AND c.conkey = ARRAY[a.attnum])
                 """, [regclass, SQLIdentifier.quoted(foreignKey.table), foreignKey.column], on: connection, logger: logger)
             if !found {
-                problems.append(
-                    SchemaProblem(
-                        table: table, column: foreignKey.column,
-                        problem: "no foreign key to \(foreignKey.table)(id); \(foreignKey.reason)"))
+                problems.append(foreignKey.missing(in: table))
             }
         }
         for unique in requirement.unique where columns[unique.column] != nil {
@@ -124,8 +121,7 @@ struct PostgresSchemaCheck: Sendable {
                       AND i.indkey[0] = a.attnum AND i.indpred IS NULL)
                 """, [regclass, unique.column], on: connection, logger: logger)
             if !found {
-                problems.append(
-                    SchemaProblem(table: table, column: unique.column, problem: "must be UNIQUE (\(unique.reason))"))
+                problems.append(unique.missing(in: table))
             }
         }
         return problems

@@ -45,10 +45,6 @@ struct RawStatement {
         }
     }
 
-    func bind(_ value: String?, at index: Int32) {
-        if let value { bind(value, at: index) } else { sqlite3_bind_null(handle, index) }
-    }
-
     func bind(_ value: SQLValue, at index: Int32) {
         switch value {
         case .null: sqlite3_bind_null(handle, index)
@@ -69,12 +65,6 @@ struct RawStatement {
         }
     }
 
-    /// Runs a statement that returns no rows, then resets it for the next use.
-    func execute() throws {
-        defer { sqlite3_reset(handle) }
-        while try step() {}
-    }
-
     /// Runs the statement, appending every row it returns to `rows`, then resets it.
     func collect(into rows: inout [SQLRow]) throws {
         defer { sqlite3_reset(handle) }
@@ -85,11 +75,6 @@ struct RawStatement {
             for column in 0..<count { row.append(value(column)) }
             rows.append(row)
         }
-    }
-
-    /// Resets the statement so that it can be bound again.
-    func reset() {
-        sqlite3_reset(handle)
     }
 
     private func failure(_ code: Int32) -> DatabaseError {
@@ -112,23 +97,6 @@ struct RawStatement {
 
     private func anyText(_ index: Int32) -> String {
         guard let pointer = sqlite3_column_text(handle, index) else { return "" }
-        let count = Int(sqlite3_column_bytes(handle, index))
-        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
-    }
-
-    func isNull(_ index: Int32) -> Bool {
-        sqlite3_column_type(handle, index) == SQLITE_NULL
-    }
-
-    func int64(_ index: Int32) -> Int64 {
-        sqlite3_column_int64(handle, index)
-    }
-
-    /// The column as text; `nil` when it is NULL or not text.
-    func text(_ index: Int32) -> String? {
-        guard sqlite3_column_type(handle, index) == SQLITE_TEXT, let pointer = sqlite3_column_text(handle, index) else {
-            return nil
-        }
         let count = Int(sqlite3_column_bytes(handle, index))
         return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
     }

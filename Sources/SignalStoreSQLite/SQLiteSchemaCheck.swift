@@ -69,10 +69,7 @@ struct SQLiteSchemaCheck {
                     && $0.destinationTable.lowercased() == foreignKey.table.lowercased()
             }
             if !found {
-                problems.append(
-                    SchemaProblem(
-                        table: table, column: foreignKey.column,
-                        problem: "no foreign key to \(foreignKey.table)(id); \(foreignKey.reason)"))
+                problems.append(foreignKey.missing(in: table))
             }
         }
         for unique in requirement.unique where columns[unique.column] != nil {
@@ -80,8 +77,7 @@ struct SQLiteSchemaCheck {
                 try primaryKey == [unique.column]
                 || db.indexes(on: table).contains { $0.isUnique && $0.columns.map { $0.lowercased() } == [unique.column] }
             if !isUnique {
-                problems.append(
-                    SchemaProblem(table: table, column: unique.column, problem: "must be UNIQUE (\(unique.reason))"))
+                problems.append(unique.missing(in: table))
             }
         }
         return problems

@@ -56,9 +56,10 @@ struct StoreOptions: ParsableArguments {
         }
         configuration.receivers = receivers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
-        for name in configuration.receivers where !ReceiverCatalog.names.contains(name) {
-            throw ValidationError(
-                "--receivers: unknown receiver \(name.debugDescription); this worker has \(ReceiverCatalog.names.joined(separator: ", "))")
+        do {
+            try ReceiverCatalog.check(configuration.receivers)
+        } catch {
+            throw ValidationError(error.message)
         }
         configuration.profileTable = profileTable
         configuration.userTable = userTable

@@ -29,21 +29,22 @@ public enum ReceiverCatalog {
 
     /// The inbox running the configured receivers, in the configured (connection) order.
     public static func inbox(_ configuration: WorkerConfiguration) throws(WorkerError) -> Inbox {
-        var receivers: [any PostSaveReceiver] = []
-        for name in configuration.receivers {
-            guard let receiver = receiver(named: name, configuration) else {
-                throw WorkerError(
-                    .configuration,
-                    "--receivers: unknown receiver \(name.debugDescription); this worker has \(names.joined(separator: ", "))")
-            }
-            receivers.append(receiver)
+        try check(configuration.receivers)
+        return Inbox(receivers: configuration.receivers.compactMap { receiver(named: $0, configuration) })
+    }
+
+    /// Throws unless `requested` names known receivers, at least one, each once.
+    static func check(_ requested: [String]) throws(WorkerError) {
+        for name in requested where !names.contains(name) {
+            throw WorkerError(
+                .configuration,
+                "--receivers: unknown receiver \(name.debugDescription); this worker has \(names.joined(separator: ", "))")
         }
-        guard !receivers.isEmpty else {
+        guard !requested.isEmpty else {
             throw WorkerError(.configuration, "--receivers is empty; name at least one of \(names.joined(separator: ", "))")
         }
-        guard Set(configuration.receivers).count == configuration.receivers.count else {
-            throw WorkerError(.configuration, "--receivers names a receiver twice: \(configuration.receivers.joined(separator: ","))")
+        guard Set(requested).count == requested.count else {
+            throw WorkerError(.configuration, "--receivers names a receiver twice: \(requested.joined(separator: ","))")
         }
-        return Inbox(receivers: receivers)
     }
 }
