@@ -29,7 +29,7 @@ struct TokenSQL {
                 EXISTS (SELECT 1 FROM \(token) WHERE "user_id" = u.id) FROM unnest($1::int8[]) AS u(id)
                 """
         }
-        return BatchStatement("read users and tokens", sql: sql, columns: [.integer], rows: users.map { [.integer($0)] })
+        return BatchStatement("read users and tokens", sql: sql, columns: [.integer], values: users.map(SQLValue.integer))
     }
 
     /// Inserts new tokens, `created` set to now as Django stores a `DateTimeField(auto_now_add=True)`
@@ -42,7 +42,12 @@ struct TokenSQL {
             return BatchStatement(
                 "insert tokens",
                 sql: "INSERT INTO \(token) (\"key\", \"created\", \"user_id\") VALUES \(BatchStatement.rowsMarker)",
-                columns: [.text, .text, .integer], rows: tokens.map { [.text($0.key), created, .integer($0.userID)] })
+                columns: [.text, .text, .integer], rows: tokens
+            ) { token, values in
+                values.append(.text(token.key))
+                values.append(created)
+                values.append(.integer(token.userID))
+            }
         case .postgres:
             return BatchStatement(
                 "insert tokens",
@@ -50,7 +55,11 @@ struct TokenSQL {
                     INSERT INTO \(token) ("key", "created", "user_id") \
                     SELECT x.k, now(), x.u FROM unnest($1::text[], $2::int8[]) AS x(k, u)
                     """,
-                columns: [.text, .integer], rows: tokens.map { [.text($0.key), .integer($0.userID)] })
+                columns: [.text, .integer], rows: tokens
+            ) { token, values in
+                values.append(.text(token.key))
+                values.append(.integer(token.userID))
+            }
         }
     }
 

@@ -169,13 +169,14 @@ public struct ProfileReceiver: PostSaveReceiver {
     /// One message against the current row: the action and the row to write, if any.
     public func decide(_ message: ProfileMessage, in state: ProfileState) -> Result<Decision<ProfileRow>, ReplyError> {
         let data = message.data
-        let current = state.rows[message.userID]
+        let user = state.users[message.userID]
+        let current = user?.row
         if message.created {
             if current != nil {
                 return .failure(
                     ReplyError(.conflict, "a profile already exists for user \(message.userID)", field: "instance.pk"))
             }
-            guard state.existingUsers.contains(message.userID) else {
+            guard user?.exists == true else {
                 return .failure(
                     ReplyError(.conflict, "user \(message.userID) does not exist in the user table", field: "instance.pk"))
             }
@@ -196,16 +197,15 @@ public struct ProfileReceiver: PostSaveReceiver {
     }
 
     public func record(_ row: ProfileRow, in state: inout ProfileState) {
-        state.rows[row.userID] = row
-        if state.touched.insert(row.userID).inserted { state.touchedOrder.append(row.userID) }
+        state.record(row)
     }
 
     public func writes(for state: ProfileState, dialect: SQLDialect) -> [BatchStatement] {
         var inserts: [ProfileRow] = []
         var updates: [ProfileRow] = []
-        for userID in state.touchedOrder {
-            guard let row = state.rows[userID] else { continue }
-            if state.before.contains(userID) { updates.append(row) } else { inserts.append(row) }
+        for userID in state.changedOrder {
+            guard let user = state.users[userID], let row = user.row else { continue }
+            if user.hadProfile { updates.append(row) } else { inserts.append(row) }
         }
         let sql = ProfileSQL(configuration, dialect: dialect)
         return [sql.insertProfiles(inserts), sql.updateProfiles(updates)]
@@ -219,21 +219,62 @@ public struct ProfileReceiver: PostSaveReceiver {
 }
 
 /// What the profile receiver knows about a batch's users while it plans the batch.
+///
+/// One dictionary entry per user, so that deciding a message and recording its change cost one
+/// lookup each (the planning runs once per message, inside the batch's write transaction).
 public struct ProfileState: Sendable, Hashable {
-    /// Users whose row exists in the user table.
-    public var existingUsers: Set<Int64> = []
-    /// Users that had a profile before the batch.
-    public var before: Set<Int64> = []
-    /// The current profile rows (read, then changed by the batch's messages so far).
-    public var rows: [Int64: ProfileRow] = [:]
+    /// What is known of one user of the batch.
+    struct User: Sendable, Hashable {
+        /// The user's row exists in the user table.
+        var exists: Bool
+        /// The user had a profile before the batch (its change is an update, not an insert).
+        var hadProfile: Bool
+        /// The current profile row (read, then changed by the batch's messages so far).
+        var row: ProfileRow?
+        /// The batch changed the row.
+        var changed = false
+    }
+
+    /// The batch's users that exist or have a profile.
+    var users: [Int64: User]
     /// Users whose row the batch changed, in first-change order (deterministic writes).
-    var touchedOrder: [Int64] = []
-    var touched: Set<Int64> = []
+    var changedOrder: [Int64] = []
 
     /// Creates a state from rows read.
     public init(existingUsers: Set<Int64> = [], profiles: [Int64: ProfileRow] = [:]) {
-        self.existingUsers = existingUsers
-        self.before = Set(profiles.keys)
-        self.rows = profiles
+        users = [:]
+        users.reserveCapacity(existingUsers.count + profiles.count)
+        for userID in existingUsers { users[userID] = User(exists: true, hadProfile: false, row: nil) }
+        for (userID, row) in profiles {
+            users[userID, default: User(exists: false, hadProfile: false, row: nil)].hadProfile = true
+            users[userID]?.row = row
+        }
+    }
+
+    /// A state of `capacity` users, filled by ``read(_:exists:profile:)``.
+    init(capacity: Int) {
+        users = Dictionary(minimumCapacity: capacity)
+        changedOrder.reserveCapacity(capacity)
+    }
+
+    /// Adds a user as read from the database.
+    mutating func read(_ userID: Int64, exists: Bool, profile: ProfileRow?) {
+        users[userID] = User(exists: exists, hadProfile: profile != nil, row: profile)
+    }
+
+    /// Records an accepted message's row (one dictionary lookup: the entry changes in place).
+    mutating func record(_ row: ProfileRow) {
+        if Self.change(&users[row.userID, default: User(exists: true, hadProfile: false, row: nil)], to: row) {
+            changedOrder.append(row.userID)
+        }
+    }
+
+    /// Sets the user's row; whether it is the batch's first change of it.
+    private static func change(_ user: inout User, to row: ProfileRow) -> Bool {
+        defer {
+            user.changed = true
+            user.row = row
+        }
+        return !user.changed
     }
 }

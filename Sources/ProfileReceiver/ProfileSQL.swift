@@ -66,17 +66,19 @@ struct ProfileSQL {
                 WHERE "user_id" = u.id LIMIT 1) AS p ON true
                 """
         }
-        return BatchStatement("read users and profiles", sql: sql, columns: [.integer], rows: users.map { [.integer($0)] })
+        return BatchStatement("read users and profiles", sql: sql, columns: [.integer], values: users.map(SQLValue.integer))
     }
 
     /// The state from the rows of ``readUsers(_:)``.
     static func state(from rows: [SQLRow]) throws(StoreError) -> ProfileState {
-        var existing = Set<Int64>()
-        var profiles: [Int64: ProfileRow] = [:]
+        var state = ProfileState(capacity: rows.count)
         for row in rows {
             guard let userID = row[0].integer else { continue }
-            if row[1].isTrue { existing.insert(userID) }
-            guard row[2].isTrue else { continue }
+            let exists = row[1].isTrue
+            guard row[2].isTrue else {
+                if exists { state.read(userID, exists: true, profile: nil) }
+                continue
+            }
             guard let profileType = row[3].text else {
                 throw StoreError(.rejected, "the stored profile_type of user \(userID) is not text", operation: "read profile")
             }
@@ -92,17 +94,22 @@ struct ProfileSQL {
                 }
                 birthdate = date
             }
-            profiles[userID] = ProfileRow(userID: userID, profileType: profileType, sex: row[4].text, birthdate: birthdate)
+            state.read(
+                userID, exists: exists,
+                profile: ProfileRow(userID: userID, profileType: profileType, sex: row[4].text, birthdate: birthdate))
         }
-        return ProfileState(existingUsers: existing, profiles: profiles)
+        return state
     }
 
     // MARK: - Writes
 
     private static let columns: [SQLColumnType] = [.text, .text, .text, .integer]
 
-    private static func values(_ row: ProfileRow) -> [SQLValue] {
-        [.text(row.profileType), .text(row.sex), .text(row.birthdate?.description), .integer(row.userID)]
+    private static func append(_ row: ProfileRow, to values: inout [SQLValue]) {
+        values.append(.text(row.profileType))
+        values.append(.text(row.sex))
+        values.append(.text(row.birthdate?.description))
+        values.append(.integer(row.userID))
     }
 
     func insertProfiles(_ rows: [ProfileRow]) -> BatchStatement {
@@ -118,7 +125,7 @@ struct ProfileSQL {
                 SELECT x.t, x.s, x.b::date, x.u FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS x(t, s, b, u)
                 """
         }
-        return BatchStatement("insert profiles", sql: sql, columns: Self.columns, rows: rows.map(Self.values))
+        return BatchStatement("insert profiles", sql: sql, columns: Self.columns, rows: rows, values: Self.append)
     }
 
     /// Rewrites existing profiles; each must change exactly one row (it was read under the lock).
@@ -141,7 +148,8 @@ struct ProfileSQL {
                 """
         }
         return BatchStatement(
-            "update profiles", sql: sql, columns: Self.columns, rows: rows.map(Self.values), expectation: .oneChangePerRow)
+            "update profiles", sql: sql, columns: Self.columns, rows: rows, expectation: .oneChangePerRow,
+            values: Self.append)
     }
 
     // MARK: - DDL

@@ -87,7 +87,7 @@ public struct Inbox: Sendable {
                     + routes.map(\.key.description).joined(separator: ", "),
                 field: "sender")
         }
-        var parts: [any Sendable] = []
+        var parts: [any AnyObject & Sendable] = []
         parts.reserveCapacity(chains[chain].count)
         for index in chains[chain] {
             let receiver = receivers[index]
@@ -148,6 +148,12 @@ public struct Inbox: Sendable {
                 + "retryable error; send both again, the earlier one first")
     }
 
+    /// The entry's index, set to `next` if it has none yet (`-1`).
+    private static func claim(_ entry: inout Int, next: Int) -> Int {
+        if entry < 0 { entry = next }
+        return entry
+    }
+
     /// The store's view of a batch: ids, objects, the receivers' reads and the planning function.
     func batch(_ messages: [InboxMessage], dialect: SQLDialect) -> StoreBatch {
         var ids: [String] = []
@@ -157,18 +163,15 @@ public struct Inbox: Sendable {
         var objectOfMessage: [Int] = []
         objectOfMessage.reserveCapacity(messages.count)
         // Each receiver's messages, in batch order, and where each message's part is in them.
-        var partsByReceiver = [[any Sendable]](repeating: [], count: receivers.count)
+        var partsByReceiver = [[any AnyObject & Sendable]](repeating: [], count: receivers.count)
         var localIndexes: [Int] = []  // per message, its part's index in each of its receivers' lists
         localIndexes.reserveCapacity(messages.count)
         for message in messages {
             if seenIDs.insert(message.id).inserted { ids.append(message.id) }
-            if let index = objectIndexes[message.object] {
-                objectOfMessage.append(index)
-            } else {
-                objectIndexes[message.object] = objects.count
-                objectOfMessage.append(objects.count)
-                objects.append(message.object)
-            }
+            // One lookup: a new object's entry is created with the next index.
+            let index = Self.claim(&objectIndexes[message.object, default: -1], next: objects.count)
+            objectOfMessage.append(index)
+            if index == objects.count { objects.append(message.object) }
             for (part, receiver) in zip(message.parts, chains[message.chain]) {
                 localIndexes.append(partsByReceiver[receiver].count)
                 partsByReceiver[receiver].append(part)
@@ -176,16 +179,16 @@ public struct Inbox: Sendable {
         }
         let involved = receivers.indices.filter { !partsByReceiver[$0].isEmpty }
         var reads: [BatchStatement] = []
-        var readCounts: [Int] = []
+        var parts: [ReceiverBatch] = []
         for receiver in involved {
-            let statements = receivers[receiver].reads(partsByReceiver[receiver], dialect)
-            reads += statements
-            readCounts.append(statements.count)
+            let part = receivers[receiver].batch(partsByReceiver[receiver], dialect)
+            reads += part.reads
+            parts.append(part)
         }
         let plan = BatchPlanning(
-            receivers: receivers, chains: chains, involved: involved, readCounts: readCounts,
-            partsByReceiver: partsByReceiver, localIndexes: localIndexes, messages: messages, objects: objects,
-            objectOfMessage: objectOfMessage, idsRepeat: ids.count < messages.count, dialect: dialect)
+            names: receivers.map(\.name), chains: chains, involved: involved, parts: parts, localIndexes: localIndexes,
+            messages: messages, objects: objects, objectOfMessage: objectOfMessage,
+            idsRepeat: ids.count < messages.count, dialect: dialect)
         return StoreBatch(
             messageIDs: ids, objects: objects, mayCommitWithoutSync: messages.allSatisfy { !$0.durable },
             reads: reads, plan: { state, rows throws(StoreError) in try plan.run(state, rows) })
@@ -205,16 +208,17 @@ public struct InboxMessage: Sendable {
     /// Which receiver chain handles it.
     let chain: Int
     /// Each receiver's validated message, in chain order.
-    let parts: [any Sendable]
+    let parts: [any AnyObject & Sendable]
 }
 
 /// The planning of one batch, once the store has read the inbox state and the receivers' rows.
 private struct BatchPlanning: Sendable {
-    let receivers: [ErasedReceiver]
+    /// Every receiver's name, by receiver index.
+    let names: [String]
     let chains: [[Int]]
+    /// The receivers with messages in the batch, and their parts of it (reads, planner), in order.
     let involved: [Int]
-    let readCounts: [Int]
-    let partsByReceiver: [[any Sendable]]
+    let parts: [ReceiverBatch]
     /// Each message's part index in each of its chain's receivers, message after message.
     let localIndexes: [Int]
     let messages: [InboxMessage]
@@ -228,23 +232,13 @@ private struct BatchPlanning: Sendable {
     let dialect: SQLDialect
 
     func run(_ state: InboxState, _ rows: [[SQLRow]]) throws(StoreError) -> InboxPlan {
-        // The planners' calls and the receivers' names in plain arrays: the loop below runs once per
-        // message and must not copy a receiver's or a planner's closures to reach one of them.
-        var decide = [(Int) -> Result<(action: ReplyAction, changes: Bool), ReplyError>](
-            repeating: { _ in .failure(ReplyError(.unsupported, "no planner")) }, count: receivers.count)
-        var keepPending = [() -> Void](repeating: {}, count: receivers.count)
-        var dropPending = [() -> Void](repeating: {}, count: receivers.count)
-        var writes = [(SQLDialect) -> [BatchStatement]](repeating: { _ in [] }, count: receivers.count)
-        let names = receivers.map(\.name)
+        // Each involved receiver's planner, by receiver index.
+        var planners = [ReceiverPlanner?](repeating: nil, count: names.count)
         var offset = 0
-        for (receiver, count) in zip(involved, readCounts) {
-            let slice = Array(rows[offset..<(offset + count)])
+        for (receiver, part) in zip(involved, parts) {
+            let count = part.reads.count
+            planners[receiver] = try part.planner(Array(rows[offset..<(offset + count)]))
             offset += count
-            let planner = try receivers[receiver].planner(partsByReceiver[receiver], slice)
-            decide[receiver] = planner.decide
-            keepPending[receiver] = planner.keepPending
-            dropPending[receiver] = planner.dropPending
-            writes[receiver] = planner.writes
         }
 
         var plan = InboxPlan()
@@ -255,56 +249,71 @@ private struct BatchPlanning: Sendable {
         var newSequences = [Int64?](repeating: nil, count: objects.count)
         var local = 0  // the current message's first entry in localIndexes
         for position in messages.indices {
-            let message = messages[position]
-            let chain = chains[message.chain]
+            // Fields read one by one: copying the whole message would retain and release each of them.
+            let chain = chains[messages[position].chain]
             let first = local
             local += chain.count
             let object = objectOfMessage[position]
-            if seen.contains(message.id) {
+            let id = messages[position].id
+            if !seen.isEmpty, seen.contains(id) {
                 plan.outcomes.append(.ok(.duplicate))
                 continue
             }
-            if let sequence = message.sequence, let last = lastSequences[object], sequence <= last {
+            let sequence = messages[position].sequence
+            if let sequence, let last = lastSequences[object], sequence <= last {
                 plan.outcomes.append(.stale(lastSequence: last))
-                if idsRepeat { seen.insert(message.id) }
-                plan.applied.append(message.id)
+                if idsRepeat { seen.insert(id) }
+                plan.applied.append(id)
                 continue
             }
-            var actions: [ReceiverAction] = []
-            actions.reserveCapacity(chain.count)
-            var refusal: ReplyError?
-            var changes = false
-            for step in chain.indices {
-                let receiver = chain[step]
-                switch decide[receiver](localIndexes[first + step]) {
-                case .success(let decision):
-                    actions.append(ReceiverAction(names[receiver], decision.action))
-                    changes = changes || decision.changes
-                case .failure(let error):
-                    refusal = error.from(receiver: names[receiver])
+            let outcome: (Reply.Outcome, changes: Bool)
+            if chain.count == 1 {
+                // One receiver (the usual case): its verdict is the message's, recorded at once.
+                let receiver = chain[0]
+                switch planners[receiver].unsafelyUnwrapped.decideAndKeep(localIndexes[first]) {
+                case .accepted(let action, let changed):
+                    outcome = (.applied([ReceiverAction(names[receiver], action)]), changed)
+                case .refused(let error):
+                    outcome = (.error(error.from(receiver: names[receiver])), false)
                 }
-                if refusal != nil { break }
+            } else {
+                outcome = decideTogether(chain, first: first, planners)
             }
-            if let refusal {
-                for receiver in chain { dropPending[receiver]() }
-                plan.outcomes.append(.error(refusal))
-                continue
-            }
-            for receiver in chain { keepPending[receiver]() }
-            plan.outcomes.append(.applied(actions))
-            if idsRepeat { seen.insert(message.id) }
-            plan.applied.append(message.id)
+            plan.outcomes.append(outcome.0)
+            guard case .applied = outcome.0 else { continue }
+            if idsRepeat { seen.insert(id) }
+            plan.applied.append(id)
             // Only a message that changed a row advances its object's sequence: an update skipped
             // because the row does not exist yet must not make a late `created` message stale.
-            if changes, let sequence = message.sequence {
+            if outcome.changes, let sequence {
                 newSequences[object] = sequence
                 lastSequences[object] = sequence
             }
         }
-        for receiver in involved { plan.writes += writes[receiver](dialect) }
+        for receiver in involved { plan.writes += planners[receiver].unsafelyUnwrapped.writes(dialect) }
         plan.sequences = zip(objects, newSequences).compactMap { object, sequence in
             sequence.map { SequenceRecord(object: object, sequence: $0) }
         }
         return plan
+    }
+
+    /// One message through a chain of several receivers, all or nothing: the first refusal is the
+    /// outcome and no receiver records its change; otherwise every receiver records its change.
+    private func decideTogether(_ chain: [Int], first: Int, _ planners: [ReceiverPlanner?]) -> (Reply.Outcome, changes: Bool) {
+        var actions: [ReceiverAction] = []
+        actions.reserveCapacity(chain.count)
+        var changes = false
+        for (step, receiver) in chain.enumerated() {
+            switch planners[receiver].unsafelyUnwrapped.decide(localIndexes[first + step]) {
+            case .accepted(let action, let changed):
+                actions.append(ReceiverAction(names[receiver], action))
+                changes = changes || changed
+            case .refused(let error):
+                for receiver in chain { planners[receiver].unsafelyUnwrapped.dropPending() }
+                return (.error(error.from(receiver: names[receiver])), false)
+            }
+        }
+        for receiver in chain { planners[receiver].unsafelyUnwrapped.keepPending() }
+        return (.applied(actions), changes)
     }
 }

@@ -98,9 +98,10 @@ public struct ErasedReceiver: Sendable {
     @usableFromInline let tables: [TableRequirement]
     @usableFromInline let adapted: @Sendable (SchemaFacts) -> ErasedReceiver
     @usableFromInline let djangoCompatibleDDL: @Sendable (SQLDialect) -> [String]
-    @usableFromInline let message: @Sendable (SignalEnvelope) throws(ReplyError) -> any Sendable
-    @usableFromInline let reads: @Sendable ([any Sendable], SQLDialect) -> [BatchStatement]
-    @usableFromInline let planner: @Sendable ([any Sendable], [[SQLRow]]) throws(StoreError) -> ReceiverPlanner
+    /// Validates an envelope into a ``ValidatedMessage`` of the receiver's `Message`.
+    @usableFromInline let message: @Sendable (SignalEnvelope) throws(ReplyError) -> any AnyObject & Sendable
+    /// The receiver's part of a batch: its messages (each made by ``message``), its reads, its planner.
+    @usableFromInline let batch: @Sendable ([any AnyObject & Sendable], SQLDialect) -> ReceiverBatch
 
     /// Erases `receiver`.
     @inlinable
@@ -110,16 +111,85 @@ public struct ErasedReceiver: Sendable {
         tables = receiver.tables
         adapted = { receiver.adapted(to: $0).erased }
         djangoCompatibleDDL = { receiver.djangoCompatibleDDL($0) }
-        message = { envelope throws(ReplyError) in try receiver.message(from: envelope) }
-        // Every element was produced by this receiver's `message`, so the casts cannot fail.
-        reads = { messages, dialect in receiver.reads(for: messages.map { $0 as! Receiver.Message }, dialect: dialect) }
-        planner = { messages, rows throws(StoreError) in
-            let typed = messages.map { $0 as! Receiver.Message }
-            let planning = Planning(receiver: receiver, messages: typed, state: try receiver.state(for: typed, rows: rows))
-            return ReceiverPlanner(
-                decide: { planning.decide($0) }, keepPending: { planning.keepPending() },
-                dropPending: { planning.dropPending() }, writes: { planning.writes($0) })
+        message = { envelope throws(ReplyError) in ValidatedMessage(try receiver.message(from: envelope)) }
+        batch = { parts, dialect in
+            // Every part was made by this receiver's `message`: the downcast cannot fail (checked in
+            // debug builds).
+            let messages = parts.map { unsafeDowncast($0, to: ValidatedMessage<Receiver.Message>.self).message }
+            return ReceiverBatch(
+                reads: receiver.reads(for: messages, dialect: dialect),
+                planner: { rows throws(StoreError) in
+                    let planning = Planning(
+                        receiver: receiver, messages: messages, state: try receiver.state(for: messages, rows: rows))
+                    return ReceiverPlanner(
+                        decide: { planning.decide($0) }, decideAndKeep: { planning.decideAndKeep($0) },
+                        keepPending: { planning.keepPending() },
+                        dropPending: { planning.dropPending() }, writes: { planning.writes($0) })
+                })
         }
+    }
+}
+
+/// A receiver's validated message, as the inbox carries it from validation to the batch.
+@usableFromInline
+final class ValidatedMessage<Message: Sendable>: Sendable {
+    @usableFromInline let message: Message
+
+    @inlinable
+    init(_ message: Message) { self.message = message }
+}
+
+/// One receiver's part of a batch: the statements it reads with, and its planner once they ran.
+@usableFromInline
+struct ReceiverBatch: Sendable {
+    @usableFromInline let reads: [BatchStatement]
+    /// The planner from the rows of ``reads`` (one array per statement).
+    @usableFromInline let planner: @Sendable ([[SQLRow]]) throws(StoreError) -> ReceiverPlanner
+
+    @inlinable
+    init(reads: [BatchStatement], planner: @escaping @Sendable ([[SQLRow]]) throws(StoreError) -> ReceiverPlanner) {
+        self.reads = reads
+        self.planner = planner
+    }
+}
+
+/// A receiver's verdict on one message of a batch. A concrete type, not a `Result` of a tuple: the
+/// planner's closures return it without a reabstraction thunk per call.
+@usableFromInline
+enum PlannerDecision {
+    /// The receiver accepts the message: its action, and whether it changes a row.
+    case accepted(ReplyAction, changes: Bool)
+    /// The receiver refuses the message.
+    case refused(ReplyError)
+}
+
+/// A receiver's planning of one batch, as the inbox calls it once per message. Closures made
+/// where the receiver's type is known (``ErasedReceiver/init(_:)``), so each is specialized.
+@usableFromInline
+struct ReceiverPlanner {
+    /// Decides the receiver's `index`-th message of the batch; its change (if any) stays pending.
+    @usableFromInline let decide: (Int) -> PlannerDecision
+    /// Decides the receiver's `index`-th message and records its change at once if accepted (a
+    /// message with no other receiver): one call instead of two.
+    @usableFromInline let decideAndKeep: (Int) -> PlannerDecision
+    /// Records the pending change (every receiver accepted the message).
+    @usableFromInline let keepPending: () -> Void
+    /// Forgets the pending change (a receiver refused the message).
+    @usableFromInline let dropPending: () -> Void
+    /// The statements that write the final state.
+    @usableFromInline let writes: (SQLDialect) -> [BatchStatement]
+
+    @inlinable
+    init(
+        decide: @escaping (Int) -> PlannerDecision, decideAndKeep: @escaping (Int) -> PlannerDecision,
+        keepPending: @escaping () -> Void,
+        dropPending: @escaping () -> Void, writes: @escaping (SQLDialect) -> [BatchStatement]
+    ) {
+        self.decide = decide
+        self.decideAndKeep = decideAndKeep
+        self.keepPending = keepPending
+        self.dropPending = dropPending
+        self.writes = writes
     }
 }
 
@@ -138,20 +208,29 @@ final class Planning<Receiver: PostSaveReceiver> {
         self.state = state
     }
 
-    /// Decides the receiver's `index`-th message of the batch; its change (if any) stays pending.
     @inlinable
-    func decide(_ index: Int) -> Result<(action: ReplyAction, changes: Bool), ReplyError> {
+    func decide(_ index: Int) -> PlannerDecision {
         pending = nil
         switch receiver.decide(messages[index], in: state) {
         case .success(let decision):
             pending = decision.change
-            return .success((decision.action, decision.change != nil))
+            return .accepted(decision.action, changes: decision.change != nil)
         case .failure(let error):
-            return .failure(error)
+            return .refused(error)
         }
     }
 
-    /// Records the pending change (every receiver accepted the message).
+    @inlinable
+    func decideAndKeep(_ index: Int) -> PlannerDecision {
+        switch receiver.decide(messages[index], in: state) {
+        case .success(let decision):
+            if let change = decision.change { receiver.record(change, in: &state) }
+            return .accepted(decision.action, changes: decision.change != nil)
+        case .failure(let error):
+            return .refused(error)
+        }
+    }
+
     @inlinable
     func keepPending() {
         guard let change = pending else { return }
@@ -159,34 +238,11 @@ final class Planning<Receiver: PostSaveReceiver> {
         receiver.record(change, in: &state)
     }
 
-    /// Forgets the pending change (a receiver refused the message).
     @inlinable
     func dropPending() { pending = nil }
 
-    /// The statements that write the final state.
     @inlinable
     func writes(_ dialect: SQLDialect) -> [BatchStatement] {
         receiver.writes(for: state, dialect: dialect).filter { !$0.isEmpty }
-    }
-}
-
-/// A receiver's planning of one batch, as the inbox calls it.
-@usableFromInline
-struct ReceiverPlanner {
-    @usableFromInline let decide: (Int) -> Result<(action: ReplyAction, changes: Bool), ReplyError>
-    @usableFromInline let keepPending: () -> Void
-    @usableFromInline let dropPending: () -> Void
-    @usableFromInline let writes: (SQLDialect) -> [BatchStatement]
-
-    @inlinable
-    init(
-        decide: @escaping (Int) -> Result<(action: ReplyAction, changes: Bool), ReplyError>,
-        keepPending: @escaping () -> Void, dropPending: @escaping () -> Void,
-        writes: @escaping (SQLDialect) -> [BatchStatement]
-    ) {
-        self.decide = decide
-        self.keepPending = keepPending
-        self.dropPending = dropPending
-        self.writes = writes
     }
 }

@@ -86,8 +86,9 @@ public struct BatchStatement: Sendable, Hashable {
     public var sql: String
     /// The types of the rows' columns (their count is the arity of a row).
     public var columns: [SQLColumnType]
-    /// The rows; each has `columns.count` values.
-    public var rows: [[SQLValue]]
+    /// The rows' values, row after row (`columns.count` values per row): one flat array, not an
+    /// array per row, so a batch of a thousand rows costs one allocation.
+    public private(set) var values: [SQLValue]
     /// Values bound after the rows (SQLite) or after the column arrays (PostgreSQL).
     public var parameters: [SQLValue]
     /// What the store checks after running it.
@@ -95,21 +96,57 @@ public struct BatchStatement: Sendable, Hashable {
     /// Names the statement in errors ("update profiles").
     public var purpose: String
 
-    /// Creates a statement.
+    /// Creates a statement whose rows' values are given row after row in `values`
+    /// (`values.count` is a multiple of `columns.count`).
     public init(
-        _ purpose: String, sql: String, columns: [SQLColumnType] = [], rows: [[SQLValue]] = [],
+        _ purpose: String, sql: String, columns: [SQLColumnType] = [], values: [SQLValue],
         parameters: [SQLValue] = [], expectation: Expectation = .none
     ) {
+        precondition(
+            columns.isEmpty ? values.isEmpty : values.count % columns.count == 0,
+            "\(purpose): \(values.count) values do not make rows of \(columns.count) columns")
         self.purpose = purpose
         self.sql = sql
         self.columns = columns
-        self.rows = rows
+        self.values = values
         self.parameters = parameters
         self.expectation = expectation
     }
 
+    /// Creates a statement with one array of values per row (each has `columns.count` values).
+    public init(
+        _ purpose: String, sql: String, columns: [SQLColumnType] = [], rows: [[SQLValue]] = [],
+        parameters: [SQLValue] = [], expectation: Expectation = .none
+    ) {
+        precondition(rows.allSatisfy { $0.count == columns.count }, "\(purpose): a row does not have \(columns.count) values")
+        self.init(
+            purpose, sql: sql, columns: columns, values: rows.flatMap { $0 }, parameters: parameters,
+            expectation: expectation)
+    }
+
+    /// Creates a statement with one row per element of `items`, whose values `row` appends.
+    public init<Items: Collection>(
+        _ purpose: String, sql: String, columns: [SQLColumnType], rows items: Items,
+        parameters: [SQLValue] = [], expectation: Expectation = .none,
+        values row: (Items.Element, inout [SQLValue]) -> Void
+    ) {
+        var values: [SQLValue] = []
+        values.reserveCapacity(items.count * columns.count)
+        for item in items { row(item, &values) }
+        self.init(purpose, sql: sql, columns: columns, values: values, parameters: parameters, expectation: expectation)
+    }
+
+    /// The number of rows.
+    public var rowCount: Int { columns.isEmpty ? 0 : values.count / columns.count }
+
+    /// The rows, one array each (for reading in tests; the stores read ``values``).
+    public var rows: [[SQLValue]] {
+        guard !columns.isEmpty else { return [] }
+        return stride(from: 0, to: values.count, by: columns.count).map { Array(values[$0..<($0 + columns.count)]) }
+    }
+
     /// Whether the store skips it: it has columns but no rows.
-    public var isEmpty: Bool { !columns.isEmpty && rows.isEmpty }
+    public var isEmpty: Bool { !columns.isEmpty && values.isEmpty }
 }
 
 /// SQL identifier quoting, `"name"` with inner quotes doubled: the one quoting function of every

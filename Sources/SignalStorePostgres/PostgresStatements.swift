@@ -195,8 +195,10 @@ struct PostgresStatements: Sendable {
     func run(_ statement: BatchStatement, on connection: PostgresConnection, logger: Logger) async throws -> [SQLRow] {
         guard !statement.isEmpty else { return [] }
         var binds = PostgresBindings(capacity: statement.columns.count + statement.parameters.count)
+        let arity = statement.columns.count
         for (index, type) in statement.columns.enumerated() {
-            binds.append(NullableArray(type: type, elements: statement.rows.map { $0[index] }))
+            let column = stride(from: index, to: statement.values.count, by: arity).map { statement.values[$0] }
+            binds.append(NullableArray(type: type, elements: column))
         }
         for parameter in statement.parameters {
             switch parameter {
@@ -216,11 +218,11 @@ struct PostgresStatements: Sendable {
         let changed = try await PostgresNamedStatement(sql: counting).run(binds, on: connection, logger: logger) {
             try $0.decode(Int64.self)
         }.first ?? 0
-        if changed != Int64(statement.rows.count) {
+        if changed != Int64(statement.rowCount) {
             // A row read under our object lock vanished before the write (deleted by Django
             // meanwhile): refuse rather than acknowledge writes that did not happen.
             throw StoreError(
-                .rejected, "\(Int64(statement.rows.count) - changed) row(s) changed during the transaction",
+                .rejected, "\(Int64(statement.rowCount) - changed) row(s) changed during the transaction",
                 operation: statement.purpose)
         }
         return []

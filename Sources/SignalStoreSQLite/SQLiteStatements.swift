@@ -68,50 +68,28 @@ struct SQLiteStatements: Sendable {
 
     // MARK: - The inbox's statements
 
-    private var selectApplied: BatchStatement {
-        BatchStatement(
-            "read applied ids", sql: "SELECT \"message_id\" FROM \(applied) WHERE \"message_id\" IN (\(BatchStatement.rowsMarker))",
-            columns: [.text])
-    }
-
-    private var selectSequences: BatchStatement {
-        BatchStatement(
+    /// Reads which of the batch's ids were applied and its objects' last sequences.
+    func readInboxState(_ batch: StoreBatch, in db: Database) throws -> InboxState {
+        var state = InboxState()
+        let ids = BatchStatement(
+            "read applied ids",
+            sql: "SELECT \"message_id\" FROM \(applied) WHERE \"message_id\" IN (\(BatchStatement.rowsMarker))",
+            columns: [.text], values: batch.messageIDs.map(SQLValue.text))
+        for row in try run(ids, in: db) {
+            if let id = row[0].text { state.appliedMessageIDs.insert(id) }
+        }
+        let objects = BatchStatement(
             "read sequences",
             sql: """
                 WITH "signal_worker_objects"("sender", "object_pk") AS (VALUES \(BatchStatement.rowsMarker)) \
                 SELECT s."sender", s."object_pk", s."last_seq" FROM "signal_worker_objects" AS o \
                 JOIN \(sequence) AS s ON s."sender" = o."sender" AND s."object_pk" = o."object_pk"
                 """,
-            columns: [.text, .text])
-    }
-
-    private var insertApplied: BatchStatement {
-        BatchStatement(
-            "record applied ids",
-            sql: "INSERT INTO \(applied) (\"message_id\", \"applied_at\") VALUES \(BatchStatement.rowsMarker)",
-            columns: [.text, .real])
-    }
-
-    private var upsertSequences: BatchStatement {
-        BatchStatement(
-            "record sequences",
-            sql: """
-                INSERT INTO \(sequence) ("sender", "object_pk", "last_seq") VALUES \(BatchStatement.rowsMarker) \
-                ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = excluded."last_seq"
-                """,
-            columns: [.text, .text, .integer])
-    }
-
-    /// Reads which of the batch's ids were applied and its objects' last sequences.
-    func readInboxState(_ batch: StoreBatch, in db: Database) throws -> InboxState {
-        var state = InboxState()
-        var ids = selectApplied
-        ids.rows = batch.messageIDs.map { [.text($0)] }
-        for row in try run(ids, in: db) {
-            if let id = row[0].text { state.appliedMessageIDs.insert(id) }
+            columns: [.text, .text], rows: batch.objects
+        ) { object, values in
+            values.append(.text(object.sender))
+            values.append(.text(object.pk))
         }
-        var objects = selectSequences
-        objects.rows = batch.objects.map { [.text($0.sender), .text($0.pk)] }
         for row in try run(objects, in: db) {
             guard let sender = row[0].text, let pk = row[1].text, let last = row[2].integer else { continue }
             state.lastSequences[ObjectKey(sender: sender, pk: pk)] = last
@@ -121,11 +99,27 @@ struct SQLiteStatements: Sendable {
 
     /// Records a plan's applied ids and sequences.
     func writeInbox(_ plan: InboxPlan, in db: Database, now: Double) throws {
-        var ids = insertApplied
-        ids.rows = plan.applied.map { [.text($0), .real(now)] }
+        let ids = BatchStatement(
+            "record applied ids",
+            sql: "INSERT INTO \(applied) (\"message_id\", \"applied_at\") VALUES \(BatchStatement.rowsMarker)",
+            columns: [.text, .real], rows: plan.applied
+        ) { id, values in
+            values.append(.text(id))
+            values.append(.real(now))
+        }
         _ = try run(ids, in: db)
-        var sequences = upsertSequences
-        sequences.rows = plan.sequences.map { [.text($0.object.sender), .text($0.object.pk), .integer($0.sequence)] }
+        let sequences = BatchStatement(
+            "record sequences",
+            sql: """
+                INSERT INTO \(sequence) ("sender", "object_pk", "last_seq") VALUES \(BatchStatement.rowsMarker) \
+                ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = excluded."last_seq"
+                """,
+            columns: [.text, .text, .integer], rows: plan.sequences
+        ) { record, values in
+            values.append(.text(record.object.sender))
+            values.append(.text(record.object.pk))
+            values.append(.integer(record.sequence))
+        }
         _ = try run(sequences, in: db)
     }
 
@@ -136,25 +130,26 @@ struct SQLiteStatements: Sendable {
         var rows: [SQLRow] = []
         guard !statement.isEmpty else { return rows }
         let arity = statement.columns.count
-        guard arity > 0, statement.sql.contains(BatchStatement.rowsMarker) else {
+        let template = expansions.template(statement.sql, arity: arity)
+        guard arity > 0, template.hasRowsMarker else {
             let prepared = RawStatement(try db.cachedStatement(sql: statement.sql), in: db)
             for (offset, value) in statement.parameters.enumerated() { prepared.bind(value, at: Int32(offset + 1)) }
             try prepared.collect(into: &rows)
             return rows
         }
         let maximum = max(1, (Self.parameterLimit - statement.parameters.count) / arity)
+        let values = statement.values
+        let rowCount = statement.rowCount
         var start = 0
-        while start < statement.rows.count {
-            let remaining = statement.rows.count - start
-            let size = Self.chunkSizes.first { $0 <= min(remaining, maximum) } ?? 1
-            let sql = expansions.sql(statement.sql, arity: arity, rows: size)
-            let prepared = RawStatement(try db.cachedStatement(sql: sql), in: db)
+        while start < rowCount {
+            let remaining = rowCount - start
+            let chunk = Self.chunkSizes.firstIndex { $0 <= min(remaining, maximum) } ?? (Self.chunkSizes.count - 1)
+            let size = Self.chunkSizes[chunk]
+            let prepared = RawStatement(try db.cachedStatement(sql: template.sql(chunk)), in: db)
             var index: Int32 = 1
-            for row in statement.rows[start..<(start + size)] {
-                for value in row {
-                    prepared.bind(value, at: index)
-                    index += 1
-                }
+            for value in values[(start * arity)..<((start + size) * arity)] {
+                prepared.bind(value, at: index)
+                index += 1
             }
             for value in statement.parameters {
                 prepared.bind(value, at: index)
@@ -207,24 +202,50 @@ struct SQLiteStatements: Sendable {
     }
 }
 
-/// `sql` with its rows marker replaced by `rows` groups of `arity` placeholders, built once per
-/// (statement, chunk size): a batch runs each statement in a handful of chunk sizes, and building
-/// the text anew for every chunk cost as much as a fifth of a batch's time.
+/// Each statement's text with its rows marker replaced by `n` groups of `arity` placeholders, for
+/// every chunk size, built once: a batch runs each statement in a handful of chunk sizes, and
+/// building the text anew for every chunk cost as much as a fifth of a batch's time.
+///
+/// A short list searched with `==`, not a dictionary: a batch's statements are a handful, and
+/// comparing texts (equal storage, or a length or early byte that differs) is far cheaper than
+/// hashing a few hundred bytes of SQL for every chunk.
 final class SQLExpansions: Sendable {
-    private struct Key: Hashable {
-        var sql: String
-        var rows: Int
+    /// One statement's text and its expansions.
+    final class Template: Sendable {
+        let sql: String
+        let arity: Int
+        let hasRowsMarker: Bool
+        /// Per chunk size (``SQLiteStatements/chunkSizes``, same order), the expanded text.
+        private let expanded: [String]
+
+        init(sql: String, arity: Int) {
+            self.sql = sql
+            self.arity = arity
+            hasRowsMarker = sql.contains(BatchStatement.rowsMarker)
+            let group = "(" + Array(repeating: "?", count: max(arity, 1)).joined(separator: ", ") + ")"
+            expanded = SQLiteStatements.chunkSizes.map { rows in
+                sql.replacingOccurrences(
+                    of: BatchStatement.rowsMarker, with: Array(repeating: group, count: rows).joined(separator: ", "))
+            }
+        }
+
+        /// The text for the chunk size at `chunk` in ``SQLiteStatements/chunkSizes``.
+        func sql(_ chunk: Int) -> String { expanded[chunk] }
     }
 
-    private let cache = Mutex<[Key: String]>([:])
+    /// Beyond this many statements the oldest template is dropped (receivers' SQL is fixed, so
+    /// this bound is never reached in practice; it keeps the list short whatever happens).
+    static let capacity = 64
 
-    func sql(_ sql: String, arity: Int, rows: Int) -> String {
-        let key = Key(sql: sql, rows: rows)
-        if let expanded = cache.withLock({ $0[key] }) { return expanded }
-        let group = "(" + Array(repeating: "?", count: arity).joined(separator: ", ") + ")"
-        let expanded = sql.replacingOccurrences(
-            of: BatchStatement.rowsMarker, with: Array(repeating: group, count: rows).joined(separator: ", "))
-        cache.withLock { $0[key] = expanded }
-        return expanded
+    private let templates = Mutex<[Template]>([])
+
+    func template(_ sql: String, arity: Int) -> Template {
+        if let found = templates.withLock({ $0.first { $0.arity == arity && $0.sql == sql } }) { return found }
+        let made = Template(sql: sql, arity: arity)
+        templates.withLock { list in
+            if list.count >= Self.capacity { list.removeFirst() }
+            list.append(made)
+        }
+        return made
     }
 }
