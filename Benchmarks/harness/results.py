@@ -328,7 +328,9 @@ def cost_table(results: dict) -> list[str]:
                 if entry is None:
                     continue
                 ratio, goal, met = _target_cells(targets, db, pattern, mode)
-                if not ratio and mode != "none":
+                if entry["failed"]:
+                    ratio = "—"
+                elif not ratio and mode != "none":
                     ratio = _reference_ratio(conf, db, pattern, mode) + " none"
                 elif ratio:
                     ref = "in-proc." if mode == "sync" else "none"
