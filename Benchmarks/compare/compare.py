@@ -406,6 +406,8 @@ def main():
     ap.add_argument("--output", default=str(ROOT / "Benchmarks" / "RESULTS.md"))
     ap.add_argument("--chart", default=str(ROOT / "Benchmarks" / "results" / "compare-chart.png"))
     ap.add_argument("--command", default="Benchmarks/compare/run")
+    ap.add_argument("--json", default=str(ROOT / "Benchmarks" / "results" / "worker-throughput.json"),
+                    help="machine-readable worker-side results (\"\" for none)")
     args = ap.parse_args()
     n = args.n or (1000 if args.quick else 2000)
     big_n = args.swift_n
@@ -478,6 +480,31 @@ def main():
     write_report(text, args.output)
     chart(args.chart, chart_data)
     log(f"wrote {args.output} and {args.chart} ({elapsed:.0f} s)")
+    if args.json:
+        write_json(args, worker, limit, wb, n, rounds, elapsed)
+        log(f"wrote {args.json}")
+
+
+def write_json(args, worker, limit, wb, n, rounds, elapsed):
+    """The worker side as machine-readable results (Benchmarks/harness/results.py): profiles/s per worker
+    and round (a worker with a failed round left out), the limits, the checked ratios."""
+    import results
+
+    rates = {db: {kind: [r["rate"] for r in runs] for kind, runs in kinds.items()
+                  if kind != "swift-big" and runs and not any(r["problems"] for r in runs)}
+             for db, kinds in worker.items()}
+    limits = {}
+    for db in worker:
+        entry = {"raw": (limit or {}).get(f"{db}|raw"), "store": (limit or {}).get(f"{db}|store"),
+                 "worker": (wb or {}).get(db, {}).get("creates")}
+        limits[db] = {k: v for k, v in entry.items() if v is not None}
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "commit": git("rev-parse", "--short", "HEAD"), "command": args.command, "n": n, "rounds": rounds,
+            "worker": worker_version(WORKER), "duration_s": round(elapsed)}
+    about = (f"{n:,} created messages per worker and round, end to end (first send to the last row visible); "
+             "limits: store-benchmark's hand-written batched INSERT (raw) and the worker's store alone, and "
+             "worker-benchmark's creates/s. Unpinned; the checked figures are ratios within this run.")
+    results.write(args.json, results.worker_throughput(meta, rates, limits, about))
 
 
 def render(args, dbs, worker, n, big_n, rounds, limit, wb, latency, lat_n, dj_raw, dj_rc, dj_n, dj_rounds, celery_rows, elapsed):

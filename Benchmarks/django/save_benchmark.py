@@ -1524,9 +1524,29 @@ def parent_main(args) -> int:
         log(f"wrote {args.output}")
     if args.raw:
         Path(args.raw).write_text(json.dumps({"raw": raw, "profiles": profiles}, indent=1))
+    if args.json:
+        write_json(args, meta, results, n, rounds)
+        log(f"wrote {args.json}")
     failed = any(s["failed"] for db in results.values() for s in db.values())
     return 1 if failed else 0
 
+
+
+def write_json(args, meta: dict, results: dict, n: int, rounds: int) -> None:
+    """The machine-readable results (``--json``): medians, IQRs, targets and the checked ratios
+    (``Benchmarks/harness/results.py``), from which README's and RESULTS.md's tables are generated."""
+    import results as results_file  # Benchmarks/harness, on the path above
+
+    plain = {k: v.strip("`") if isinstance(v, str) else v for k, v in meta.items()}
+    plain.update(n=n, rounds=rounds, worker=worker_version(WORKER), pinned=bool(args.pin))
+    reduced = "" if n >= 500 and rounds >= 5 else (
+        f"A reduced run ({n} creates + {n} updates per configuration, {rounds} rounds; the full one is "
+        "--n 500 --rounds 5). ")
+    about = (reduced + ("Django on CPU 0, the worker and PostgreSQL on CPU 1. " if args.pin else "Unpinned. ")
+             + "Rates follow the machine and its load; the checked figures are ratios within this run.")
+    summaries = {db: {key: s for key, s in configs.items() if "@" not in key and "/" not in key}
+                 for db, configs in results.items()}
+    results_file.write(args.json, results_file.django_save(plain, summaries, about))
 
 
 def load_text(raw: dict) -> str:
@@ -1549,6 +1569,8 @@ def main() -> int:
     parser.add_argument("--postgres-url", help="PostgreSQL server URL (a user that may CREATE DATABASE)")
     parser.add_argument("--output", help="write the Markdown report here too")
     parser.add_argument("--raw", help="write every round's raw results (JSON) here")
+    parser.add_argument("--json", help="write the machine-readable results here (medians, IQRs, ratios, targets; "
+                                       "Benchmarks/results/django-save.json)")
     parser.add_argument("--only", help="comma-separated configuration keys: " + ", ".join(CONFIG_BY_KEY))
     parser.add_argument("--no-profile", action="store_true", help="skip the extra profile runs")
     parser.add_argument("--syscalls", action="store_true",
@@ -1575,7 +1597,7 @@ def main() -> int:
             BRIDGE_EXTRA_SETTINGS[key] = json.loads(value)
         except ValueError:
             BRIDGE_EXTRA_SETTINGS[key] = value  # a bare string
-    skip = {"--postgres-url", "--output", "--raw", "--worker", "--baseline"}
+    skip = {"--postgres-url", "--output", "--raw", "--json", "--worker", "--baseline"}
     forwarded, argv = [], sys.argv[1:]
     i = 0
     while i < len(argv):

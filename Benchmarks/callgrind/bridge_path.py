@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Instructions per save of the bridge's path inside ``save()``, counted by callgrind.
+
+The regression guard of issue 20 (§1): CPython runs deterministically enough
+under valgrind that an instruction count moves by well under 1 % between runs
+while wall-clock rates on this shared machine move by 20 %. ``--check`` fails
+when a path costs more than 15 % over the committed count.
+
+What is counted, per save, in the example project's configuration (``sync``
+mode, the default; autocommit ``save()``; ``SENDERS["auth.user"]``: the
+username and ``_profile_data``): the bridge's ``pre_save`` and ``post_save``
+receivers called as Django calls them after the row is written (capture of the
+message, rendering its JSON, the outbox bookkeeping, the send on the bridge's
+own DEALER socket), and the reply check. No network and no worker: the
+endpoint is an ``inproc://`` ROUTER in this process that nobody reads, and the
+wait for the reply is replaced by parsing a fixed ``ok`` reply
+(``envelope.parse_reply``). Updates also run the bridge's backlog query
+(``outbox.has_backlog``, one ``SELECT`` on a migrated SQLite file), as an
+update's ``save()`` does; creates of a new primary key skip it, as in
+``save()``. The database's own ``INSERT``/``UPDATE`` is not in the count.
+
+How: the child runs under ``valgrind --tool=callgrind --instr-atstart=no``;
+Django starts and every path is warmed up uninstrumented; a two-function C
+shim (compiled on the fly with ``cc`` against valgrind's ``callgrind.h``)
+turns instrumentation on and zeroes the counters right before the measured
+loop, and dumps (named after the path) and turns it off right after it. The
+hash seed is fixed and the garbage collector run before each loop.
+
+    Benchmarks/callgrind/run [--n 200] [--json PATH]   # default: Benchmarks/results/bridge-callgrind.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "harness"))
+
+ENDPOINT = "inproc://callgrind-sink"
+CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
+UPDATE_DATA = {"sex": "M"}
+WARMUP = 50
+PATHS = ("create", "update")
+
+SHIM = r"""
+#include <valgrind/callgrind.h>
+void bench_begin(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_ZERO_STATS; }
+void bench_end(const char *name) { CALLGRIND_DUMP_STATS_AT(name); CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+
+
+# ------------------------------------------------------------------------------------------
+# the child: runs under valgrind
+
+
+def child(shim: str, n: int) -> None:
+    import ctypes
+    import gc
+
+    lib = ctypes.CDLL(shim)
+    lib.bench_end.argtypes = [ctypes.c_char_p]
+    sys.path.insert(0, str(Path(os.environ["EXAMPLE_DIR"])))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exampleproject.settings")
+    import django
+
+    django.setup()
+    import zmq
+    from django.contrib.auth import get_user_model
+
+    from signal_bridge import conf, envelope, publisher, transport
+
+    config = conf.get()
+    assert config.mode == "sync" and config.endpoints == (ENDPOINT,), (config.mode, config.endpoints)
+    sink = transport.context().socket(zmq.ROUTER)  # bound, never read: the sends queue up in memory
+    sink.setsockopt(zmq.RCVHWM, 0)
+    sink.bind(ENDPOINT)
+
+    def ok_reply(sock, message_id, timeout_ms, _action=[b"created"]):
+        return envelope.parse_reply(b'{"v":1,"id":"' + message_id.encode() + b'","status":"ok",'
+                                    b'"result":{"action":"' + _action[0] + b'"}}')
+
+    transport._await_reply = ok_reply  # the worker's reply, without a worker
+    User = get_user_model()
+    users = []
+
+    fresh = [User(username=f"callgrind{i}", email=f"callgrind{i}@example.com") for i in range(WARMUP + n)]
+
+    def create(i):
+        user = fresh[i]  # built before the clock, as save() gets it from the caller
+        publisher.on_pre_save(sender=User, instance=user, raw=False, using="default", update_fields=None)
+        user.pk = 1_000_000 + i  # what the INSERT gives it
+        user._profile_data = dict(CREATE_DATA)
+        publisher.on_post_save(sender=User, instance=user, created=True, raw=False, using="default",
+                               update_fields=None)
+        users.append(user)
+
+    def update(i):
+        user = users[i]
+        user._profile_data = dict(UPDATE_DATA)
+        publisher.on_pre_save(sender=User, instance=user, raw=False, using="default", update_fields=None)
+        publisher.on_post_save(sender=User, instance=user, created=False, raw=False, using="default",
+                               update_fields=None)
+
+    for i in range(WARMUP):  # every code path, import and cache warm, uninstrumented
+        create(i)
+    for i in range(WARMUP):
+        update(i)
+    start = len(users)
+    gc.collect()
+    lib.bench_begin()
+    for i in range(start, start + n):
+        create(i)
+    lib.bench_end(b"create")
+    gc.collect()
+    lib.bench_begin()
+    for i in range(start, start + n):
+        update(i)
+    lib.bench_end(b"update")
+    print("child-ok", len(users), flush=True)
+    sink.close(linger=0)
+
+
+# ------------------------------------------------------------------------------------------
+# the parent: builds the shim, migrates the database, runs the child under valgrind
+
+
+def dumps(folder: Path) -> dict[str, int]:
+    """{dump name: instructions (Ir)} of the callgrind dumps in ``folder``."""
+    out = {}
+    for path in folder.glob("callgrind.out.*"):
+        text = path.read_text(errors="replace")
+        desc = re.search(r"^desc: Trigger: Client Request: (\S+)", text, re.M)
+        total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        if desc and total:
+            out[desc.group(1)] = int(total.group(1))
+    return out
+
+
+def parent(args) -> int:
+    from signal_bench import EXAMPLE, ROOT, django_env, git, log
+
+    import results
+
+    valgrind, cc = shutil.which("valgrind"), shutil.which("cc") or shutil.which("gcc")
+    header = Path("/usr/include/valgrind/callgrind.h")
+    if not valgrind or not header.exists():
+        log("needs valgrind (apt-get install valgrind)")
+        return 2
+    if not cc:
+        log("needs a C compiler (cc) for the 3-line callgrind shim")
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="bridge-callgrind-"))
+    try:
+        (tmp / "shim.c").write_text(SHIM)
+        subprocess.run([cc, "-O1", "-shared", "-fPIC", "-o", str(tmp / "shim.so"), str(tmp / "shim.c")], check=True)
+        url = f"sqlite:///{tmp / 'db.sqlite3'}"
+        env = django_env(url)
+        env.update(ACCOUNTS_RECEIVER="bridge", SIGNAL_BRIDGE_MODE="sync", SIGNAL_BRIDGE_ENDPOINT=ENDPOINT,
+                   PYTHONHASHSEED="0", EXAMPLE_DIR=str(EXAMPLE))
+        subprocess.run([sys.executable, str(EXAMPLE / "manage.py"), "migrate", "--verbosity", "0"], env=env,
+                       cwd=EXAMPLE, check=True)
+        out_dir = tmp / "out"
+        out_dir.mkdir()
+        cmd = [valgrind, "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/callgrind.out.%p",
+               sys.executable, str(Path(__file__).resolve()), "--child", str(tmp / "shim.so"), str(args.n)]
+        log(f"callgrind: {args.n} saves per path (+{WARMUP} warm-up), this takes a minute ...")
+        r = subprocess.run(cmd, env=env, cwd=EXAMPLE, capture_output=True, text=True, timeout=900)
+        counts = dumps(out_dir)
+        if r.returncode != 0 or "child-ok" not in r.stdout or set(counts) != set(PATHS):
+            log(f"callgrind run failed (exit {r.returncode}, dumps {sorted(counts)}):\n{r.stderr[-2000:]}")
+            return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    import django
+    import zmq
+
+    per_save = {p: counts[p] / args.n for p in PATHS}
+    for p in PATHS:
+        log(f"{p}: {per_save[p]:,.0f} instructions per save ({counts[p]:,} for {args.n})")
+    commit = git("rev-parse", "--short", "HEAD")
+    if git("status", "--porcelain", "--", "python-bridge/signal_bridge", "Benchmarks/callgrind"):
+        commit += " + uncommitted changes"
+    valgrind_version = subprocess.run([valgrind, "--version"], capture_output=True, text=True).stdout.strip()
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit,
+            "command": "Benchmarks/callgrind/run" + (f" --n {args.n}" if args.n != 200 else ""),
+            "software": f"Python {platform.python_version()}, Django {django.get_version()}, pyzmq {zmq.__version__} "
+                        f"(libzmq {zmq.zmq_version()}), {valgrind_version}",
+            "saves_per_path": args.n, "warmup_saves": WARMUP}
+    about = ("Instructions (callgrind Ir, every thread) per save of the bridge's path in save(): sync mode, "
+             "autocommit, the example project's SENDERS; pre_save + post_save receivers (capture, render, outbox "
+             "bookkeeping, send on the bridge's DEALER to an inproc ROUTER nobody reads) and the parse of a fixed ok "
+             "reply; updates include the backlog SELECT on SQLite. Not counted: Django's own INSERT/UPDATE, the "
+             "worker. Deterministic to well under 1 % between runs; checked at +15 %.")
+    data = {"schema": results.SCHEMA, "benchmark": "bridge-callgrind", "about": about, "meta": meta,
+            "paths": {p: {"instructions_per_save": round(per_save[p]), "instructions": counts[p], "saves": args.n}
+                      for p in PATHS},
+            "checks": {f"sync save() path, {p}s: instructions per save": {"value": round(per_save[p]),
+                                                                           "better": "lower"} for p in PATHS}}
+    results.write(args.json, data)
+    log(f"wrote {args.json}")
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]))
+        return 0
+    from signal_bench import ROOT
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=200, help="measured saves per path (default 200)")
+    parser.add_argument("--json", default=str(ROOT / "Benchmarks" / "results" / "bridge-callgrind.json"),
+                        help="where to write the results (default Benchmarks/results/bridge-callgrind.json)")
+    return parent(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

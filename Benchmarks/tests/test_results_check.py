@@ -1,0 +1,158 @@
+"""The regression check of ``Benchmarks/run --check`` (Benchmarks/harness/results.py) on fabricated results.
+
+    python3 -m unittest discover -s Benchmarks/tests -v      # any Python 3.10+, no packages
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BENCHMARKS / "harness"))
+import results  # noqa: E402
+
+
+def summary(rates: dict[str, list[float]], cpu: dict[str, list[float]], failed=()) -> dict:
+    """A save_benchmark summary: per-round saves/s and CPU µs per save, creates and updates alike."""
+    rounds = len(next(iter(rates.values())))
+    per_round = [{f"{phase}.save": rates[phase][i], f"{phase}.cpu_us": cpu[phase][i]}
+                 for i in range(rounds) for phase in ("create", "update")]
+    merged = [{**per_round[2 * i], **per_round[2 * i + 1]} for i in range(rounds)]
+    return {"failed": list(failed), "per_round": merged}
+
+
+def django_results(sync_rate: float = 600.0) -> dict:
+    """A two-database, two-pattern run; ``sync_rate``: sync's saves/s (the in-process receiver does 500)."""
+    configs = {"none": (1000.0, 500.0), "in_process": (500.0, 900.0), "sync": (sync_rate, 800.0),
+               "async": (950.0, 530.0), "outbox": (820.0, 700.0)}
+    summaries = {}
+    for db in ("SQLite", "PostgreSQL"):
+        for suffix in ("", "+atomic"):
+            for key, (rate, cpu) in configs.items():
+                summaries.setdefault(db, {})[key + suffix] = summary(
+                    {"create": [rate * 0.9, rate, rate * 1.1], "update": [rate * 0.9, rate, rate * 1.1]},
+                    {"create": [cpu, cpu, cpu], "update": [cpu, cpu, cpu]})
+    return results.django_save({"command": "fabricated"}, summaries, "fabricated for the unit test")
+
+
+def callgrind_results(create: int = 250_000, update: int = 200_000) -> dict:
+    return {"schema": results.SCHEMA, "benchmark": "bridge-callgrind",
+            "checks": {"sync save() path, creates: instructions per save": {"value": create, "better": "lower"},
+                       "sync save() path, updates: instructions per save": {"value": update, "better": "lower"}}}
+
+
+class CheckTests(unittest.TestCase):
+    def test_the_same_results_pass(self):
+        committed = {"django-save.json": django_results(), "bridge-callgrind.json": callgrind_results()}
+        failures, passed, skipped = results.check(committed, copy.deepcopy(committed))
+        self.assertEqual(failures, [])
+        self.assertEqual(skipped, [])
+        self.assertGreater(len(passed), 40)
+
+    def test_a_change_within_15_percent_passes(self):
+        committed = {"django-save.json": django_results(600.0), "bridge-callgrind.json": callgrind_results()}
+        current = {"django-save.json": django_results(520.0),  # sync / in_process: 1.2 -> 1.04 (-13 %)
+                   "bridge-callgrind.json": callgrind_results(create=285_000)}  # +14 %
+        failures, _, _ = results.check(committed, current)
+        self.assertEqual(failures, [])
+
+    def test_a_ratio_that_regressed_more_than_15_percent_fails_and_is_named(self):
+        committed = {"django-save.json": django_results(600.0)}
+        current = {"django-save.json": django_results(480.0)}  # sync / in_process: 1.2 -> 0.96 (-20 %)
+        failures, _, _ = results.check(committed, current)
+        self.assertTrue(failures)
+        self.assertTrue(all("sync" in line for line in failures), failures)
+        self.assertTrue(any("SQLite autocommit: saves/s of sync / in_process, creates" in line
+                            and "regressed by more than 15 %" in line for line in failures), failures)
+
+    def test_an_improvement_passes(self):
+        committed = {"django-save.json": django_results(600.0)}
+        current = {"django-save.json": django_results(900.0)}
+        self.assertEqual(results.check(committed, current)[0], [])
+
+    def test_more_instructions_than_15_percent_fail(self):
+        committed = {"bridge-callgrind.json": callgrind_results(create=250_000)}
+        current = {"bridge-callgrind.json": callgrind_results(create=290_000)}  # +16 %
+        failures, _, _ = results.check(committed, current)
+        self.assertEqual(len(failures), 1)
+        self.assertIn("creates: instructions per save", failures[0])
+
+    def test_fewer_instructions_pass(self):
+        committed = {"bridge-callgrind.json": callgrind_results(create=250_000)}
+        current = {"bridge-callgrind.json": callgrind_results(create=150_000)}
+        self.assertEqual(results.check(committed, current)[0], [])
+
+    def test_a_missing_key_fails(self):
+        committed = {"django-save.json": django_results()}
+        current = copy.deepcopy(committed)
+        key = "PostgreSQL atomic: saves/s of async / none, updates"
+        del current["django-save.json"]["checks"][key]
+        failures, _, _ = results.check(committed, current)
+        self.assertEqual(len(failures), 1)
+        self.assertIn(key, failures[0])
+        self.assertIn("missing", failures[0])
+
+    def test_a_failed_configuration_fails(self):
+        committed = {"django-save.json": django_results()}
+        current = copy.deepcopy(committed)
+        current["django-save.json"]["checks"]["SQLite autocommit: saves/s of sync / none, creates"]["value"] = None
+        failures, _, _ = results.check(committed, current)
+        self.assertEqual(len(failures), 1)
+        self.assertIn("no value", failures[0])
+
+    def test_a_file_not_re_run_is_skipped_not_failed(self):
+        committed = {"django-save.json": django_results(), "worker-throughput.json": {
+            "schema": 1, "checks": {"SQLite: profiles/s of the Swift worker / celery": {"value": 200.0,
+                                                                                         "better": "higher"}}}}
+        failures, _, skipped = results.check(committed, {"django-save.json": django_results()})
+        self.assertEqual(failures, [])
+        self.assertEqual(skipped, ["worker-throughput.json"])
+
+    def test_the_command_exits_1_on_a_regression_and_0_otherwise(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            old, new = Path(tmp, "old"), Path(tmp, "new")
+            old.mkdir()
+            new.mkdir()
+            results.write(old / "bridge-callgrind.json", callgrind_results(create=250_000))
+            results.write(new / "bridge-callgrind.json", callgrind_results(create=300_000))
+            run = [sys.executable, str(BENCHMARKS / "report"), "check", str(new), "--committed", str(old)]
+            r = subprocess.run(run, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("FAILED  bridge-callgrind.json: sync save() path, creates: instructions per save", r.stdout)
+            results.write(new / "bridge-callgrind.json", callgrind_results(create=251_000))
+            r = subprocess.run(run, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
+class TargetTests(unittest.TestCase):
+    def test_targets_are_judged_on_the_medians(self):
+        rows = django_results(600.0)["targets"]
+        sync_rate = [r for r in rows if r["database"] == "SQLite" and r["pattern"] == "autocommit"
+                     and r["config"] == "sync" and r["target"] == "saves/s ≥ in-process"]
+        self.assertEqual(len(sync_rate), 1)
+        self.assertTrue(sync_rate[0]["met"])
+        self.assertAlmostEqual(sync_rate[0]["values"]["create"]["ratio"], 1.2)
+        async_cpu = [r for r in rows if r["config"] == "async" and "CPU" in r["target"]]
+        self.assertTrue(all(r["met"] for r in async_cpu))  # 530 ≤ 500 + 40
+
+    def test_the_block_between_the_markers_is_replaced_and_nothing_else(self):
+        text = "a\n" + "\n".join(results.block("cost-table", "x", ["old"])) + "\nb\n"
+        out = results.replace_block(text, "cost-table", ["new 1", "new 2"])
+        self.assertTrue(out.startswith("a\n<!-- begin generated cost-table"))
+        self.assertIn("\nnew 1\nnew 2\n<!-- end generated cost-table -->\nb\n", out)
+        self.assertNotIn("old", out)
+        with self.assertRaises(ValueError):
+            results.replace_block("no markers", "cost-table", ["x"])
+
+    def test_the_results_file_is_json(self):
+        json.dumps(django_results())
+
+
+if __name__ == "__main__":
+    unittest.main()
