@@ -33,6 +33,9 @@ final class ChildProcess: Sendable {
     private struct Output {
         var stdout = LineBuffer()
         var stderr = LineBuffer()
+        /// When Foundation saw the child exit (its termination handler, which runs on a dispatch
+        /// queue: not delayed when the tests keep the cooperative threads busy).
+        var exitedAt: ContinuousClock.Instant?
     }
 
     /// Shared with the reader threads (which must not keep the `ChildProcess` alive).
@@ -57,6 +60,8 @@ final class ChildProcess: Sendable {
         process.standardInput = FileHandle.nullDevice
         self.process = process
         self.commandLine = ([executable.lastPathComponent] + arguments).joined(separator: " ")
+        let output = self.output
+        process.terminationHandler = { _ in output.withLock { $0.exitedAt = .now } }
         try process.run()
         startReader(stdout.fileHandleForReading, .standardOutput)
         startReader(stderr.fileHandleForReading, .standardError)
@@ -71,6 +76,10 @@ final class ChildProcess: Sendable {
 
     /// Whether it still runs.
     var isRunning: Bool { process.isRunning }
+
+    /// When the child exited, as seen by Foundation's termination handler (`nil` while it runs):
+    /// for timing an exit without counting how late a polling test task woke up.
+    var exitedAt: ContinuousClock.Instant? { output.withLock { $0.exitedAt } }
 
     /// Complete lines written so far to `stream`.
     func lines(_ stream: Stream) -> [String] {
