@@ -29,6 +29,8 @@ public struct Inbox: Sendable {
     /// Receiver indexes per key, in connection order.
     private let chains: [[Int]]
     private let chainIndex: [Key: Int]
+    /// The key of the only chain, when there is one.
+    private let onlyKey: Key?
 
     /// An inbox running `receivers`, each for `post_save` of its sender; receivers of the same
     /// sender run in the order given (Django's connection order).
@@ -51,6 +53,7 @@ public struct Inbox: Sendable {
         }
         self.chains = chains
         self.chainIndex = chainIndex
+        onlyKey = chainIndex.count == 1 ? chainIndex.first?.key : nil
     }
 
     /// The handled (signal, sender) pairs and their receivers' names, for the start-up log.
@@ -77,10 +80,19 @@ public struct Inbox: Sendable {
 
     // MARK: - Validation
 
+    /// The chain of (signal, sender); with one chain (the usual case) two string comparisons
+    /// instead of hashing both strings for every message.
+    private func chain(signal: String, sender: String) -> Int? {
+        if chains.count == 1, let only = onlyKey {
+            return only.signal == signal && only.sender == sender ? 0 : nil
+        }
+        return chainIndex[Key(signal: signal, sender: sender)]
+    }
+
     /// Validates an envelope with the receivers of its (signal, sender), in connection order; the
     /// first refusal is the reply, attributed to its receiver.
     public func prepare(_ envelope: SignalEnvelope) throws(ReplyError) -> InboxMessage {
-        guard let chain = chainIndex[Key(signal: envelope.signal, sender: envelope.sender)] else {
+        guard let chain = chain(signal: envelope.signal, sender: envelope.sender) else {
             throw ReplyError(
                 .unsupported,
                 "no receiver for signal \(envelope.signal) from sender \(envelope.sender); this worker handles "
