@@ -14,6 +14,11 @@ let package = Package(
         .library(name: "SignalWorker", targets: ["SignalWorker"]),
         .library(name: "SignalBroker", targets: ["SignalBroker"]),
         .library(name: "WorkerOperations", targets: ["WorkerOperations"]),
+        // For the benchmark package (Benchmarks/Package.swift), which depends on this one by path:
+        // the stores it times directly, and libzmq's C API for the raw baseline of zeromq-benchmark.
+        .library(name: "SignalStoreSQLite", targets: ["SignalStoreSQLite"]),
+        .library(name: "SignalStorePostgres", targets: ["SignalStorePostgres"]),
+        .library(name: "CZeroMQ", targets: ["CZeroMQ"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -129,37 +134,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
-        ),
-
-        // MARK: Benchmarks (executables; each writes its results to a file)
-        .executableTarget(
-            name: "zeromq-benchmark",
-            dependencies: ["ZeroMQ", "CZeroMQ", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Benchmarks/ZeroMQBenchmark"
-        ),
-        .executableTarget(
-            name: "protocol-benchmark",
-            dependencies: ["SignalProtocol", "ProfileReceiver", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Benchmarks/ProtocolBenchmark"
-        ),
-        .executableTarget(
-            name: "store-benchmark",
-            dependencies: [
-                "SignalInbox", "ProfileReceiver", "SignalStoreSQLite", "SignalStorePostgres",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            path: "Benchmarks/StoreBenchmark"
-        ),
-        .executableTarget(
-            name: "worker-benchmark",
-            dependencies: [
-                "SignalWorker", "SignalBroker", "WorkerOperations", "ZeroMQ", "SignalProtocol",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            path: "Benchmarks/WorkerBenchmark"
         ),
 
         // MARK: Fuzzing (a property-based fuzzer: the library is shared by the tests and the long runs)

@@ -2,7 +2,7 @@
 // beside a plain Foundation JSONDecoder of the same bytes into a minimal Codable struct
 // (the floor any Codable-based decoder pays), in the same run.
 //
-//   swift build -c release --product protocol-benchmark
+//   Benchmarks/build protocol-benchmark
 //   .build/release/protocol-benchmark [--count N] [--output Benchmarks/results/protocol.md]
 import ArgumentParser
 import Foundation

@@ -1,6 +1,6 @@
 // store-benchmark: profiles/s of the two stores against a hand-written insert ceiling.
 //
-//   swift build -c release --product store-benchmark
+//   Benchmarks/build store-benchmark
 //   .build/release/store-benchmark [--count N] [--single-count N] [--runs N] [--postgres-url URL] [--output PATH]
 //   (--help lists every option)
 //
@@ -551,7 +551,7 @@ if let url = options.postgresURL, !url.isEmpty {
 var markdown = """
     # Store benchmark
 
-    `swift build -c release --product store-benchmark && .build/release/store-benchmark \
+    `Benchmarks/build store-benchmark && .build/release/store-benchmark \
     --count \(options.count) --single-count \(options.singleCount)`
 
     Run \(ISO8601DateFormatter().string(from: Date())) on \(ProcessInfo.processInfo.activeProcessorCount) cores. \

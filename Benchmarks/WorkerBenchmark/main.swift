@@ -2,8 +2,7 @@
 // shim drives it, on SQLite and PostgreSQL: pipelined throughput (creates, then updates), one-at-a-time
 // latency, and the worker's peak RSS. Prints a table and writes it as Markdown.
 //
-//   swift build -c release --product signal-worker && swift build -c release --product worker-benchmark
-//   (one --product per command: SwiftPM builds only the last one given)
+//   Benchmarks/build signal-worker worker-benchmark   (the product's worker, then this package's driver)
 //   .build/release/worker-benchmark [--worker PATH] [--requests N] [--postgres-url URL] [--output PATH]
 //   (--help lists every option)
 //
@@ -92,7 +91,7 @@ struct Arguments: ParsableCommand {
         guard window >= 1_000 else { throw ValidationError("--window must be at least 1000") }
         if let soakSeconds, soakSeconds <= 0 { throw ValidationError("--soak-seconds must be positive") }
         guard FileManager.default.isExecutableFile(atPath: worker) else {
-            throw ValidationError("no worker at \(worker); build it: swift build -c release --product signal-worker")
+            throw ValidationError("no worker at \(worker); build it: Benchmarks/build signal-worker")
         }
     }
 }

@@ -1,7 +1,7 @@
 // zeromq-benchmark: inproc PUSH/PULL throughput of the ZeroMQ wrapper versus the same loop written
 // directly against libzmq's C API, in alternating rounds of one run.
 //
-//   swift build -c release --product zeromq-benchmark   (--target compiles without linking)
+//   Benchmarks/build zeromq-benchmark
 //   .build/release/zeromq-benchmark [--messages N] [--rounds N] [--size BYTES] [--output PATH]
 //   (--help lists every option)
 
@@ -429,7 +429,7 @@ lines.append("")
 lines.append("- Date: \(ISO8601DateFormatter().string(from: Date()))")
 lines.append("- libzmq: \(version)")
 lines.append("- CPUs: \(ProcessInfo.processInfo.activeProcessorCount); load average at start: \(loadAtStart)")
-lines.append("- Build: `swift build -c release --product zeromq-benchmark` (`--target` compiles but does not link)")
+lines.append("- Build: `Benchmarks/build zeromq-benchmark` (the benchmark package, Benchmarks/Package.swift)")
 lines.append("")
 lines.append("| Variant | Best msg/s | Median msg/s | Overhead vs raw (best) | Overhead vs raw (median) |")
 lines.append("| --- | ---: | ---: | ---: | ---: |")
