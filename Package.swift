@@ -1,4 +1,5 @@
 // swift-tools-version:6.2
+// SPDX-License-Identifier: MIT. The license text is LICENSE at the root, shared with python-bridge (its LICENSE, pyproject.toml) and the Debian package (/usr/share/doc/signal-worker/copyright).
 import PackageDescription
 
 let package = Package(

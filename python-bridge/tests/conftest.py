@@ -118,6 +118,22 @@ class Worker:
             return "(no log)"
 
 
+def pytest_report_header(config):
+    """Which signal_bridge the suite tests: the source tree (editable install) or an installed wheel.
+
+    ``SIGNAL_BRIDGE_TEST_INSTALLED=DIR`` (scripts/test-wheel sets it to the fresh venv's
+    site-packages) makes the run stop at once when ``signal_bridge`` would come from anywhere else,
+    so a wheel run cannot silently test the source tree.
+    """
+    import signal_bridge
+
+    package = Path(signal_bridge.__file__).resolve().parent
+    expected = os.environ.get("SIGNAL_BRIDGE_TEST_INSTALLED")
+    if expected and not package.is_relative_to(Path(expected).resolve()):
+        raise pytest.UsageError(f"signal_bridge is imported from {package}, not from {expected} (SIGNAL_BRIDGE_TEST_INSTALLED)")
+    return f"signal_bridge {signal_bridge.__version__} from {package}"
+
+
 def pytest_collection_modifyitems(items):
     """Tests that start the worker need the test database on disk.
 
