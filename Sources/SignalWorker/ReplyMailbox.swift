@@ -1,3 +1,4 @@
+import SignalProtocol
 #if canImport(Glibc)
 import WorkerOperations
 import Glibc
@@ -6,12 +7,13 @@ import Darwin
 #endif
 import Synchronization
 
-/// A reply ready to go out: the routing frames and the encoded body.
+/// A reply ready to go out: the routing frames and the reply, which the socket thread encodes as
+/// it sends it (the apply loop, the worker's busiest thread, only hands it over).
 struct OutgoingReply: Sendable {
     /// Routing frames of the request (routing id, and a REQ client's empty delimiter).
     var envelope: [[UInt8]]
-    /// The encoded v1 reply.
-    var body: [UInt8]
+    /// The v1 reply.
+    var reply: Reply
 }
 
 /// The hand-back from the apply loop to the socket thread, which alone may touch the socket.

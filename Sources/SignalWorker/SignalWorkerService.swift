@@ -137,8 +137,8 @@ public final class SignalWorkerService: Service, Sendable {
         var replies: [OutgoingReply] = []
         replies.reserveCapacity(batch.count)
         let logsEachMessage = logger.logLevel <= .debug
+        metrics.recordOutcomes(outcomes, held: heldErrors.map { $0 != nil })
         for (position, (request, outcome)) in zip(batch, outcomes).enumerated() {
-            metrics.recordOutcome(outcome, held: heldErrors[position] != nil)
             metrics.recordRequest(duration: request.receivedAt.duration(to: finished))
             if case .error(let error) = outcome {
                 logger.warning(
@@ -148,7 +148,7 @@ public final class SignalWorkerService: Service, Sendable {
             } else if logsEachMessage {
                 logApplied(request, outcome: outcome, finished: finished)
             }
-            replies.append(OutgoingReply(envelope: request.envelope, body: Reply(id: request.id, outcome: outcome).encoded()))
+            replies.append(OutgoingReply(envelope: request.envelope, reply: Reply(id: request.id, outcome: outcome)))
         }
         mailbox.post(replies)
         logSummaryIfDue(outcomes, heldErrors: heldErrors, queued: queue.count, now: finished)

@@ -323,7 +323,7 @@ final class SocketLoop: Sendable {
         switch request {
         case .ping(let id):
             metrics.recordOutcome(.ok(.pong))
-            send(OutgoingReply(envelope: envelope, body: Reply.ok(id, .pong).encoded()), on: socket)
+            send(OutgoingReply(envelope: envelope, reply: Reply.ok(id, .pong)), on: socket)
         case .signal(let signal):
             do {
                 let prepared = try registry.prepare(signal)
@@ -340,12 +340,12 @@ final class SocketLoop: Sendable {
             metadata: ["message_id": "\(id ?? "-")", "code": "\(error.code)", "field": "\(error.field ?? "-")",
                 "error": "\(error.message)"])
         metrics.recordOutcome(.error(error))
-        send(OutgoingReply(envelope: envelope, body: Reply.error(id, error).encoded()), on: socket)
+        send(OutgoingReply(envelope: envelope, reply: Reply.error(id, error)), on: socket)
     }
 
     private func send(_ reply: OutgoingReply, on socket: Socket) {
         do {
-            try socket.send(multipart: reply.envelope + [reply.body], flags: .dontWait)
+            try socket.send(multipart: reply.envelope + [reply.reply.encoded()], flags: .dontWait)
         } catch {
             // The client went away (EHOSTUNREACH) or stopped reading (HWM): it will time out and
             // resend; dedupe makes the resend harmless.

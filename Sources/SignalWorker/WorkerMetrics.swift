@@ -69,6 +69,38 @@ public struct WorkerMetrics: Sendable {
         }
     }
 
+    /// Counts a batch's replies as ``recordOutcome(_:held:)`` does, each run of equal successes
+    /// with one increment: a batch is mostly one action (`created`, …), and counting each reply
+    /// alone cost the apply loop a lock and a lookup per message.
+    func recordOutcomes(_ outcomes: [Reply.Outcome], held: [Bool]) {
+        var run: (outcome: Reply.Outcome, count: Int64)?
+        for (outcome, isHeld) in zip(outcomes, held) {
+            switch outcome {
+            case .ok, .applied:
+                if let current = run, current.outcome == outcome {
+                    run?.count += 1
+                    continue
+                }
+                if let current = run { recordSuccess(current.outcome, count: current.count) }
+                run = (outcome, 1)
+            case .stale, .error:
+                recordOutcome(outcome, held: isHeld)
+            }
+        }
+        if let run { recordSuccess(run.outcome, count: run.count) }
+    }
+
+    /// Counts `count` replies of one successful outcome.
+    private func recordSuccess(_ outcome: Reply.Outcome, count: Int64) {
+        switch outcome {
+        case .ok(let action): okCounters[action]?.increment(by: count)
+        case .applied(let receivers):
+            okCounters[receivers.first?.action ?? .skipped]?.increment(by: count)
+            for entry in receivers { receiverActions.increment(entry, by: count) }
+        case .stale, .error: for _ in 0..<count { recordOutcome(outcome) }
+        }
+    }
+
     /// Records one applied batch.
     func recordBatch(size: Int, duration: Duration) {
         batchSize.record(size)
@@ -103,7 +135,7 @@ private final class ReceiverActionCounters: Sendable {
 
     init(factory: any MetricsFactory) { self.factory = factory }
 
-    func increment(_ entry: ReceiverAction) {
+    func increment(_ entry: ReceiverAction, by count: Int64 = 1) {
         counters.withLock { counters in
             if let counter = counters[entry] { return counter }
             let counter = Counter(
@@ -111,6 +143,6 @@ private final class ReceiverActionCounters: Sendable {
                 dimensions: [("receiver", entry.receiver), ("action", entry.action.rawValue)], factory: factory)
             counters[entry] = counter
             return counter
-        }.increment()
+        }.increment(by: count)
     }
 }
