@@ -240,17 +240,6 @@ public struct ProfileState: Sendable, Hashable {
     /// Users whose row the batch changed, in first-change order (deterministic writes).
     var changedOrder: [Int64] = []
 
-    /// Creates a state from rows read.
-    public init(existingUsers: Set<Int64> = [], profiles: [Int64: ProfileRow] = [:]) {
-        users = [:]
-        users.reserveCapacity(existingUsers.count + profiles.count)
-        for userID in existingUsers { users[userID] = User(exists: true, hadProfile: false, row: nil) }
-        for (userID, row) in profiles {
-            users[userID, default: User(exists: false, hadProfile: false, row: nil)].hadProfile = true
-            users[userID]?.row = row
-        }
-    }
-
     /// A state of `capacity` users, filled by ``read(_:exists:profile:)``.
     init(capacity: Int) {
         users = Dictionary(minimumCapacity: capacity)
@@ -271,10 +260,9 @@ public struct ProfileState: Sendable, Hashable {
 
     /// Sets the user's row; whether it is the batch's first change of it.
     private static func change(_ user: inout User, to row: ProfileRow) -> Bool {
-        defer {
-            user.changed = true
-            user.row = row
-        }
-        return !user.changed
+        let first = !user.changed
+        user.changed = true
+        user.row = row
+        return first
     }
 }

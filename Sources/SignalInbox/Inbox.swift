@@ -83,7 +83,7 @@ public struct Inbox: Sendable {
     /// The chain of (signal, sender); with one chain (the usual case) two string comparisons
     /// instead of hashing both strings for every message.
     private func chain(signal: String, sender: String) -> Int? {
-        if chains.count == 1, let only = onlyKey {
+        if let only = onlyKey {
             return only.signal == signal && only.sender == sender ? 0 : nil
         }
         return chainIndex[Key(signal: signal, sender: sender)]

@@ -208,6 +208,7 @@ final class Planning<Receiver: PostSaveReceiver> {
         self.state = state
     }
 
+    /// Decides the receiver's `index`-th message of the batch; its change (if any) stays pending.
     @inlinable
     func decide(_ index: Int) -> PlannerDecision {
         pending = nil
@@ -220,17 +221,15 @@ final class Planning<Receiver: PostSaveReceiver> {
         }
     }
 
+    /// Decides the receiver's `index`-th message and records its change at once if accepted.
     @inlinable
     func decideAndKeep(_ index: Int) -> PlannerDecision {
-        switch receiver.decide(messages[index], in: state) {
-        case .success(let decision):
-            if let change = decision.change { receiver.record(change, in: &state) }
-            return .accepted(decision.action, changes: decision.change != nil)
-        case .failure(let error):
-            return .refused(error)
-        }
+        let decision = decide(index)
+        keepPending()
+        return decision
     }
 
+    /// Records the pending change (every receiver accepted the message).
     @inlinable
     func keepPending() {
         guard let change = pending else { return }
@@ -238,9 +237,11 @@ final class Planning<Receiver: PostSaveReceiver> {
         receiver.record(change, in: &state)
     }
 
+    /// Forgets the pending change (a receiver refused the message).
     @inlinable
     func dropPending() { pending = nil }
 
+    /// The statements that write the final state.
     @inlinable
     func writes(_ dialect: SQLDialect) -> [BatchStatement] {
         receiver.writes(for: state, dialect: dialect).filter { !$0.isEmpty }

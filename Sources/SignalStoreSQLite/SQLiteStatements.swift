@@ -131,7 +131,7 @@ struct SQLiteStatements: Sendable {
         guard !statement.isEmpty else { return rows }
         let arity = statement.columns.count
         let template = expansions.template(statement.sql, arity: arity)
-        guard arity > 0, template.hasRowsMarker else {
+        guard template.splicesRows else {
             let prepared = RawStatement(try db.cachedStatement(sql: statement.sql), in: db)
             for (offset, value) in statement.parameters.enumerated() { prepared.bind(value, at: Int32(offset + 1)) }
             try prepared.collect(into: &rows)
@@ -214,16 +214,19 @@ final class SQLExpansions: Sendable {
     final class Template: Sendable {
         let sql: String
         let arity: Int
-        let hasRowsMarker: Bool
-        /// Per chunk size (``SQLiteStatements/chunkSizes``, same order), the expanded text.
+        /// Whether the statement takes its rows through the marker (it has columns and the marker);
+        /// otherwise it runs once as written.
+        let splicesRows: Bool
+        /// Per chunk size (``SQLiteStatements/chunkSizes``, same order), the expanded text; empty
+        /// when the statement does not splice rows.
         private let expanded: [String]
 
         init(sql: String, arity: Int) {
             self.sql = sql
             self.arity = arity
-            hasRowsMarker = sql.contains(BatchStatement.rowsMarker)
-            let group = "(" + Array(repeating: "?", count: max(arity, 1)).joined(separator: ", ") + ")"
-            expanded = SQLiteStatements.chunkSizes.map { rows in
+            splicesRows = arity > 0 && sql.contains(BatchStatement.rowsMarker)
+            let group = "(" + Array(repeating: "?", count: arity).joined(separator: ", ") + ")"
+            expanded = !splicesRows ? [] : SQLiteStatements.chunkSizes.map { rows in
                 sql.replacingOccurrences(
                     of: BatchStatement.rowsMarker, with: Array(repeating: group, count: rows).joined(separator: ", "))
             }

@@ -53,18 +53,23 @@ public struct WorkerMetrics: Sendable {
     /// earlier message of their object failed retryably) count in `signal_worker_requests_held_total`,
     /// not as store errors.
     func recordOutcome(_ outcome: Reply.Outcome, held: Bool = false) {
+        recordOutcome(outcome, held: held, count: 1)
+    }
+
+    /// Counts `count` replies of one outcome (successes with one increment each counter).
+    private func recordOutcome(_ outcome: Reply.Outcome, held: Bool, count: Int64) {
         switch outcome {
-        case .ok(let action): okCounters[action]?.increment()
+        case .ok(let action): okCounters[action]?.increment(by: count)
         case .applied(let receivers):
-            okCounters[receivers.first?.action ?? .skipped]?.increment()
-            for entry in receivers { receiverActions.increment(entry) }
-        case .stale: okCounters[.stale]?.increment()
+            okCounters[receivers.first?.action ?? .skipped]?.increment(by: count)
+            for entry in receivers { receiverActions.increment(entry, by: count) }
+        case .stale: okCounters[.stale]?.increment(by: count)
         case .error(let error):
-            (errorCounters[error.code] ?? otherErrors).increment()
+            (errorCounters[error.code] ?? otherErrors).increment(by: count)
             if held {
-                heldRequests.increment()
+                heldRequests.increment(by: count)
             } else if error.code == .storeUnavailable {
-                storeErrors.increment()
+                storeErrors.increment(by: count)
             }
         }
     }
@@ -81,24 +86,13 @@ public struct WorkerMetrics: Sendable {
                     run?.count += 1
                     continue
                 }
-                if let current = run { recordSuccess(current.outcome, count: current.count) }
+                if let current = run { recordOutcome(current.outcome, held: false, count: current.count) }
                 run = (outcome, 1)
             case .stale, .error:
                 recordOutcome(outcome, held: isHeld)
             }
         }
-        if let run { recordSuccess(run.outcome, count: run.count) }
-    }
-
-    /// Counts `count` replies of one successful outcome.
-    private func recordSuccess(_ outcome: Reply.Outcome, count: Int64) {
-        switch outcome {
-        case .ok(let action): okCounters[action]?.increment(by: count)
-        case .applied(let receivers):
-            okCounters[receivers.first?.action ?? .skipped]?.increment(by: count)
-            for entry in receivers { receiverActions.increment(entry, by: count) }
-        case .stale, .error: for _ in 0..<count { recordOutcome(outcome) }
-        }
+        if let run { recordOutcome(run.outcome, held: false, count: run.count) }
     }
 
     /// Records one applied batch.
