@@ -95,8 +95,8 @@ public struct Reply: Sendable, Hashable {
         /// ``stale(lastSequence:)`` instead.
         case ok(ReplyAction)
         /// The message reached its receivers, which all accepted it, in connection order
-        /// (`"result": {"action": <the first one's>, "receivers": {"profile": "created", …}}`).
-        /// Never empty.
+        /// (`"result": {"action": <the first one's>, "receivers": {"profile": "created", …}}`;
+        /// with one receiver just `{"action": …}`, as before receivers were plural). Never empty.
         case applied([ReceiverAction])
         /// Success without a change: `seq` is not newer than `lastSequence`, the last one applied
         /// for the object (`"result": {"action": "stale", "last_seq": N}`).
@@ -156,6 +156,11 @@ public struct Reply: Sendable, Hashable {
         case .applied(let receivers):
             out += #","status":"ok","result":{"action":""#.utf8
             out += (receivers.first?.action ?? .skipped).rawValue.utf8
+            // One receiver (the default): its action is the message's, nothing more to say.
+            guard receivers.count > 1 else {
+                out += #""}}"#.utf8
+                break
+            }
             out += #"","receivers":{"#.utf8
             for (index, entry) in receivers.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }

@@ -289,12 +289,17 @@ struct InboxSeveralReceiversTests {
         #expect(await store.profiles.isEmpty)
     }
 
-    @Test("the reply lists every receiver in order and keeps `action` for one-receiver clients")
+    @Test("the reply lists every receiver in order, keeps `action` for one-receiver clients, and says nothing more for one receiver")
     func replyEncoding() {
         let reply = Reply(id: "a", outcome: .applied([ReceiverAction("profile", .updated), ReceiverAction("drf-token", .skipped)]))
         #expect(
             String(decoding: reply.encoded(), as: UTF8.self)
                 == #"{"v":1,"id":"a","status":"ok","result":{"action":"updated","receivers":{"profile":"updated","drf-token":"skipped"}}}"#)
+        let alone = Reply(id: "c", outcome: .applied([ReceiverAction("profile", .created)]))
+        #expect(
+            String(decoding: alone.encoded(), as: UTF8.self)
+                == #"{"v":1,"id":"c","status":"ok","result":{"action":"created"}}"#,
+            "one receiver: its action is the message's, no receivers object")
         let error = Reply(id: "b", outcome: .error(ReplyError(.conflict, "x", field: "instance.pk", receiver: "drf-token")))
         #expect(
             String(decoding: error.encoded(), as: UTF8.self)

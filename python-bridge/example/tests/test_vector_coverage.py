@@ -119,9 +119,17 @@ def test_every_receiver_branch_runs_in_python(branch):
     assert runnable, f"no vector runs the Python receiver's {branch!r} branch"
 
 
-def receiver_outcomes(step, reply):
-    """``(receiver, action or error code)`` pairs a reply names."""
+def vector_receivers(file):
+    """A vector's ``receivers`` (the worker's ``--receivers``), default ``["profile"]``."""
+    return json.loads((VECTORS_DIR / file).read_text(encoding="utf-8")).get("receivers", ["profile"])
+
+
+def receiver_outcomes(file, reply):
+    """``(receiver, action or error code)`` pairs a reply names (one receiver: its action is the reply's)."""
     if reply.get("status") == "ok":
+        receivers = vector_receivers(file)
+        if len(receivers) == 1 and reply["result"]["action"] in {"created", "updated", "skipped"}:
+            return {(receivers[0], reply["result"]["action"])}
         return set((reply["result"].get("receivers") or {}).items())
     receiver = reply["error"].get("receiver")
     return {(receiver, reply["error"]["code"])} if receiver else set()
@@ -129,13 +137,13 @@ def receiver_outcomes(step, reply):
 
 @pytest.mark.parametrize("pair", sorted(RECEIVER_OUTCOMES), ids="/".join)
 def test_every_receiver_outcome_has_a_vector(pair):
-    covering = [file for file, step, reply in vector_replies() if pair in receiver_outcomes(step, reply)]
-    assert covering, f"no vector names receiver outcome {pair} in result.receivers or error.receiver"
+    covering = [file for file, step, reply in vector_replies() if pair in receiver_outcomes(file, reply)]
+    assert covering, f"no vector names receiver outcome {pair} (result.receivers, a one-receiver action, error.receiver)"
     if pair[1] in {"created", "updated", "skipped"}:
         runnable = [
             file
             for file, step, reply in vector_replies()
-            if "python" not in step and pair in receiver_outcomes(step, reply)
+            if "python" not in step and pair in receiver_outcomes(file, reply)
         ]
         assert runnable, f"no vector runs {pair} in Python"
 
@@ -145,3 +153,17 @@ def test_vectors_name_known_receivers_once_each():
         receivers = json.loads(path.read_text(encoding="utf-8")).get("receivers", ["profile"])
         assert receivers and len(set(receivers)) == len(receivers), f"{path.name}: receivers {receivers}"
         assert set(receivers) <= {"profile", "drf-token"}, f"{path.name}: unknown receiver in {receivers}"
+
+
+def test_result_receivers_is_on_replies_of_several_receivers_only():
+    # docs/PROTOCOL.md, "Several receivers": a one-receiver worker's reply is {"action": ...} alone.
+    for file, _, reply in vector_replies():
+        if reply.get("status") != "ok" or reply["result"]["action"] not in {"created", "updated", "skipped"}:
+            assert "receivers" not in (reply.get("result") or {}), f"{file}: receivers on {reply}"
+            continue
+        receivers = vector_receivers(file)
+        listed = reply["result"].get("receivers")
+        if len(receivers) == 1:
+            assert listed is None, f"{file}: one receiver, yet the reply lists receivers {listed}"
+        else:
+            assert listed is not None and list(listed) == receivers, f"{file}: receivers {listed} vs {receivers}"
