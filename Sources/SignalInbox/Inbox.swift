@@ -99,19 +99,28 @@ public struct Inbox: Sendable {
                     + routes.map(\.key.description).joined(separator: ", "),
                 field: "sender")
         }
-        var parts: [any AnyObject & Sendable] = []
-        parts.reserveCapacity(chains[chain].count)
-        for index in chains[chain] {
-            let receiver = receivers[index]
-            do {
-                parts.append(try receiver.message(envelope))
-            } catch {
-                throw error.from(receiver: receiver.name)
-            }
+        let parts: MessageParts
+        if chains[chain].count == 1 {
+            // One receiver (the usual case): its part alone, no array to allocate per message.
+            parts = .one(try validated(envelope, by: chains[chain][0]))
+        } else {
+            var several: [any AnyObject & Sendable] = []
+            several.reserveCapacity(chains[chain].count)
+            for index in chains[chain] { several.append(try validated(envelope, by: index)) }
+            parts = .several(several)
         }
         return InboxMessage(
             id: envelope.id, sequence: envelope.sequence, durable: envelope.durable, object: ObjectKey(envelope),
             chain: chain, parts: parts)
+    }
+
+    /// Receiver `index`'s validated part of `envelope`; its refusal names it.
+    private func validated(_ envelope: SignalEnvelope, by index: Int) throws(ReplyError) -> any AnyObject & Sendable {
+        do {
+            return try receivers[index].message(envelope)
+        } catch {
+            throw error.from(receiver: receivers[index].name)
+        }
     }
 
     // MARK: - Applying
@@ -184,9 +193,16 @@ public struct Inbox: Sendable {
             let index = Self.claim(&objectIndexes[message.object, default: -1], next: objects.count)
             objectOfMessage.append(index)
             if index == objects.count { objects.append(message.object) }
-            for (part, receiver) in zip(message.parts, chains[message.chain]) {
+            switch message.parts {
+            case .one(let part):
+                let receiver = chains[message.chain][0]
                 localIndexes.append(partsByReceiver[receiver].count)
                 partsByReceiver[receiver].append(part)
+            case .several(let parts):
+                for (part, receiver) in zip(parts, chains[message.chain]) {
+                    localIndexes.append(partsByReceiver[receiver].count)
+                    partsByReceiver[receiver].append(part)
+                }
             }
         }
         let involved = receivers.indices.filter { !partsByReceiver[$0].isEmpty }
@@ -220,7 +236,15 @@ public struct InboxMessage: Sendable {
     /// Which receiver chain handles it.
     let chain: Int
     /// Each receiver's validated message, in chain order.
-    let parts: [any AnyObject & Sendable]
+    let parts: MessageParts
+}
+
+/// The receivers' validated parts of one message, in chain order.
+enum MessageParts: Sendable {
+    /// A chain of one receiver (the usual case).
+    case one(any AnyObject & Sendable)
+    /// A chain of several.
+    case several([any AnyObject & Sendable])
 }
 
 /// The planning of one batch, once the store has read the inbox state and the receivers' rows.

@@ -10,7 +10,9 @@ public struct ReceiverRegistry: Sendable {
         /// The validated message.
         public var message: InboxMessage
         /// The message as the retry holds see it: id, `seq` and object (sender, pk).
-        public var holdReference: RetryHolds.Message
+        public var holdReference: RetryHolds.Message {
+            RetryHolds.Message(id: message.id, sequence: message.sequence, object: message.object)
+        }
     }
 
     /// The receivers, with exactly once and ordering.
@@ -31,10 +33,7 @@ public struct ReceiverRegistry: Sendable {
 
     /// Validates an envelope with the receivers of its (signal, sender).
     public func prepare(_ envelope: SignalEnvelope) throws(ReplyError) -> Prepared {
-        let message = try inbox.prepare(envelope)
-        return Prepared(
-            message: message,
-            holdReference: RetryHolds.Message(id: message.id, sequence: message.sequence, object: message.object))
+        Prepared(message: try inbox.prepare(envelope))
     }
 
     /// Applies a batch (any mix of receivers) in one transaction, one outcome per message.

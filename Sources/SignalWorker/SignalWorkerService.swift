@@ -95,7 +95,8 @@ public final class SignalWorkerService: Service, Sendable {
                 while inFlight.count >= limit, let done = await group.next() { inFlight[done] = nil }
                 guard let batch = await queue.nextBatch(maxCount: configuration.maxBatchSize, linger: configuration.maxBatchWait)
                 else { break }
-                let keys = Set(batch.map(\.prepared.holdReference.object))
+                // One batch at a time (SQLite's default): nothing can be in flight here, no keys to compare.
+                let keys = limit > 1 ? Set(batch.map(\.prepared.message.object)) : []
                 while inFlight.values.contains(where: { !$0.isDisjoint(with: keys) }), let done = await group.next() {
                     inFlight[done] = nil
                 }
@@ -120,16 +121,26 @@ public final class SignalWorkerService: Service, Sendable {
     ) async {
         let started = ContinuousClock.now
         let heldErrors = holds.withLock { Self.admit(batch, holds: &$0, now: started) }
-        let admitted = batch.indices.filter { heldErrors[$0] == nil }
-        var outcomes = heldErrors.map { error -> Reply.Outcome in error.map(Reply.Outcome.error) ?? .ok(.skipped) }
-        if !admitted.isEmpty {
-            let applied = await apply(admitted.map { batch[$0] }, registry: registry)
-            for (position, outcome) in zip(admitted, applied) { outcomes[position] = outcome }
+        let admitted: [Int]
+        var outcomes: [Reply.Outcome]
+        if heldErrors.allSatisfy({ $0 == nil }) {
+            // Nothing held (the usual case): the whole batch goes to the store as it came.
+            admitted = Array(batch.indices)
+            outcomes = await apply(batch, registry: registry)
+        } else {
+            admitted = batch.indices.filter { heldErrors[$0] == nil }
+            outcomes = heldErrors.map { error -> Reply.Outcome in error.map(Reply.Outcome.error) ?? .ok(.skipped) }
+            if !admitted.isEmpty {
+                let applied = await apply(admitted.map { batch[$0] }, registry: registry)
+                for (position, outcome) in zip(admitted, applied) { outcomes[position] = outcome }
+            }
         }
         let finished = ContinuousClock.now
         metrics.recordBatch(size: admitted.count, duration: started.duration(to: finished))
         holds.withLock { holds in
-            for position in admitted {
+            // With no object held, only a retryable failure has anything to record.
+            let holding = holds.count > 0
+            for position in admitted where holding || outcomes[position].isRetryableError {
                 holds.record(batch[position].prepared.holdReference, outcome: outcomes[position], now: finished)
             }
         }
@@ -138,17 +149,19 @@ public final class SignalWorkerService: Service, Sendable {
         replies.reserveCapacity(batch.count)
         let logsEachMessage = logger.logLevel <= .debug
         metrics.recordOutcomes(outcomes, held: heldErrors.map { $0 != nil })
-        for (position, (request, outcome)) in zip(batch, outcomes).enumerated() {
-            metrics.recordRequest(duration: request.receivedAt.duration(to: finished))
+        for position in batch.indices {
+            let outcome = outcomes[position]
+            metrics.recordRequest(duration: batch[position].receivedAt.duration(to: finished))
             if case .error(let error) = outcome {
                 logger.warning(
                     heldErrors[position] != nil ? "request held" : "request failed",
-                    metadata: ["message_id": "\(request.id)", "code": "\(error.code)",
+                    metadata: ["message_id": "\(batch[position].id)", "code": "\(error.code)",
                         "field": "\(error.field ?? "-")", "error": "\(error.message)"])
             } else if logsEachMessage {
-                logApplied(request, outcome: outcome, finished: finished)
+                logApplied(batch[position], outcome: outcome, finished: finished)
             }
-            replies.append(OutgoingReply(envelope: request.envelope, reply: Reply(id: request.id, outcome: outcome)))
+            replies.append(
+                OutgoingReply(envelope: batch[position].envelope, reply: Reply(id: batch[position].id, outcome: outcome)))
         }
         mailbox.post(replies)
         logSummaryIfDue(outcomes, heldErrors: heldErrors, queued: queue.count, now: finished)
@@ -185,10 +198,11 @@ public final class SignalWorkerService: Service, Sendable {
     /// the later messages of that object in the same batch through as well: they apply after it,
     /// in its transaction, and the receiver fails them too if it fails retryably.
     static func admit(_ batch: [QueuedRequest], holds: inout RetryHolds, now: ContinuousClock.Instant) -> [ReplyError?] {
-        var released = Set<ObjectKey>()
         var errors = [ReplyError?](repeating: nil, count: batch.count)
-        for (position, request) in batch.enumerated() {
-            let reference = request.prepared.holdReference
+        guard holds.count > 0 else { return errors }
+        var released = Set<ObjectKey>()
+        for position in batch.indices {
+            let reference = batch[position].prepared.holdReference
             if released.contains(reference.object) { continue }
             if holds.isHeld(reference.object, waitingFor: reference.id) { released.insert(reference.object) }
             errors[position] = holds.admit(reference, now: now)
