@@ -31,15 +31,18 @@ public struct Inbox: Sendable {
     private let chainIndex: [Key: Int]
     /// The key of the only chain, when there is one.
     private let onlyKey: Key?
+    /// Whether the store can answer `outbox_check` (the shim's outbox table is there).
+    public let checksOutbox: Bool
 
     /// An inbox running `receivers`, each for `post_save` of its sender; receivers of the same
     /// sender run in the order given (Django's connection order).
     public init(receivers: [any PostSaveReceiver]) {
-        self.init(erased: receivers.map(\.erased))
+        self.init(erased: receivers.map(\.erased), checksOutbox: false)
     }
 
-    private init(erased: [ErasedReceiver]) {
+    private init(erased: [ErasedReceiver], checksOutbox: Bool) {
         receivers = erased
+        self.checksOutbox = checksOutbox
         var chains: [[Int]] = []
         var chainIndex: [Key: Int] = [:]
         for (index, receiver) in erased.enumerated() {
@@ -69,7 +72,13 @@ public struct Inbox: Sendable {
 
     /// The inbox with every receiver adapted to what the database enforces.
     public func adapted(to facts: SchemaFacts) -> Inbox {
-        Inbox(erased: receivers.map { $0.adapted(facts) })
+        Inbox(erased: receivers.map { $0.adapted(facts) }, checksOutbox: checksOutbox)
+    }
+
+    /// The inbox answering `outbox_check` (`enabled`: the store found the shim's outbox table) or
+    /// refusing it as `unsupported`.
+    public func checkingOutbox(_ enabled: Bool) -> Inbox {
+        Inbox(erased: receivers, checksOutbox: enabled)
     }
 
     /// The receivers' Django-compatible DDL (`--create-schema`), in order, each statement once.
@@ -92,6 +101,12 @@ public struct Inbox: Sendable {
     /// Validates an envelope with the receivers of its (signal, sender), in connection order; the
     /// first refusal is the reply, attributed to its receiver.
     public func prepare(_ envelope: SignalEnvelope) throws(ReplyError) -> InboxMessage {
+        if envelope.checksOutbox, !checksOutbox {
+            throw ReplyError(
+                .unsupported,
+                "this worker cannot check the outbox: its database has no outbox table (see --outbox-table); "
+                    + "send the message without outbox_check", field: "outbox_check")
+        }
         guard let chain = chain(signal: envelope.signal, sender: envelope.sender) else {
             throw ReplyError(
                 .unsupported,
@@ -110,8 +125,8 @@ public struct Inbox: Sendable {
             parts = .several(several)
         }
         return InboxMessage(
-            id: envelope.id, sequence: envelope.sequence, durable: envelope.durable, object: ObjectKey(envelope),
-            chain: chain, parts: parts)
+            id: envelope.id, sequence: envelope.sequence, durable: envelope.durable, checksOutbox: envelope.checksOutbox,
+            object: ObjectKey(envelope), chain: chain, parts: parts)
     }
 
     /// Receiver `index`'s validated part of `envelope`; its refusal names it.
@@ -217,9 +232,17 @@ public struct Inbox: Sendable {
             names: receivers.map(\.name), chains: chains, involved: involved, parts: parts, localIndexes: localIndexes,
             messages: messages, objects: objects, objectOfMessage: objectOfMessage,
             idsRepeat: ids.count < messages.count, dialect: dialect)
+        var checks: [OutboxCheck] = []
+        if checksOutbox {
+            var seenChecks = Set<OutboxCheck>()
+            for message in messages where message.checksOutbox {
+                let check = OutboxCheck(object: message.object, before: message.sequence)
+                if seenChecks.insert(check).inserted { checks.append(check) }
+            }
+        }
         return StoreBatch(
             messageIDs: ids, objects: objects, mayCommitWithoutSync: messages.allSatisfy { !$0.durable },
-            reads: reads, plan: { state, rows throws(StoreError) in try plan.run(state, rows) })
+            outboxChecks: checks, reads: reads, plan: { state, rows throws(StoreError) in try plan.run(state, rows) })
     }
 }
 
@@ -231,6 +254,8 @@ public struct InboxMessage: Sendable {
     public var sequence: Int64?
     /// Whether its commit must be durable (`durable`, docs/PROTOCOL.md "Durability").
     public var durable: Bool
+    /// Whether it asked for an outbox check (`outbox_check`, docs/PROTOCOL.md "Outbox check").
+    public var checksOutbox: Bool
     /// The object it is about.
     public var object: ObjectKey
     /// Which receiver chain handles it.
@@ -267,6 +292,15 @@ private struct BatchPlanning: Sendable {
     let idsRepeat: Bool
     let dialect: SQLDialect
 
+    /// The `behind` error of a message whose outbox check found an older row of its object.
+    static func behind(_ object: ObjectKey, sequence: Int64?) -> ReplyError {
+        let older = sequence.map { "a message older than seq \($0)" } ?? "a message"
+        return ReplyError(
+            .behind,
+            "the outbox holds \(older) of \(object): nothing was written; send the older messages first, then this one "
+                + "again", field: "outbox_check")
+    }
+
     func run(_ state: InboxState, _ rows: [[SQLRow]]) throws(StoreError) -> InboxPlan {
         // Each involved receiver's planner, by receiver index.
         var planners = [ReceiverPlanner?](repeating: nil, count: names.count)
@@ -300,6 +334,13 @@ private struct BatchPlanning: Sendable {
                 plan.outcomes.append(.stale(lastSequence: last))
                 if idsRepeat { seen.insert(id) }
                 plan.applied.append(id)
+                continue
+            }
+            if !state.behind.isEmpty, messages[position].checksOutbox,
+                state.behind.contains(OutboxCheck(object: objects[object], before: sequence))
+            {
+                // An older message of the object waits in the shim's outbox: not now, not recorded.
+                plan.outcomes.append(.error(Self.behind(objects[object], sequence: sequence)))
                 continue
             }
             let outcome: (Reply.Outcome, changes: Bool)

@@ -45,6 +45,9 @@ public struct StoreBatch: Sendable {
     public var objects: [ObjectKey]
     /// Whether every message said its commit may skip the fsync (`durable: false`).
     public var mayCommitWithoutSync: Bool
+    /// The outbox checks the batch's messages asked for (`outbox_check`), each once: the store
+    /// looks for an older row of each in the shim's outbox, after locking and before ``plan``.
+    public var outboxChecks: [OutboxCheck]
     /// The receivers' reads.
     public var reads: [BatchStatement]
     /// Plans the batch from the inbox state and the rows of ``reads`` (one array per statement).
@@ -52,12 +55,13 @@ public struct StoreBatch: Sendable {
 
     /// Creates a batch.
     public init(
-        messageIDs: [String], objects: [ObjectKey], mayCommitWithoutSync: Bool, reads: [BatchStatement],
-        plan: @escaping @Sendable (InboxState, [[SQLRow]]) throws(StoreError) -> InboxPlan
+        messageIDs: [String], objects: [ObjectKey], mayCommitWithoutSync: Bool, outboxChecks: [OutboxCheck] = [],
+        reads: [BatchStatement], plan: @escaping @Sendable (InboxState, [[SQLRow]]) throws(StoreError) -> InboxPlan
     ) {
         self.messageIDs = messageIDs
         self.objects = objects
         self.mayCommitWithoutSync = mayCommitWithoutSync
+        self.outboxChecks = outboxChecks
         self.reads = reads
         self.plan = plan
     }
@@ -69,13 +73,17 @@ public struct InboxState: Sendable, Hashable {
     public var appliedMessageIDs: Set<String>
     /// The last applied `seq` of the batch's objects that have one.
     public var lastSequences: [ObjectKey: Int64]
+    /// The batch's outbox checks that found an older row in the shim's outbox.
+    public var behind: Set<OutboxCheck>
 
     /// Creates a state.
-    public init(appliedMessageIDs: Set<String> = [], lastSequences: [ObjectKey: Int64] = [:]) {
+    public init(appliedMessageIDs: Set<String> = [], lastSequences: [ObjectKey: Int64] = [:], behind: Set<OutboxCheck> = []) {
         self.appliedMessageIDs = appliedMessageIDs
         self.lastSequences = lastSequences
+        self.behind = behind
     }
 }
+
 
 /// What a batch writes and answers.
 public struct InboxPlan: Sendable, Hashable {

@@ -29,11 +29,19 @@ public struct ReplyErrorCode: RawRepresentable, Sendable, Hashable, CustomString
     public static let conflict = ReplyErrorCode(rawValue: "conflict")
     /// A value the database (through Django) would reject: bad date, too long, NULL in NOT NULL.
     public static let invalidValue = ReplyErrorCode(rawValue: "invalid_value")
-    /// The store could not be reached or failed; the only retryable code.
+    /// The store could not be reached or failed; retryable, and it holds the object's later
+    /// messages until this one is sent again (docs/PROTOCOL.md, "Retryable failures hold their object").
     public static let storeUnavailable = ReplyErrorCode(rawValue: "store_unavailable")
+    /// The message asked for an outbox check (`outbox_check`) and the shim's outbox holds an older
+    /// message of its object: nothing was written; send that one first, then this one again.
+    public static let behind = ReplyErrorCode(rawValue: "behind")
 
-    /// Whether a client may send the same message again later.
-    public var isRetryable: Bool { self == .storeUnavailable }
+    /// Whether a client may send the same message again later (`store_unavailable`, `behind`).
+    public var isRetryable: Bool { self == .storeUnavailable || self == .behind }
+
+    /// Whether the failure holds the object's later messages in the worker (``storeUnavailable``
+    /// only: a message `behind` waits for older ones the shim sends, which must get through).
+    public var holdsObject: Bool { self == .storeUnavailable }
 
     public var description: String { rawValue }
 }
@@ -120,19 +128,26 @@ public struct Reply: Sendable, Hashable {
             return nil
         }
 
-        /// Whether this is an error a client may resend (`store_unavailable`).
+        /// Whether this is an error a client may resend (`store_unavailable`, `behind`).
         public var isRetryableError: Bool { errorCode?.isRetryable ?? false }
+
+        /// Whether this error holds its object's later messages (`store_unavailable`).
+        public var holdsObject: Bool { errorCode?.holdsObject ?? false }
     }
 
     /// The id of the request answered; `nil` when the request was too malformed to have one.
     public var id: String?
     /// Success with an action, or an error.
     public var outcome: Outcome
+    /// What this worker can do beyond the basics, listed by a `pong` only
+    /// (`"features": ["outbox_check"]`, docs/PROTOCOL.md "Health check").
+    public var features: [String]
 
     /// Creates a reply.
-    public init(id: String?, outcome: Outcome) {
+    public init(id: String?, outcome: Outcome, features: [String] = []) {
         self.id = id
         self.outcome = outcome
+        self.features = features
     }
 
     /// A success reply.
@@ -152,6 +167,15 @@ public struct Reply: Sendable, Hashable {
         case .ok(let action):
             out += #","status":"ok","result":{"action":""#.utf8
             out += action.rawValue.utf8
+            if action == .pong, !features.isEmpty {
+                out += #"","features":["#.utf8
+                for (index, feature) in features.enumerated() {
+                    if index > 0 { out.append(UInt8(ascii: ",")) }
+                    JSONString.append(feature, to: &out)
+                }
+                out += "]}}".utf8
+                break
+            }
             out += #""}}"#.utf8
         case .applied(let receivers):
             out += #","status":"ok","result":{"action":""#.utf8

@@ -23,6 +23,9 @@ public struct SignalEnvelope: Sendable, Hashable {
     /// `false` when the producer does not need the acknowledged effects to survive an OS crash or
     /// power loss (docs/PROTOCOL.md, `durable`): the store may then commit without waiting for the disk.
     public var durable: Bool
+    /// `outbox_check`: before applying, look in the shim's outbox for an older message of the
+    /// same object and answer `behind` if there is one (docs/PROTOCOL.md, "Outbox check").
+    public var checksOutbox: Bool
     /// The signal name, e.g. `post_save`.
     public var signal: String
     /// The sender's model label, lower case, e.g. `auth.user`.
@@ -44,13 +47,14 @@ public struct SignalEnvelope: Sendable, Hashable {
 
     /// Creates an envelope; defaults match an absent optional field on the wire.
     public init(
-        id: String, sequence: Int64? = nil, durable: Bool = true, signal: String = "post_save",
+        id: String, sequence: Int64? = nil, durable: Bool = true, checksOutbox: Bool = false, signal: String = "post_save",
         sender: String = "auth.user", database: String = "default", created: Bool, raw: Bool = false,
         updateFields: [String]? = nil, sentAt: String? = nil, instance: InstanceReference, attrs: [String: JSONValue] = [:]
     ) {
         self.id = id
         self.sequence = sequence
         self.durable = durable
+        self.checksOutbox = checksOutbox
         self.signal = signal
         self.sender = sender
         self.database = database

@@ -81,6 +81,7 @@ public struct RequestDecoder: Sendable {
         let sequence = try fields.optional("seq", "an integer or null", \.integerValue)
         if let sequence, sequence < 0 { throw fields.failure(.badRequest, "must not be negative", "seq") }
         let durable = try fields.optional("durable", "a boolean", \.boolValue) ?? true
+        let checksOutbox = try fields.optional("outbox_check", "a boolean", \.boolValue) ?? false
         let signal = try fields.required("signal", "a string", \.stringValue)
         let sender = try fields.required("sender", "a string", \.stringValue)
         let database = try fields.optional("db", "a string", \.stringValue) ?? "default"
@@ -98,7 +99,7 @@ public struct RequestDecoder: Sendable {
 
         return .signal(
             SignalEnvelope(
-                id: id, sequence: sequence, durable: durable, signal: signal, sender: sender, database: database, created: created,
+                id: id, sequence: sequence, durable: durable, checksOutbox: checksOutbox, signal: signal, sender: sender, database: database, created: created,
                 raw: raw, updateFields: updateFields, sentAt: sentAt, instance: InstanceReference(model: model, pk: pk),
                 attrs: attrs))
     }

@@ -10,6 +10,8 @@ import SignalInbox
 struct PostgresStatements: Sendable {
     let lockObjects: PostgresNamedStatement
     let readInbox: PostgresNamedStatement
+    /// ``readInbox`` plus the batch's outbox checks that found an older row (first column NULL).
+    let readInboxChecking: PostgresNamedStatement
     let writeInbox: PostgresNamedStatement
     /// The two data-modifying CTEs that record a batch's applied ids and sequences, their four
     /// arrays numbered from the given parameter on.
@@ -75,14 +77,24 @@ struct PostgresStatements: Sendable {
         // The inbox state in one statement: the batch's ids already applied, then the last
         // sequence of each object that has one, told apart by the first column. LATERAL ... LIMIT 1
         // probes the primary key once per key, whatever the tables' sizes.
-        readInbox = PostgresNamedStatement(
-            sql: """
-                SELECT false, a."message_id", NULL::text, NULL::int8 FROM unnest($1::text[]) AS m(id) \
-                CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a \
-                UNION ALL \
-                SELECT true, o.sender, o.pk, s."last_seq" FROM unnest($2::text[], $3::text[]) AS o(sender, pk) \
-                CROSS JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "sender" = o.sender AND "object_pk" = o.pk \
-                LIMIT 1) AS s
+        let inboxState = """
+            SELECT false, a."message_id", NULL::text, NULL::int8 FROM unnest($1::text[]) AS m(id) \
+            CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a \
+            UNION ALL \
+            SELECT true, o.sender, o.pk, s."last_seq" FROM unnest($2::text[], $3::text[]) AS o(sender, pk) \
+            CROSS JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "sender" = o.sender AND "object_pk" = o.pk \
+            LIMIT 1) AS s
+            """
+        readInbox = PostgresNamedStatement(sql: inboxState)
+        // The outbox checks ride on the same round trip, a later statement than the object locks:
+        // every outbox row committed before the message was sent is in its snapshot.
+        let outbox = SQLIdentifier.quoted(configuration.outboxTable)
+        readInboxChecking = PostgresNamedStatement(
+            sql: inboxState + """
+                 UNION ALL \
+                SELECT NULL::bool, c.sender, c.pk, c.before FROM unnest($4::text[], $5::text[], $6::int8[]) AS c(sender, pk, before) \
+                WHERE EXISTS (SELECT 1 FROM \(outbox) AS b WHERE b."sender" = c.sender AND b."object_pk" = c.pk \
+                AND (c.before IS NULL OR b."seq" < c.before))
                 """)
         inboxWrites = Self.inboxWrites(applied: applied, sequence: sequence)
         // Data-modifying CTEs run even when unreferenced.
@@ -169,18 +181,27 @@ struct PostgresStatements: Sendable {
         _ = try await lockObjects.run(lock, on: connection, logger: logger) { try $0.decode((Int64, String?, String).self) }
 
         var state = InboxState()
-        var readBinds = PostgresBindings(capacity: 3)
+        let checks = batch.outboxChecks
+        var readBinds = PostgresBindings(capacity: checks.isEmpty ? 3 : 6)
         readBinds.append(batch.messageIDs)
         readBinds.append(batch.objects.map(\.sender))
         readBinds.append(batch.objects.map(\.pk))
-        let inboxRows = try await readInbox.run(readBinds, on: connection, logger: logger) { row in
-            try row.decode((Bool, String?, String?, Int64?).self)
+        if !checks.isEmpty {
+            readBinds.append(checks.map(\.object.sender))
+            readBinds.append(checks.map(\.object.pk))
+            readBinds.append(NullableArray(type: .integer, elements: checks.map { $0.before.map(SQLValue.integer) ?? .null }))
+        }
+        let inboxRows = try await (checks.isEmpty ? readInbox : readInboxChecking).run(readBinds, on: connection, logger: logger) {
+            row in try row.decode((Bool?, String?, String?, Int64?).self)
         }
         for (isSequence, first, pk, last) in inboxRows {
-            if !isSequence {
+            switch isSequence {
+            case false?:
                 if let first { state.appliedMessageIDs.insert(first) }
-            } else if let sender = first, let pk, let last {
-                state.lastSequences[ObjectKey(sender: sender, pk: pk)] = last
+            case true?:
+                if let sender = first, let pk, let last { state.lastSequences[ObjectKey(sender: sender, pk: pk)] = last }
+            case nil:
+                if let sender = first, let pk { state.behind.insert(OutboxCheck(object: ObjectKey(sender: sender, pk: pk), before: last)) }
             }
         }
 

@@ -50,6 +50,8 @@ public struct PostgresStoreConfiguration: Sendable, Hashable, CustomStringConver
     /// The `sender` (the user model label) of the rows moved from ``legacySequenceTable``, which
     /// kept the last sequence of each user.
     public var legacySequenceSender: String = "auth.user"
+    /// The shim's outbox table (python-bridge's `OutboxMessage`), read by `outbox_check`.
+    public var outboxTable: String = "signal_bridge_outbox"
     /// Longest wait for a TCP connection to the server.
     public var connectTimeout: Duration
     /// Longest wait for a pooled connection before an operation fails with `.unavailable`.

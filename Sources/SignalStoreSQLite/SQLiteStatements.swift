@@ -23,6 +23,9 @@ struct SQLiteStatements: Sendable {
     /// Deletes the expired ids of one page.
     let prunePage: String
     let workerTablesDDL: String
+    /// Whether the shim's outbox holds a row of an object (`sender`, `object_pk`) older than a `seq`
+    /// (any row when the `seq` is NULL): one indexed probe per outbox check.
+    let outboxHasOlder: String
     /// Statements with their rows marker expanded, per chunk size.
     private let expansions = SQLExpansions()
 
@@ -41,6 +44,10 @@ struct SQLiteStatements: Sendable {
         legacySequence = configuration.legacySequenceTable
         schemaVersion = SQLIdentifier.quoted(configuration.schemaVersionTable)
         legacySequenceSender = configuration.legacySequenceSender
+        outboxHasOlder = """
+            SELECT 1 FROM \(SQLIdentifier.quoted(configuration.outboxTable)) \
+            WHERE "sender" = ?1 AND "object_pk" = ?2 AND (?3 IS NULL OR "seq" < ?3) LIMIT 1
+            """
         prunePageEnd = """
             SELECT max("message_id"), count(*) FROM \
             (SELECT "message_id" FROM \(applied) WHERE "message_id" > ? ORDER BY "message_id" LIMIT ?)
@@ -93,6 +100,18 @@ struct SQLiteStatements: Sendable {
         for row in try run(objects, in: db) {
             guard let sender = row[0].text, let pk = row[1].text, let last = row[2].integer else { continue }
             state.lastSequences[ObjectKey(sender: sender, pk: pk)] = last
+        }
+        if !batch.outboxChecks.isEmpty {
+            // Under BEGIN IMMEDIATE: every outbox row committed before the message was sent is seen.
+            let probe = RawStatement(try db.cachedStatement(sql: outboxHasOlder), in: db)
+            for check in batch.outboxChecks {
+                probe.bind(.text(check.object.sender), at: 1)
+                probe.bind(.text(check.object.pk), at: 2)
+                probe.bind(check.before.map(SQLValue.integer) ?? .null, at: 3)
+                var rows: [SQLRow] = []
+                try probe.collect(into: &rows)
+                if !rows.isEmpty { state.behind.insert(check) }
+            }
         }
         return state
     }

@@ -41,6 +41,8 @@ public struct SQLiteStoreConfiguration: Sendable, Hashable {
     public var legacySequenceTable: String
     /// The worker's one-row table holding the version of its own tables.
     public var schemaVersionTable: String
+    /// The shim's outbox table (python-bridge's `OutboxMessage`), read by `outbox_check`.
+    public var outboxTable: String
     /// The `sender` (the user model label) of the rows moved from ``legacySequenceTable``, which
     /// kept the last sequence of each user.
     public var legacySequenceSender: String
@@ -60,7 +62,7 @@ public struct SQLiteStoreConfiguration: Sendable, Hashable {
     public init(
         path: String, appliedTable: String = "signal_worker_applied", sequenceTable: String = "signal_worker_object_sequence",
         legacySequenceTable: String = "signal_worker_user_sequence", schemaVersionTable: String = "signal_worker_schema",
-        legacySequenceSender: String = "auth.user",
+        legacySequenceSender: String = "auth.user", outboxTable: String = "signal_bridge_outbox",
         busyTimeout: Duration = .seconds(5), synchronous: Synchronous = .full, createIfMissing: Bool = false,
         maximumReaderCount: Int = 2
     ) {
@@ -70,6 +72,7 @@ public struct SQLiteStoreConfiguration: Sendable, Hashable {
         self.legacySequenceTable = legacySequenceTable
         self.schemaVersionTable = schemaVersionTable
         self.legacySequenceSender = legacySequenceSender
+        self.outboxTable = outboxTable
         self.busyTimeout = busyTimeout
         self.synchronous = synchronous
         self.createIfMissing = createIfMissing

@@ -86,7 +86,7 @@ public struct RetryHolds: Sendable {
     public mutating func record(_ message: Message, outcome: Reply.Outcome, now: ContinuousClock.Instant) {
         guard holdTime > .zero else { return }
         let current = holds[message.object]
-        guard outcome.isRetryableError else {
+        guard outcome.holdsObject else {
             if current?.message.id == message.id { holds[message.object] = nil }
             return
         }

@@ -138,9 +138,9 @@ public final class SignalWorkerService: Service, Sendable {
         let finished = ContinuousClock.now
         metrics.recordBatch(size: admitted.count, duration: started.duration(to: finished))
         holds.withLock { holds in
-            // With no object held, only a retryable failure has anything to record.
+            // With no object held, only a failure that holds its object has anything to record.
             let holding = holds.count > 0
-            for position in admitted where holding || outcomes[position].isRetryableError {
+            for position in admitted where holding || outcomes[position].holdsObject {
                 holds.record(batch[position].prepared.holdReference, outcome: outcomes[position], now: finished)
             }
         }

@@ -1,6 +1,7 @@
 import WorkerOperations
 import Foundation
 import Logging
+import SignalInbox
 import SignalProtocol
 import Synchronization
 import ZeroMQ
@@ -30,6 +31,8 @@ final class SocketLoop: Sendable {
     let mailbox: ReplyMailbox
     let metrics: WorkerMetrics
     let logger: Logger
+    /// What a pong lists (docs/PROTOCOL.md, "Health check"): `outbox_check` when the inbox answers it.
+    let pongFeatures: [String]
     private let thread: SocketThread
     private let state = Mutex(State())
 
@@ -43,6 +46,7 @@ final class SocketLoop: Sendable {
         self.mailbox = mailbox
         self.metrics = metrics
         self.logger = logger
+        pongFeatures = registry.inbox.checksOutbox ? ["outbox_check"] : []
         thread = try SocketThread(name: "signal-worker-socket", linger: configuration.linger)
     }
 
@@ -323,7 +327,7 @@ final class SocketLoop: Sendable {
         switch request {
         case .ping(let id):
             metrics.recordOutcome(.ok(.pong))
-            send(OutgoingReply(envelope: envelope, reply: Reply.ok(id, .pong)), on: socket)
+            send(OutgoingReply(envelope: envelope, reply: Reply(id: id, outcome: .ok(.pong), features: pongFeatures)), on: socket)
         case .signal(let signal):
             do {
                 let prepared = try registry.prepare(signal)

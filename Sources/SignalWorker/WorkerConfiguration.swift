@@ -25,6 +25,8 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var profileTable: String = "accounts_userprofile"
     /// Django's user table (the foreign key target).
     public var userTable: String = "auth_user"
+    /// The shim's outbox table, read to answer `outbox_check` (python-bridge's `OutboxMessage`).
+    public var outboxTable: String = "signal_bridge_outbox"
     /// The model label whose `post_save` the profile receiver handles (`auth.user`, or a custom user model).
     public var userModelLabel: String = "auth.user"
     /// `UserProfile._meta.get_field('profile_type').default`.

@@ -27,6 +27,11 @@ struct CheckCommand: AsyncParsableCommand {
             }
             print("\(location): schema OK\(creating ? " (missing tables created)" : "")")
             print("\(location): \(prepared.workerTables)")
+            if let why = prepared.outboxCheckUnavailable {
+                print("\(location): outbox_check off (\(why))")
+            } else {
+                print("\(location): outbox_check on (table \(configuration.outboxTable))")
+            }
         } catch let error as WorkerError {
             printError(error.message)
             throw error.code == .schema ? ExitCode(2) : ExitCode.failure

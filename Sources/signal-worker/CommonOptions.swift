@@ -26,6 +26,11 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "Django's user table, the target of the profile's foreign key. [env: SIGNAL_WORKER_USER_TABLE]")
     var userTable: String = EnvironmentDefault.string("SIGNAL_WORKER_USER_TABLE", "auth_user")
 
+    @Option(
+        help: "The shim's outbox table (python-bridge's OutboxMessage). When it is there, the worker answers outbox_check itself: a sync save() then skips its backlog query. Missing: outbox_check is refused as unsupported and the shim runs the query. [env: SIGNAL_WORKER_OUTBOX_TABLE]"
+    )
+    var outboxTable: String = EnvironmentDefault.string("SIGNAL_WORKER_OUTBOX_TABLE", "signal_bridge_outbox")
+
     @Flag(
         help: "Create the Django-compatible tables if missing, for trying the worker without Django. Never use it on a Django database: run its migrations. [env: SIGNAL_WORKER_CREATE_SCHEMA=1]"
     )
@@ -63,6 +68,7 @@ struct StoreOptions: ParsableArguments {
         }
         configuration.profileTable = profileTable
         configuration.userTable = userTable
+        configuration.outboxTable = outboxTable
         configuration.createSchema = createSchema
     }
 }

@@ -22,6 +22,7 @@ public struct OpenedStore: Sendable {
     public static func open(_ configuration: WorkerConfiguration, logger: Logger) throws(WorkerError) -> OpenedStore {
         try checkTableName(configuration.profileTable, option: "--profile-table")
         try checkTableName(configuration.userTable, option: "--user-table")
+        try checkTableName(configuration.outboxTable, option: "--outbox-table")
         do {
             switch configuration.store {
             case .sqlite(let path):
@@ -33,12 +34,14 @@ public struct OpenedStore: Sendable {
                 }
                 let store = try SQLiteSignalStore(
                     configuration: SQLiteStoreConfiguration(
-                        path: path, legacySequenceSender: configuration.userModelLabel, busyTimeout: configuration.sqliteBusyTimeout,
+                        path: path, legacySequenceSender: configuration.userModelLabel, outboxTable: configuration.outboxTable,
+                        busyTimeout: configuration.sqliteBusyTimeout,
                         synchronous: configuration.sqliteSynchronous, createIfMissing: configuration.createSchema))
                 return OpenedStore(store: store, service: nil, close: { try? store.close() })
             case .postgres(let url):
                 var postgres = try PostgresStoreConfiguration(url: url)
                 postgres.legacySequenceSender = configuration.userModelLabel
+                postgres.outboxTable = configuration.outboxTable
                 let store = PostgresSignalStore(configuration: postgres, logger: logger)
                 return OpenedStore(store: store, service: store, close: {})
             }
@@ -99,6 +102,9 @@ public enum StorePreparation {
         public var inbox: Inbox
         /// The worker tables' schema version and what an upgrade did.
         public var workerTables: WorkerTablesReport
+        /// Why `outbox_check` is refused (the shim's outbox table is missing or different), `nil`
+        /// when the worker answers it.
+        public var outboxCheckUnavailable: String?
     }
 
     /// Checks (and with `createSchema` creates) the receivers' tables, prepares (and upgrades)
@@ -122,7 +128,18 @@ public enum StorePreparation {
                     "\(workerTables)",
                     metadata: ["store": "\(configuration.store)", "sender": "\(configuration.userModelLabel)"])
             }
-            return Prepared(inbox: inbox.adapted(to: report.facts), workerTables: workerTables)
+            // The shim's outbox is optional: without it the worker refuses `outbox_check` and the
+            // shim runs its own backlog query (docs/PROTOCOL.md, "Outbox check").
+            let outbox = try await store.checkSchema([.shimOutbox(configuration.outboxTable)])
+            let unavailable = outbox.problems.isEmpty ? nil : outbox.problems.map(\.description).joined(separator: "; ")
+            if let unavailable {
+                logger.notice(
+                    "outbox_check off: \(unavailable); sync saves run their own backlog query",
+                    metadata: ["outbox_table": "\(configuration.outboxTable)"])
+            }
+            return Prepared(
+                inbox: inbox.adapted(to: report.facts).checkingOutbox(unavailable == nil), workerTables: workerTables,
+                outboxCheckUnavailable: unavailable)
         } catch let error as WorkerError {
             throw error
         } catch let error as StoreError {

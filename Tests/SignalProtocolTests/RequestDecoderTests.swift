@@ -24,7 +24,7 @@ struct RequestDecoderTests {
     }
 
     private let full = """
-        {"v": 1, "id": "0193-a", "seq": 1041, "durable": false, "signal": "post_save", "sender": "auth.user",
+        {"v": 1, "id": "0193-a", "seq": 1041, "durable": false, "outbox_check": true, "signal": "post_save", "sender": "auth.user",
          "db": "default", "created": true, "raw": false, "update_fields": ["email"],
          "sent_at": "2026-11-25T13:00:00.123456Z",
          "instance": {"model": "auth.user", "pk": 42, "fields": {"username": "ann"}},
@@ -40,6 +40,7 @@ struct RequestDecoderTests {
         #expect(envelope.id == "0193-a")
         #expect(envelope.sequence == 1041)
         #expect(!envelope.durable)
+        #expect(envelope.checksOutbox)
         #expect(envelope.signal == "post_save")
         #expect(envelope.sender == "auth.user")
         #expect(envelope.created)
@@ -73,6 +74,7 @@ struct RequestDecoderTests {
         }
         #expect(envelope.sequence == nil)
         #expect(envelope.durable)
+        #expect(!envelope.checksOutbox)
         #expect(envelope.database == "default")
         #expect(!envelope.raw)
         #expect(envelope.updateFields == nil)
@@ -84,6 +86,16 @@ struct RequestDecoderTests {
         #expect(try decode(#"{"v":1,"id":"p1","type":"ping"}"#) == .ping(id: "p1"))
     }
 
+    @Test("a pong lists the worker's features; no features, no key; behind is retryable and holds nothing")
+    func pongFeaturesAndBehind() {
+        let pong = Reply(id: "p", outcome: .ok(.pong), features: ["outbox_check"])
+        #expect(String(decoding: pong.encoded(), as: UTF8.self) == #"{"v":1,"id":"p","status":"ok","result":{"action":"pong","features":["outbox_check"]}}"#)
+        #expect(String(decoding: Reply.ok("p", .pong).encoded(), as: UTF8.self) == #"{"v":1,"id":"p","status":"ok","result":{"action":"pong"}}"#)
+        let behind = Reply.error("m", ReplyError(.behind, "older", field: "outbox_check"))
+        #expect(String(decoding: behind.encoded(), as: UTF8.self).hasSuffix(#""field":"outbox_check","retryable":true}}"#))
+        #expect(ReplyErrorCode.behind.isRetryable && !ReplyErrorCode.behind.holdsObject && ReplyErrorCode.storeUnavailable.holdsObject)
+    }
+
     @Test(
         "wrong input names the field",
         arguments: [
@@ -92,6 +104,7 @@ struct RequestDecoderTests {
             (#"{"v":1,"id":"a","seq":"7","signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1}}"#, "seq"),
             (#"{"v":1,"id":"a","seq":-3,"signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1}}"#, "seq"),
             (#"{"v":1,"id":"a","durable":0,"signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1}}"#, "durable"),
+            (#"{"v":1,"id":"a","outbox_check":"yes","signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1}}"#, "outbox_check"),
             (#"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","created":true,"instance":[1]}"#, "instance"),
             (#"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","created":true}"#, "instance"),
             (#"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m"}}"#, "instance.pk"),

@@ -63,3 +63,58 @@ struct ReceiversEndToEndTests {
         #expect(unknown.output.contains("unknown receiver \"nope\""), "\(unknown.output)")
     }
 }
+
+/// `outbox_check` through the real worker: the pong says whether it answers it, and a flagged
+/// message behind an older row of the shim's outbox is answered `behind` (docs/PROTOCOL.md).
+@Suite("outbox check end to end")
+struct OutboxCheckEndToEndTests {
+    @Test("with the shim's outbox table: the pong lists outbox_check, a message behind an older row is answered behind, others apply")
+    func withOutbox() async throws {
+        let database = try await SQLiteFixture.make("e2e-outbox")
+        defer { database.remove() }
+        try database.insertUsers(1...2)
+        let queue = try database.open()
+        try await queue.write { db in
+            try db.execute(sql: "DROP TABLE IF EXISTS signal_bridge_outbox")
+            try db.execute(sql: "CREATE TABLE signal_bridge_outbox (seq integer NOT NULL PRIMARY KEY, sender varchar(100) NOT NULL, object_pk varchar(255) NOT NULL)")
+            try db.execute(sql: "INSERT INTO signal_bridge_outbox (seq, sender, object_pk) VALUES (4, 'auth.user', '2')")
+        }
+        let messages = Messages()
+        try await withWorker(WorkerProcess.serveArguments(store: database.storeURL)) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            let pong = try client.request(messages.ping())
+            #expect(pong.isOK("pong") && pong.features == ["outbox_check"], "\(pong)")
+            let behind = try client.request(messages.signal(user: 2, created: true, outboxCheck: true))
+            #expect(behind.isError("behind") && behind.field == "outbox_check" && behind.retryable == true, "\(behind)")
+            let created = try client.request(messages.signal(user: 1, created: true, outboxCheck: true))
+            #expect(created.isOK("created"), "\(created)")
+            // The older row sent and gone: the same message (same id) applies.
+            try await queue.write { db in try db.execute(sql: "DELETE FROM signal_bridge_outbox") }
+            let again = try client.request(messages.signal(id: behind.id, user: 2, created: true, outboxCheck: true))
+            #expect(again.isOK("created"), "\(again)")
+        }
+        let profiles = try await queue.read { db in try Int.fetchAll(db, sql: "SELECT user_id FROM accounts_userprofile ORDER BY user_id") }
+        #expect(profiles == [1, 2])
+    }
+
+    @Test("without the outbox table: no feature in the pong, outbox_check refused as unsupported, the start says why")
+    func withoutOutbox() async throws {
+        let database = try await SQLiteFixture.make("e2e-no-outbox")
+        defer { database.remove() }
+        try database.insertUsers(1...1)
+        let queue = try database.open()
+        try await queue.write { db in try db.execute(sql: "DROP TABLE IF EXISTS signal_bridge_outbox") }
+        let messages = Messages()
+        try await withWorker(WorkerProcess.serveArguments(store: database.storeURL)) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            let pong = try client.request(messages.ping())
+            #expect(pong.isOK("pong") && pong.features == nil && !pong.raw.contains("features"), "\(pong)")
+            let refused = try client.request(messages.signal(user: 1, created: true, outboxCheck: true))
+            #expect(refused.isError("unsupported") && refused.field == "outbox_check" && refused.retryable == false, "\(refused)")
+            #expect(try client.request(messages.signal(user: 1, created: true)).isOK("created"))
+            #expect(worker.logs.contains { $0.message.contains("outbox_check off") }, "\(worker.logs)")
+        }
+    }
+}

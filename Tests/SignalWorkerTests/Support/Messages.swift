@@ -25,7 +25,7 @@ struct Messages: Sendable {
     /// JSON `null`, a key left out is absent), `nil` data leaves `_profile_data` out.
     func signal(
         id: String? = nil, user: Int, created: Bool, data: KeyValuePairs<String, String?>? = [:],
-        sender: String = "auth.user", seq: Int? = nil, padding: Int = 0
+        sender: String = "auth.user", seq: Int? = nil, padding: Int = 0, outboxCheck: Bool = false
     ) -> (id: String, json: String) {
         let id = id ?? nextID()
         var attrs = "{}"
@@ -33,7 +33,8 @@ struct Messages: Sendable {
             let fields = data.map { key, value in "\(Self.quoted(key)): \(value.map(Self.quoted) ?? "null")" }
             attrs = "{\"_profile_data\": {\(fields.joined(separator: ", "))}}"
         }
-        let extra = padding > 0 ? ", \"padding\": \"\(String(repeating: "x", count: padding))\"" : ""
+        var extra = padding > 0 ? ", \"padding\": \"\(String(repeating: "x", count: padding))\"" : ""
+        if outboxCheck { extra += ", \"outbox_check\": true" }
         let json = """
             {"v": 1, "id": \(Self.quoted(id)), "seq": \(seq.map(String.init) ?? "null"), "signal": "post_save", \
             "sender": \(Self.quoted(sender)), "db": "default", "created": \(created), "raw": false, \
@@ -90,6 +91,8 @@ struct ParsedReply: Sendable, CustomStringConvertible {
     var receivers: [String: String]?
     /// `error.receiver`: the receiver that refused the message.
     var errorReceiver: String?
+    /// `result.features` (a pong).
+    var features: [String]?
 
     var description: String { raw }
 
@@ -111,6 +114,7 @@ struct ParsedReply: Sendable, CustomStringConvertible {
         lastSequence = result?["last_seq"] as? Int
         receivers = result?["receivers"] as? [String: String]
         errorReceiver = error?["receiver"] as? String
+        features = result?["features"] as? [String]
     }
 
     /// `ok` with `action`.
