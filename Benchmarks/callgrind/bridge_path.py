@@ -12,11 +12,15 @@ username and ``_profile_data``): the bridge's ``pre_save`` and ``post_save``
 receivers called as Django calls them after the row is written (capture of the
 message, rendering its JSON, the outbox bookkeeping, the send on the bridge's
 own DEALER socket), and the reply check. No network and no worker: the
-endpoint is an ``inproc://`` ROUTER in this process that nobody reads, and the
-wait for the reply is replaced by parsing a fixed ``ok`` reply
-(``envelope.parse_reply``). Updates also run the bridge's backlog query
-(``outbox.has_backlog``, one ``SELECT`` on a migrated SQLite file), as an
-update's ``save()`` does; creates of a new primary key skip it, as in
+endpoint is an ``inproc://`` ROUTER in this process, and the bridge's blocking
+receive (``transport._receive``) is replaced by a function that reads the
+request from that ROUTER and returns the worker's ``ok`` reply to it (a pong
+announcing ``outbox_check`` to a ping; ``BRIDGE_CALLGRIND_FEATURES=none``: a
+pong without features). So the bridge's own reply handling runs as with a
+worker. With the feature, updates go with ``"outbox_check": true`` and run no
+backlog query (the worker checks, issue 22); without it they run the bridge's
+backlog query (``outbox.has_backlog``, one ``SELECT`` on a migrated SQLite
+file), as before. Creates of a new primary key skip it either way, as in
 ``save()``. The database's own ``INSERT``/``UPDATE`` is not in the count.
 
 How: the child runs under ``valgrind --tool=callgrind --instr-atstart=no``;
@@ -50,6 +54,9 @@ CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"
 UPDATE_DATA = {"sex": "M"}
 WARMUP = 50
 PATHS = ("create", "update")
+# Whether the fake worker's pong announces outbox_check (the bridge then skips the backlog query
+# of updates; BRIDGE_CALLGRIND_FEATURES=none: a worker without it, as before issue 22).
+FEATURES = os.environ.get("BRIDGE_CALLGRIND_FEATURES", "outbox_check") != "none"
 
 SHIM = r"""
 #include <valgrind/callgrind.h>
@@ -65,6 +72,7 @@ void bench_end(const char *name) { CALLGRIND_DUMP_STATS_AT(name); CALLGRIND_STOP
 def child(shim: str, n: int) -> None:
     import ctypes
     import gc
+    import json
 
     lib = ctypes.CDLL(shim)
     lib.bench_end.argtypes = [ctypes.c_char_p]
@@ -80,15 +88,25 @@ def child(shim: str, n: int) -> None:
 
     config = conf.get()
     assert config.mode == "sync" and config.endpoints == (ENDPOINT,), (config.mode, config.endpoints)
-    sink = transport.context().socket(zmq.ROUTER)  # bound, never read: the sends queue up in memory
+    sink = transport.context().socket(zmq.ROUTER)  # the "worker": read by the bridge's own receive
     sink.setsockopt(zmq.RCVHWM, 0)
     sink.bind(ENDPOINT)
+    pong = (b'"status":"ok","result":{"action":"pong","features":["outbox_check"]}}' if FEATURES
+            else b'"status":"ok","result":{"action":"pong"}}')
 
-    def ok_reply(sock, message_id, timeout_ms, _action=[b"created"]):
-        return envelope.parse_reply(b'{"v":1,"id":"' + message_id.encode() + b'","status":"ok",'
-                                    b'"result":{"action":"' + _action[0] + b'"}}')
+    def answer(sock, flags):
+        """The worker's reply, without a worker: the request is already in the inproc sink (no I/O
+        thread), so read it there and answer ok (a pong to a ping) with its id."""
+        sink.recv()  # the DEALER's routing id
+        request = sink.recv()
+        if request.startswith(b'{"v": 1, "id": '):  # a ping (json.dumps' spacing): warm-up only
+            return b'{"v":1,"id":"' + json.loads(request)["id"].encode() + b'",' + pong
+        start = request.index(b'"id":"') + 6
+        head = b'{"v":1,"id":"' + request[start : start + 36] + b'",'
+        return head + (b'"status":"ok","result":{"action":"created"}}' if b'"created":true' in request
+                       else b'"status":"ok","result":{"action":"updated"}}')
 
-    transport._await_reply = ok_reply  # the worker's reply, without a worker
+    transport._receive = answer  # every blocking receive of the sync path
     User = get_user_model()
     users = []
 
@@ -198,8 +216,8 @@ def parent(args) -> int:
             "saves_per_path": args.n, "warmup_saves": WARMUP}
     about = ("Instructions (callgrind Ir, every thread) per save of the bridge's path in save(): sync mode, "
              "autocommit, the example project's SENDERS; pre_save + post_save receivers (capture, render, outbox "
-             "bookkeeping, send on the bridge's DEALER to an inproc ROUTER nobody reads) and the parse of a fixed ok "
-             "reply; updates include the backlog SELECT on SQLite. Not counted: Django's own INSERT/UPDATE, the "
+             "bookkeeping, send on the bridge's DEALER to an inproc ROUTER) and the handling of the ok reply read "
+             "back from it; updates carry outbox_check (the fake worker's pong announces it), so no backlog SELECT. Not counted: Django's own INSERT/UPDATE, the "
              "worker. Deterministic to well under 1 % between runs; checked at +15 %.")
     data = {"schema": results.SCHEMA, "benchmark": "bridge-callgrind", "about": about, "meta": meta,
             "paths": {p: {"instructions_per_save": round(per_save[p]), "instructions": counts[p], "saves": args.n}

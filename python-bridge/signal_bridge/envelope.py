@@ -302,7 +302,7 @@ def build(**options) -> str:
     return capture(**options).render()
 
 
-def wire(payload: str, seq: int | None, *, durable: bool = True) -> bytes:
+def wire(payload: str, seq: int | None, *, durable: bool = True, outbox_check: bool = False) -> bytes:
     """The frame to send: ``payload`` with ``"seq":N`` first (absent when None).
 
     ``"durable":false`` follows (docs/PROTOCOL.md) when the message has an
@@ -311,15 +311,30 @@ def wire(payload: str, seq: int | None, *, durable: bool = True) -> bytes:
     the caller passes ``durable=False`` (async sends: the message was only
     in memory until now anyway). A sync message without a row stays durable.
 
+    ``outbox_check=True`` adds ``"outbox_check":true``: the worker looks for
+    an older row of the object in the outbox before applying the message and
+    answers ``behind`` if there is one (docs/PROTOCOL.md); a sync ``save()``
+    sends it instead of running the backlog query itself.
+
     ``payload`` always starts with ``{`` (it is a JSON object built by
     :func:`build`), so prefixing the members keeps the object valid without
     parsing it again.
     """
-    if seq is None:
-        if durable:
-            return payload.encode("utf-8")
-        return ('{"durable":false,' + payload[1:]).encode("utf-8")
-    return ('{"seq":%d,"durable":false,' % seq + payload[1:]).encode("utf-8")
+    if seq is not None:
+        members = '{"seq":%d,"durable":false,' % seq
+    elif not durable:
+        members = '{"durable":false,'
+    elif not outbox_check:
+        return payload.encode("utf-8")
+    else:
+        members = "{"
+    if outbox_check:
+        members += OUTBOX_CHECK_MEMBER
+    return (members + payload[1:]).encode("utf-8")
+
+
+# The request member that asks the worker to check the outbox first (wire(outbox_check=True)).
+OUTBOX_CHECK_MEMBER = '"outbox_check":true,'
 
 
 def ping(message_id: str) -> bytes:

@@ -179,7 +179,38 @@ def _enqueue(config, message: outbox.Message) -> None:
     background.get().enqueue(config, message)
 
 
-def _send_one(config, message: outbox.Message) -> str:
+class _CheckRefused(Exception):
+    """The worker did not apply a message sent with ``outbox_check`` (``deliver_sync`` recovers).
+
+    ``behind``: an older row of the object waits in the outbox; ``unsupported``
+    (field ``outbox_check``): the worker cannot check (it lost its outbox
+    table). Neither is a failure of the message: nothing of it was written.
+    Not a ``WorkerError``, so no caller can take it for one.
+    """
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        super().__init__(code)
+
+
+def _check_refusal(reply: dict) -> str | None:
+    """``"behind"`` or ``"unsupported"`` when ``reply`` refuses a message sent with ``outbox_check``."""
+    if reply.get("status") != "error":
+        return None
+    error = reply.get("error")
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code")
+    if code == "behind" or (code == "unsupported" and error.get("field") == transport.OUTBOX_CHECK):
+        return code
+    return None
+
+
+# How much longer a frame is with outbox_check (its size is checked without it: see _send_one).
+_CHECK_BYTES = len(envelope.OUTBOX_CHECK_MEMBER.encode())
+
+
+def _send_one(config, message: outbox.Message, *, check: bool = False) -> str:
     """Send and wait; the ok action, or raise ``WorkerError``/``WorkerUnreachable``.
 
     A retryable error reply (``store_unavailable``) is retried ``RETRIES``
@@ -188,37 +219,77 @@ def _send_one(config, message: outbox.Message) -> str:
     answer to the message later is raised as a final error ("overtaken")
     rather than taken for an acknowledgement. A message larger than
     ``MAX_MESSAGE_BYTES`` is not sent: ``MessageTooLarge`` (final).
+
+    ``check``: sent with ``"outbox_check": true``; a reply refusing it raises
+    ``_CheckRefused``. The size limit applies to the message without that
+    member (what a resend without it would weigh).
+
+    The first attempt goes through ``transport.quick_request`` when it
+    applies (the usual case: one endpoint, its socket ready, no cool-down);
+    a plain ``ok`` then ends here, with one counter update.
     """
-    frame = envelope.wire(message.payload, message.seq)
-    outbox.check_size(message, frame, config.max_message_bytes)  # MessageTooLarge: final
-    if not transport.may_send(endpoints=config.endpoints, timeout_ms=config.timeout_ms):
-        state.count("unreachable")
-        raise WorkerUnreachable(
-            "skipped: the worker was unreachable moments ago (UNREACHABLE_COOLDOWN_MS)",
-            message_id=message.message_id,
-            endpoints=config.endpoints,
-        )
+    frame = envelope.wire(message.payload, message.seq, outbox_check=check)
+    limit = config.max_message_bytes + (_CHECK_BYTES if check else 0)
     message_id = message.message_id
+    quick = None
+    if len(frame) <= limit:
+        quick = transport.quick_request(
+            frame, message_id, endpoints=config.endpoints, timeout_ms=config.timeout_ms, keys=config.curve
+        )
+        if quick.__class__ is str and (quick != "stale" or not failures.seen_failing(message)):
+            state.count_each("sent", "acked", "acked." + quick)
+            failures.forget((message_id,))
+            return quick
+    if quick is None:
+        # MessageTooLarge (final), for the message as it would go without the flag.
+        outbox.check_size(message, frame[_CHECK_BYTES:] if check else frame, config.max_message_bytes)
+        if not transport.may_send(endpoints=config.endpoints, timeout_ms=config.timeout_ms):
+            state.count("unreachable")
+            raise WorkerUnreachable(
+                "skipped: the worker was unreachable moments ago (UNREACHABLE_COOLDOWN_MS)",
+                message_id=message_id,
+                endpoints=config.endpoints,
+            )
+        reply, first_attempt = None, 1
+    else:
+        state.count("sent")
+        if quick is False:  # the first attempt got no reply
+            failures.record([message_id])
+            reply, first_attempt = None, 2
+        elif quick.__class__ is str:  # "stale" to a message seen failing
+            reply, first_attempt = {"id": message_id, "status": "ok", "result": {"action": quick}}, 1
+        else:
+            reply, first_attempt = quick, 1
     retried = 0
     while True:
-        state.count("sent")
-        try:
-            reply = transport.request(
-                frame,
-                message_id,
-                endpoints=config.endpoints,
-                timeout_ms=config.timeout_ms,
-                retries=config.retries,
-                on_timeout=lambda: failures.record([message_id]),
-            )
-        except WorkerUnreachable:
-            state.count("unreachable")
-            transport.trip(config.unreachable_cooldown_ms)
-            raise
-        kind, detail = outbox.classify(reply, message_id)
+        if reply is None:
+            if first_attempt == 1:
+                state.count("sent")
+            try:
+                reply = transport.request(
+                    frame,
+                    message_id,
+                    endpoints=config.endpoints,
+                    timeout_ms=config.timeout_ms,
+                    retries=config.retries,
+                    on_timeout=lambda: failures.record([message_id]),
+                    first_attempt=first_attempt,
+                )
+            except WorkerUnreachable:
+                state.count("unreachable")
+                transport.trip(config.unreachable_cooldown_ms)
+                raise
+            first_attempt = 1
+        if check:
+            refusal = _check_refusal(reply)
+            if refusal is not None:
+                state.count("outbox_check." + refusal)
+                raise _CheckRefused(refusal)
+        answered, reply = reply, None
+        kind, detail = outbox.classify(answered, message_id)
         if kind == "ack":
             if detail == "stale" and failures.seen_failing(message):
-                raise outbox.overtaken(reply, message_id)  # final: dead-lettered by the caller
+                raise outbox.overtaken(answered, message_id)  # final: dead-lettered by the caller
             failures.forget([message_id])
             return detail
         if kind == "final":
@@ -230,30 +301,66 @@ def _send_one(config, message: outbox.Message) -> str:
         time.sleep(min(0.05 * 2**retried, 1.0))
 
 
+def _worker_checks(config) -> bool:
+    """Whether the worker checks the outbox itself (pong feature ``outbox_check``).
+
+    Known after one ping per process and endpoint tuple (``transport.learn_features``).
+    Not asked during a cool-down (the send is deferred at once anyway) nor
+    kept when the ping went unanswered: the send that follows finds out.
+    """
+    features = transport.known_features(config.endpoints)
+    if features is None:
+        if transport.cooling_down():
+            return False
+        features = transport.learn_features(endpoints=config.endpoints, timeout_ms=config.timeout_ms)
+        if features is None:
+            return False
+    return transport.OUTBOX_CHECK in features
+
+
+def _send_backlog(config, message: outbox.Message) -> None:
+    """Send the older rows of ``message``'s object, oldest first (final errors: dead letters)."""
+    for older in outbox.backlog(message.using, [message]):
+        try:
+            _send_one(config, older)
+        except WorkerError as error:
+            if error.retryable:
+                raise
+            outbox.dead_letter(older, error)
+            continue
+        outbox.delete(older.using, [older.seq])
+
+
 def deliver_sync(config, message: outbox.Message, run_local) -> None:
     """Deliver ``message`` now (sync mode); see the module docstring.
 
     Older rows of the same object still in the outbox go first, so the live
-    message cannot overtake them. Raises ``WorkerError`` for a final error
-    reply (after moving the message to the dead letters) and, with
-    ``ON_UNREACHABLE = "raise"``, ``WorkerUnreachable`` or the retryable
-    ``WorkerError``; the message then stays in the outbox.
+    message cannot overtake them. Whether there are any is known from the
+    INSERT (``message.older``), asked of the worker (a worker whose pong
+    announces ``outbox_check`` looks in the apply transaction and answers
+    ``behind``: the rows are sent then, and the message again without the
+    flag), or else asked of the database (``outbox.has_backlog``) before
+    sending. Raises ``WorkerError`` for a final error reply (after moving the
+    message to the dead letters) and, with ``ON_UNREACHABLE = "raise"``,
+    ``WorkerUnreachable`` or the retryable ``WorkerError``; the message then
+    stays in the outbox.
     """
     try:
         older = message.older  # known when the INSERT could tell (outbox.insert)
+        check = False
         if older is None:
-            older = outbox.has_backlog(message.using, [message])
-        older_rows = outbox.backlog(message.using, [message]) if older else []
-        for older in older_rows:
-            try:
-                _send_one(config, older)
-            except WorkerError as error:
-                if error.retryable:
-                    raise
-                outbox.dead_letter(older, error)
-                continue
-            outbox.delete(older.using, [older.seq])
-        _send_one(config, message)
+            check = _worker_checks(config)
+            older = False if check else outbox.has_backlog(message.using, [message])
+        if older:
+            _send_backlog(config, message)
+        try:
+            _send_one(config, message, check=check)
+        except _CheckRefused as refused:
+            if refused.code == "unsupported":
+                # A worker that lost its outbox table: today's path until the cool-down trips.
+                transport.drop_feature(config.endpoints, transport.OUTBOX_CHECK)
+            _send_backlog(config, message)
+            _send_one(config, message)
     except WorkerError as error:
         if not error.retryable:
             outbox.dead_letter(message, error)

@@ -59,7 +59,11 @@ def stats() -> dict[str, int]:
     ``deferred`` (left in the outbox for the relay), ``queue_full``,
     ``local`` (run by the local receiver), ``dead_lettered``, ``overtaken``
     (``stale`` after a retryable failure: dead-lettered), ``outbox_written``,
-    ``outbox_deleted``; ``errors.too_large`` counts messages never sent.
+    ``outbox_deleted``; ``errors.too_large`` counts messages never sent;
+    ``features_learned`` (pings that asked the workers' features),
+    ``outbox_check.behind`` and ``outbox_check.unsupported`` (sync messages
+    the worker refused to apply before their older outbox rows, or could
+    not check: sent again after those rows).
     """
     with _lock:
         return dict(_counters)

@@ -85,6 +85,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     _probe_lock = threading.Lock()
     _unreachable_until = 0.0
+    _features.clear()  # learned per process (learn_features)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -152,14 +153,86 @@ def may_send(*, endpoints: tuple[str, ...], timeout_ms: int) -> bool:
 
 
 def trip(cooldown_ms: int) -> None:
+    """Start the cool-down; the workers' features are asked again afterwards (a replaced worker may differ)."""
     global _unreachable_until
     if cooldown_ms > 0:
         _unreachable_until = time.monotonic() + cooldown_ms / 1000.0
+    forget_features()
 
 
 def reset_cooldown() -> None:
     global _unreachable_until
     _unreachable_until = 0.0
+
+
+# --- what the workers can do: the features of their pong ---------------------
+#
+# A worker announces optional protocol features in its pong (docs/PROTOCOL.md,
+# "Outbox check"). A sync send asks once per process and endpoint tuple, the
+# first time it would rely on one, and keeps the answer until the cool-down
+# trips (``trip``): a worker that was unreachable may have been replaced by one
+# that answers differently.
+
+OUTBOX_CHECK = "outbox_check"  # the worker checks the outbox before applying (publisher.deliver_sync)
+
+_features: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def known_features(endpoints: tuple[str, ...]) -> frozenset[str] | None:
+    """The features every worker of ``endpoints`` announced, or None when not asked yet."""
+    return _features.get(endpoints)
+
+
+def learn_features(*, endpoints: tuple[str, ...], timeout_ms: int) -> frozenset[str] | None:
+    """Ping every endpoint once and keep the features all of them announce; None if one did not answer.
+
+    Waits at most ``min(timeout_ms, PROBE_TIMEOUT_MS)`` per endpoint, one
+    attempt: an endpoint that does not answer is left to the send that
+    follows (its retries, the cool-down), and nothing is kept, so the next
+    send asks again. A reply that is not a pong, or a pong without
+    ``features`` (an older release), is kept as "no features".
+    """
+    common: frozenset[str] | None = None
+    wait_ms = max(1, min(timeout_ms, PROBE_TIMEOUT_MS))
+    for endpoint in endpoints:
+        message_id = envelope.uuid7()
+        try:
+            reply = _request_to(endpoint, envelope.ping(message_id), message_id, endpoints, wait_ms, retries=0)
+        except WorkerUnreachable as error:
+            logger.debug("signal_bridge: no pong to learn the features of %s: %s", redact(endpoint), error)
+            return None
+        announced = _pong_features(reply)
+        common = announced if common is None else common & announced
+    common = common if common is not None else frozenset()
+    _features[endpoints] = common
+    state.count("features_learned")
+    return common
+
+
+def _pong_features(reply: dict) -> frozenset[str]:
+    result = reply.get("result") if reply.get("status") == "ok" else None
+    if not isinstance(result, dict) or result.get("action") != "pong":
+        return frozenset()
+    announced = result.get("features")
+    if not isinstance(announced, list):
+        return frozenset()
+    return frozenset(name for name in announced if isinstance(name, str))
+
+
+def forget_features() -> None:
+    """Ask the workers again on the next send that needs to know (``trip``; tests)."""
+    _features.clear()
+
+
+def drop_feature(endpoints: tuple[str, ...], name: str) -> None:
+    """Stop relying on ``name`` for ``endpoints``: a worker refused it although its pong announced it.
+
+    Kept so until the cool-down trips (``trip`` forgets every answer): asking
+    again at once would get the same pong and the same refusal.
+    """
+    known = _features.get(endpoints)
+    if known is not None:
+        _features[endpoints] = known - {name}
 
 
 # --- routing over several endpoints -------------------------------------------
@@ -233,6 +306,7 @@ def _socket(endpoint: str, endpoints: tuple[str, ...], timeout_ms: int) -> zmq.S
     sock = sockets.get(endpoint)
     if sock is not None:
         if _local.timeouts[sock][0] != timeout_ms:
+            _local.ready = None  # quick_request expects the timeouts it was left with
             sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
             _local.timeouts[sock][0] = timeout_ms
         return sock
@@ -254,12 +328,14 @@ def _receive_timeout(sock: zmq.Socket, timeout_ms: int) -> None:
     """Set ``RCVTIMEO`` of this thread's ``sock`` unless it already has that value."""
     current = _local.timeouts[sock]
     if current[1] != timeout_ms:
+        _local.ready = None  # quick_request expects the timeouts it was left with
         sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
         current[1] = timeout_ms
 
 
 def _close(endpoint: str) -> None:
     """Close this thread's socket for ``endpoint`` (Lazy Pirate: the next use makes a new one)."""
+    _local.ready = None
     sockets = getattr(_local, "sockets", None)
     if sockets:
         sock = sockets.pop(endpoint, None)
@@ -270,6 +346,7 @@ def _close(endpoint: str) -> None:
 
 def close_socket() -> None:
     """Close this thread's sockets (LINGER 0: never blocks)."""
+    _local.ready = None
     sockets = getattr(_local, "sockets", None)
     if sockets:
         _local.sockets = {}
@@ -316,6 +393,7 @@ def request(
     timeout_ms: int,
     retries: int,
     on_timeout=None,
+    first_attempt: int = 1,
 ) -> dict:
     """Send one request and return its reply (Lazy Pirate).
 
@@ -325,10 +403,12 @@ def request(
     Raises ``WorkerUnreachable`` when every attempt timed out. Error replies
     are returned, not raised: the caller decides (retry
     ``store_unavailable``, raise, dead-letter). ``on_timeout()``, if given,
-    is called after every attempt that got no reply.
+    is called after every attempt that got no reply. ``first_attempt`` > 1:
+    the attempts before it were made already (by :func:`quick_request`).
     """
     return _request_to(
-        route(frame, message_id, endpoints), frame, message_id, endpoints, timeout_ms, retries, on_timeout
+        route(frame, message_id, endpoints), frame, message_id, endpoints, timeout_ms, retries, on_timeout,
+        first_attempt,
     )
 
 
@@ -340,10 +420,11 @@ def _request_to(
     timeout_ms: int,
     retries: int,
     on_timeout=None,
+    first_attempt: int = 1,
 ) -> dict:
     """``request`` to a given ``endpoint`` (one of ``endpoints``, the configured list)."""
     attempts = retries + 1
-    for attempt in range(1, attempts + 1):
+    for attempt in range(first_attempt, attempts + 1):
         sock = _socket(endpoint, endpoints, timeout_ms)
         try:
             sock.send(frame)
@@ -358,6 +439,8 @@ def _request_to(
             continue
         reply = _await_reply(sock, message_id, timeout_ms)
         if reply is not None:
+            if len(endpoints) == 1:
+                _keep_ready(sock, endpoints, timeout_ms)
             return reply
         logger.info(
             "signal_bridge: no reply from %s within %d ms (attempt %d/%d, message %s)",
@@ -371,6 +454,83 @@ def _request_to(
         message_id=message_id,
         endpoints=(endpoint,),
     )
+
+
+# --- the usual sync request, in one short path --------------------------------
+#
+# A sync save() usually sends one message to one endpoint, outside a cool-down,
+# on the socket an earlier request of its thread left with the right timeouts,
+# and gets ``ok`` at once. ``quick_request`` does just that: one send, one
+# blocking recv, and a byte comparison instead of a JSON parse for a plain ok
+# reply. Whatever else happens hands over to ``request``'s code (see its
+# return values), so every rule above still holds.
+
+
+def _keep_ready(sock: zmq.Socket, endpoints: tuple[str, ...], timeout_ms: int) -> None:
+    """Remember ``sock`` for :func:`quick_request` when both its timeouts are ``timeout_ms``.
+
+    (``_await_reply`` shortens ``RCVTIMEO`` after a dropped late reply; such a
+    socket waits for the next ``request`` to set it back.) Forgotten whenever
+    a socket of this thread is closed.
+    """
+    if _local.timeouts[sock] == [timeout_ms, timeout_ms]:
+        _local.ready = (endpoints, timeout_ms, _local.config[1], sock)
+
+
+def quick_request(frame: bytes, message_id: str, *, endpoints: tuple[str, ...], timeout_ms: int, keys):
+    """The first attempt of :func:`request` in the usual case, without its layers.
+
+    Applies when this thread's socket for the only endpoint of ``endpoints``
+    was left ready by an answered request with the same ``endpoints`` object,
+    ``timeout_ms`` and CURVE ``keys`` (the configuration's), and no cool-down
+    runs. Returns:
+
+    - ``None``: it did not apply; nothing was sent;
+    - a ``str``: the action of a plain ``ok`` reply to ``message_id``;
+    - a ``dict``: any other reply to ``message_id`` (parsed);
+    - ``False``: the attempt got no reply (or could not send) within
+      ``timeout_ms``; its socket is closed, as ``request`` does, and the
+      caller goes on with ``request(first_attempt=2)``.
+    """
+    ready = getattr(_local, "ready", None)
+    if (
+        ready is None
+        or ready[0] is not endpoints
+        or ready[1] != timeout_ms
+        or ready[2] is not keys
+        or time.monotonic() < _unreachable_until
+    ):
+        return None
+    sock = ready[3]
+    try:
+        sock.send(frame)
+        reply = _receive(sock, 0)
+    except zmq.Again:
+        logger.info(
+            "signal_bridge: no connection to or no reply from %s within %d ms (attempt 1, message %s)",
+            redact(endpoints[0]), timeout_ms, message_id,
+        )
+        _close(endpoints[0])
+        return False
+    head = b'{"v":1,"id":"' + message_id.encode() + b'","status":"ok","result":{"action":"'
+    if reply.startswith(head) and reply.endswith(b'"}}'):
+        action = reply[len(head) : -3]
+        if b'"' not in action and b"\\" not in action:
+            return action.decode()
+    parsed = envelope.parse_reply(reply)
+    if parsed is not None and parsed.get("id") == message_id:
+        return parsed
+    # A late reply to an earlier request, or garbage: wait on, as _await_reply does (up to
+    # timeout_ms again: this path does not read the clock before its recv).
+    if parsed is None:
+        logger.warning("signal_bridge: dropped a malformed reply frame: %r", reply[:200])
+    else:
+        logger.debug("signal_bridge: dropped a late reply for %s", parsed.get("id"))
+    parsed = _await_reply(sock, message_id, timeout_ms)
+    if parsed is None:
+        _close(endpoints[0])
+        return False
+    return parsed
 
 
 def pipeline(

@@ -111,7 +111,7 @@ def test_frames_say_which_commits_need_not_wait_for_the_disk(bridge, monkeypatch
     from signal_bridge import transport
 
     sent = []
-    real_pipeline, real_request = transport.pipeline, transport.request
+    real_pipeline, real_request, real_quick = transport.pipeline, transport.request, transport.quick_request
 
     def recording_pipeline(frames, **kwargs):
         sent.extend(("async", json.loads(frame)) for _, frame in frames)
@@ -121,8 +121,15 @@ def test_frames_say_which_commits_need_not_wait_for_the_disk(bridge, monkeypatch
         sent.append(("sync", json.loads(frame)))
         return real_request(frame, *args, **kwargs)
 
+    def recording_quick_request(frame, *args, **kwargs):
+        result = real_quick(frame, *args, **kwargs)
+        if result is not None:  # None: nothing was sent (request() sends it)
+            sent.append(("sync", json.loads(frame)))
+        return result
+
     monkeypatch.setattr(transport, "pipeline", recording_pipeline)
     monkeypatch.setattr(transport, "request", recording_request)
+    monkeypatch.setattr(transport, "quick_request", recording_quick_request)
 
     bridge(MODE="async")
     make_user("async-autocommit", sex="F")
