@@ -243,7 +243,7 @@ class Draft:
 _middles: dict[tuple[str, str, str], str] = {}
 
 
-def _head(message_id: str, signal: str, label: str, using: str, created, raw, update_fields) -> str:
+def head(message_id: str, signal: str, label: str, using: str, created, raw, update_fields) -> str:
     """``{"v":1,"id":...,"update_fields":...`` (no closing brace), keys in the order of PROTOCOL.md."""
     key = (signal, label, using)
     middle = _middles.get(key)
@@ -282,19 +282,31 @@ def capture(
     (an outbox row, a sync send): the fields are then serialized at once
     instead of being copied for a later rendering.
     """
+    values, attrs_json = snapshot(instance, attrs, fields, detach=detach)
+    return Draft(head(message_id, signal, label, using, created, raw, update_fields), values, fields, attrs_json)
+
+
+def snapshot(instance, attrs: tuple[str, ...], fields: tuple[str, ...] | None, *, detach: bool = True):
+    """What :func:`capture` takes from ``instance``: ``(values, attrs_json)``.
+
+    ``values`` is a detached copy of the instance (``detach``, when every
+    value it needs is loaded) or its serialized fields; ``attrs_json`` the
+    extra attributes as JSON text, encoded now so that one JSON cannot encode
+    fails in ``save()``. The rest of a :class:`Draft` (id, head) can be made
+    later, on another thread: the async sender does (``sender.from_save``).
+    """
     attr_values: dict[str, Any] = {}
     for name in attrs:
         value = getattr(instance, name, _absent)
         if value is not _absent:
             attr_values[name] = value
     attrs_json = encode(attr_values)
-    head = _head(message_id, signal, label, using, created, raw, update_fields)
     if detach:
         plan = _serialization_plan(type(instance), fields)
         detached = _detached(instance, plan) if plan is not None else None
         if detached is not None:
-            return Draft(head, detached, fields, attrs_json)
-    return Draft(head, serialize_instance(instance, fields), fields, attrs_json)
+            return detached, attrs_json
+    return serialize_instance(instance, fields), attrs_json
 
 
 def build(**options) -> str:

@@ -118,10 +118,17 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
     # The attribute, not get_autocommit(): the save has just used the connection, and the
     # method's connection check and async guard cost more than the rest of this line.
     autocommit = not atomic and connection.autocommit
-    # An async message without a row is rendered later, on the sender thread, from a
-    # detached copy of the values; every other message is rendered at once (for its row
-    # or its send), straight from the instance.
-    later = config.mode == "async" and autocommit
+    if config.mode == "async" and autocommit:
+        # No row: the values are copied now, the message is made and rendered on the sender
+        # thread (its id too, in queue order: sender.from_save).
+        values, attrs_json = envelope.snapshot(instance, sender_config.attrs, sender_config.fields)
+        state.count("published")
+        background.get().enqueue(config, (
+            label, using, str(instance.pk), created, raw, update_fields, values, sender_config.fields, attrs_json,
+            False if fresh else None, time.time(),
+        ))
+        return
+    # Every other message is rendered at once (for its row or its send), straight from the instance.
     message_id = envelope.uuid7()
     message = outbox.Message(
         message_id=message_id,
@@ -139,7 +146,7 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
             instance=instance,
             attrs=sender_config.attrs,
             fields=sender_config.fields,
-            detach=later,
+            detach=False,
         ),
         older=False if fresh else None,
     )
@@ -162,10 +169,7 @@ def on_post_save(sender, instance, created, raw=False, using="default", update_f
         # row commits (or not) with the caller's transaction, the relay sends.
         outbox.insert(message)
         return
-    if config.mode == "sync":
-        deliver_sync(config, message, _local_receiver(config, sender, instance, created, raw, using, update_fields))
-    else:
-        _enqueue(config, message)
+    deliver_sync(config, message, _local_receiver(config, sender, instance, created, raw, using, update_fields))
 
 
 def _local_receiver(config, model, instance, created, raw, using, update_fields):

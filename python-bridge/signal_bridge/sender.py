@@ -51,7 +51,7 @@ import time
 
 from django.db import DatabaseError, connections
 
-from . import conf, failures, outbox, state, transport
+from . import conf, envelope, failures, outbox, state, transport
 
 logger = logging.getLogger("signal_bridge")
 
@@ -92,18 +92,19 @@ class Sender:
                     self.thread = threading.Thread(target=self._run, name="signal-bridge-sender", daemon=True)
                     self.thread.start()
 
-    def enqueue(self, config, message: outbox.Message) -> None:
-        """Queue ``message``; if the queue is full, leave it to the relay."""
+    def enqueue(self, config, item) -> None:
+        """Queue ``item`` (a ``Message``, or a save's tuple: :func:`from_save`); if the queue is full, leave it to the relay."""
         with self.condition:
             self.unfinished += 1
         try:
-            self.queue.put_nowait(message)
+            self.queue.put_nowait(item)
         except queue.Full:
             with self.condition:
                 self.unfinished -= 1
                 self.condition.notify_all()
             state.count("queue_full")
             state.count("deferred")
+            message = _message(item)
             if message.seq is None:
                 outbox.insert(message)
             self.deferred_to.add(message.using)
@@ -161,7 +162,8 @@ class Sender:
                 except queue.Empty:
                     self._drain_deferred()
                     continue
-                batch = [first] if first is not None and self._render(first) else []
+                message = self._render(first) if first is not None else None
+                batch = [message] if message is not None else []
                 try:
                     config = conf.get()
                     limit, interval_s = config.async_batch, config.async_interval_ms / 1000.0
@@ -243,15 +245,16 @@ class Sender:
                 item = self.queue.get_nowait()
             except queue.Empty:
                 return
-            if item is None or not self._render(item):
+            message = self._render(item) if item is not None else None
+            if message is None:
                 continue
-            batch.append(item)
+            batch.append(message)
             rendered += 1
             if rendered % RENDER_CHUNK == 0:
                 time.sleep(0)  # let save()'s thread have the GIL between chunks
 
-    def _render(self, message: outbox.Message) -> bool:
-        """Render ``message`` now, as it is taken from the queue.
+    def _render(self, item) -> outbox.Message | None:
+        """The message of a queued ``item`` (:func:`from_save`), rendered now; None if it cannot be.
 
         Rendering (field serialization, JSON) holds the GIL, a few µs per
         message; ``_take`` offers the GIL to ``save()``'s thread every
@@ -259,6 +262,7 @@ class Sender:
         for the whole batch. A message that cannot be rendered is logged
         and dropped.
         """
+        message = _message(item)
         try:
             message.payload
         except Exception:
@@ -268,8 +272,8 @@ class Sender:
             )
             state.count("errors.render")
             self._done(1)
-            return False
-        return True
+            return None
+        return message
 
     def _round(self, batch: list[outbox.Message], deletes: list[tuple[str, int]]) -> None:
         by_db: dict[str, list[int]] = {}
@@ -366,7 +370,7 @@ class Sender:
             except queue.Empty:
                 break
             if item is not None:
-                leftovers.append(item)
+                leftovers.append(_message(item))
         groups: dict[str, list[outbox.Message]] = {}
         for m in leftovers:
             if m.seq is None:
@@ -377,6 +381,35 @@ class Sender:
                 state.count("deferred", len(messages))
             except Exception:
                 logger.exception("signal_bridge: could not write %d unsent messages to the outbox", len(messages))
+
+
+def from_save(item: tuple) -> outbox.Message:
+    """The message of an async ``save()`` in autocommit, queued as a plain tuple by ``publisher``.
+
+    ``save()``'s thread only copies what can change after it returns (the
+    instance's values, its extra attributes as JSON: ``envelope.snapshot``)
+    and the time; the id, the head and the ``Message`` are made here, on the
+    sender thread, as the item leaves the queue. Queue order is this process's
+    commit order, so the ids (UUIDv7, time-ordered) still increase in the
+    order of the saves, and ``made`` is still the save's time (the row's
+    ``created_at`` if it gets one).
+    """
+    label, using, object_pk, created, raw, update_fields, values, fields, attrs_json, older, made = item
+    message_id = envelope.uuid7()
+    head = envelope.head(message_id, "post_save", label, using, created, raw, update_fields)
+    return outbox.Message(
+        message_id=message_id,
+        using=using,
+        label=label,
+        object_pk=object_pk,
+        body=envelope.Draft(head, values, fields, attrs_json),
+        older=older,
+        made=made,
+    )
+
+
+def _message(item) -> outbox.Message:
+    return item if item.__class__ is not tuple else from_save(item)
 
 
 def _seq_ordered(messages: list[outbox.Message]) -> list[outbox.Message]:

@@ -65,3 +65,29 @@ def test_messages_are_rendered_as_they_are_taken_and_a_broken_one_is_dropped(cap
     assert sender.unfinished == 1, "the dropped message no longer counts as pending (flush() would wait)"
     assert state.stats()["errors.render"] == 1
     assert "could not be rendered" in caplog.text
+
+
+def test_a_saves_tuple_becomes_its_message_on_the_sender_thread_with_ids_in_queue_order():
+    """save() queues a plain tuple (publisher); ids, heads and messages are made as items leave the queue."""
+    import json
+
+    sender = Sender(100)
+    sender.last_round = time.monotonic() - 10
+    made = [1_700_000_000.0 + i for i in range(3)]
+    for i, when in enumerate(made):
+        values, attrs_json = {"model": "auth.user", "pk": i + 1, "fields": {}}, '{"_profile_data":{"sex":"F"}}'
+        sender.queue.put(("auth.user", "default", str(i + 1), i == 0, False, None, values, (), attrs_json, None, when))
+    sender.unfinished = 3
+    batch = []
+    sender._gather(batch, limit=500, interval_s=0.0)
+    assert [m.object_pk for m in batch] == ["1", "2", "3"]
+    assert [m.made for m in batch] == made, "made: the save's time, not the sender's"
+    ids = [m.message_id for m in batch]
+    assert ids == sorted(ids) and len(set(ids)) == 3, "UUIDv7 ids increase in queue order"
+    first = json.loads(batch[0].payload)
+    assert {k: first[k] for k in ("v", "id", "signal", "sender", "db", "created", "raw", "update_fields")} == {
+        "v": 1, "id": ids[0], "signal": "post_save", "sender": "auth.user", "db": "default", "created": True,
+        "raw": False, "update_fields": None}
+    assert first["instance"] == {"model": "auth.user", "pk": 1, "fields": {}}
+    assert first["attrs"] == {"_profile_data": {"sex": "F"}}
+    assert [m.older for m in batch] == [None, None, None]
