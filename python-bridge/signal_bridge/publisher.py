@@ -188,7 +188,9 @@ class _CheckRefused(Exception):
 
     ``behind``: an older row of the object waits in the outbox; ``unsupported``
     (field ``outbox_check``): the worker cannot check (it lost its outbox
-    table). Neither is a failure of the message: nothing of it was written.
+    table); ``too_large``: the flag would push the frame over
+    ``MAX_MESSAGE_BYTES`` (not sent). None is a failure of the message:
+    nothing of it was written.
     Not a ``WorkerError``, so no caller can take it for one.
     """
 
@@ -210,9 +212,6 @@ def _check_refusal(reply: dict) -> str | None:
     return None
 
 
-# How much longer a frame is with outbox_check (its size is checked without it: see _send_one).
-_CHECK_BYTES = len(envelope.OUTBOX_CHECK_MEMBER.encode())
-
 
 def _send_one(config, message: outbox.Message, *, check: bool = False) -> str:
     """Send and wait; the ok action, or raise ``WorkerError``/``WorkerUnreachable``.
@@ -225,18 +224,20 @@ def _send_one(config, message: outbox.Message, *, check: bool = False) -> str:
     ``MAX_MESSAGE_BYTES`` is not sent: ``MessageTooLarge`` (final).
 
     ``check``: sent with ``"outbox_check": true``; a reply refusing it raises
-    ``_CheckRefused``. The size limit applies to the message without that
-    member (what a resend without it would weigh).
+    ``_CheckRefused``, and so does a message that fits ``MAX_MESSAGE_BYTES``
+    only without that member (``too_large``: sent without it after the query).
 
     The first attempt goes through ``transport.quick_request`` when it
     applies (the usual case: one endpoint, its socket ready, no cool-down);
     a plain ``ok`` then ends here, with one counter update.
     """
     frame = envelope.wire(message.payload, message.seq, outbox_check=check)
-    limit = config.max_message_bytes + (_CHECK_BYTES if check else 0)
+    if check and len(frame) > config.max_message_bytes:
+        # No room for the flag: deliver_sync asks the database instead and sends the message without it.
+        raise _CheckRefused("too_large")
     message_id = message.message_id
     quick = None
-    if len(frame) <= limit:
+    if len(frame) <= config.max_message_bytes:
         quick = transport.quick_request(
             frame, message_id, endpoints=config.endpoints, timeout_ms=config.timeout_ms, keys=config.curve
         )
@@ -245,8 +246,7 @@ def _send_one(config, message: outbox.Message, *, check: bool = False) -> str:
             failures.forget((message_id,))
             return quick
     if quick is None:
-        # MessageTooLarge (final), for the message as it would go without the flag.
-        outbox.check_size(message, frame[_CHECK_BYTES:] if check else frame, config.max_message_bytes)
+        outbox.check_size(message, frame, config.max_message_bytes)  # MessageTooLarge: final
         if not transport.may_send(endpoints=config.endpoints, timeout_ms=config.timeout_ms):
             state.count("unreachable")
             raise WorkerUnreachable(

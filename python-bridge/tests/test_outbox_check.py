@@ -134,6 +134,7 @@ class ScriptedWorker:
         self.features = features
         self.answer = answer
         self.requests: list[dict] = []
+        self.frames: list[bytes] = []
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -150,6 +151,7 @@ class ScriptedWorker:
             if not poller.poll(50):
                 continue
             identity, frame = self.socket.recv_multipart()
+            self.frames.append(frame)
             request = json.loads(frame)
             self.requests.append(request)
             if request.get("type") == "ping":
@@ -253,6 +255,26 @@ def test_unsupported_falls_back_to_the_query_and_stops_relying_on_the_feature(sc
     stats = signal_bridge.stats()
     assert stats["outbox_check.unsupported"] == 1 and stats["acked.updated"] == 2
     assert "errors" not in stats and not DeadLetter.objects.exists() and not OutboxMessage.objects.exists()
+
+
+def test_a_message_that_fits_only_without_the_flag_is_sent_without_it_after_the_query(scripted, settings, pings):
+    worker = scripted(features=["outbox_check"])
+    user = _saved_user("oc-tight")
+    user._profile_data = {"sex": "M"}
+    user.save()
+    flagged = len(worker.frames[-1])
+    assert worker.messages()[-1].get("outbox_check") is True
+    # One byte short of the flagged frame: the same message fits only without the flag.
+    settings.SIGNAL_BRIDGE = bridge_settings(worker.endpoint, MAX_MESSAGE_BYTES=flagged - 1)
+    with CaptureQueriesContext(connection) as captured:
+        user._profile_data = {"sex": "F"}
+        user.save()
+    last = worker.messages()[-1]
+    assert "outbox_check" not in last and last["attrs"]["_profile_data"] == {"sex": "F"}
+    assert len(worker.frames[-1]) == flagged - len(b'"outbox_check":true,')
+    asked = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT") and '"signal_bridge_outbox"' in q["sql"]]
+    assert len(asked) == 1, f"the database is asked instead of the worker: {asked}"
+    assert not DeadLetter.objects.exists() and "errors" not in signal_bridge.stats()
 
 
 def test_behind_sends_the_older_row_first_and_the_message_again_without_the_flag(scripted):
