@@ -376,13 +376,18 @@ def _await_reply(sock: zmq.Socket, message_id: str, timeout_ms: int) -> dict | N
         reply = envelope.parse_reply(frame)
         if reply is not None and reply.get("id") == message_id:
             return reply
-        if reply is None:
-            logger.warning("signal_bridge: dropped a malformed reply frame: %r", frame[:200])
-        else:
-            logger.debug("signal_bridge: dropped a late reply for %s", reply.get("id"))
+        _log_dropped(frame, reply)
         wait_ms = int((started + timeout_ms / 1000.0 - time.monotonic()) * 1000)
         if wait_ms <= 0:
             return None
+
+
+def _log_dropped(frame: bytes, reply: dict | None) -> None:
+    """Say why a received frame is not the awaited reply: malformed, or late (another message's id)."""
+    if reply is None:
+        logger.warning("signal_bridge: dropped a malformed reply frame: %r", frame[:200])
+    else:
+        logger.debug("signal_bridge: dropped a late reply for %s", reply.get("id"))
 
 
 def request(
@@ -522,10 +527,7 @@ def quick_request(frame: bytes, message_id: str, *, endpoints: tuple[str, ...], 
         return parsed
     # A late reply to an earlier request, or garbage: wait on, as _await_reply does (up to
     # timeout_ms again: this path does not read the clock before its recv).
-    if parsed is None:
-        logger.warning("signal_bridge: dropped a malformed reply frame: %r", reply[:200])
-    else:
-        logger.debug("signal_bridge: dropped a late reply for %s", parsed.get("id"))
+    _log_dropped(reply, parsed)
     parsed = _await_reply(sock, message_id, timeout_ms)
     if parsed is None:
         _close(endpoints[0])
