@@ -21,9 +21,9 @@ struct ActivityLogTests {
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
             let create = messages.signal(user: 1, created: true, seq: 3)
-            #expect(try client.request(create).isOK("created"))
+            #expect(try await client.request(create).isOK("created"))
             let skip = messages.signal(user: 2, created: false)
-            #expect(try client.request(skip).isOK("skipped"))
+            #expect(try await client.request(skip).isOK("skipped"))
 
             // Each line is written before its reply is sent, but reaches our stderr reader a moment later.
             try await waitUntil("both requests logged as applied", logsOf: worker.child, timeout: .seconds(10)) { logs in
@@ -46,7 +46,7 @@ struct ActivityLogTests {
             let deadline = ContinuousClock.now + .seconds(30)
             while total("created") + total("skipped") < 2, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(200))
-                #expect(try client.request(create).isOK("duplicate"))
+                #expect(try await client.request(create).isOK("duplicate"))
             }
             let summaries = worker.logs.filter { $0.message == "activity" }
             #expect(summaries.allSatisfy { $0.level == "info" && $0["queued"] != nil }, "\(summaries)")

@@ -85,7 +85,7 @@ struct BrokerCurveTests {
             var ids: Set<String> = []
             for user in 1...40 {
                 let request = messages.signal(user: user, created: true, sender: "auth.group")
-                #expect(try client.request(request).isError("unsupported"))
+                #expect(try await client.request(request).isError("unsupported"))
                 ids.insert(request.id)
             }
             // The worker logs a rejection as it answers it; its stderr reaches us a moment after the reply.
@@ -121,7 +121,7 @@ struct BrokerCurveTests {
 
             let trusted = try TestClient(broker.frontend, curve: (try keys.pair("clients/django.key"), server))
             defer { trusted.close() }
-            #expect(try trusted.request(messages.signal(user: 1, created: true)).isOK("created"))
+            #expect(try await trusted.request(messages.signal(user: 1, created: true)).isOK("created"))
 
             let stranger = try TestClient(broker.frontend, curve: (try keys.pair("stranger.key"), server))
             defer { stranger.close() }
@@ -129,10 +129,10 @@ struct BrokerCurveTests {
             let plaintext = try TestClient(broker.frontend)
             defer { plaintext.close() }
             try plaintext.send(messages.signal(user: 3, created: true).json)
-            #expect(try stranger.receive(timeout: .milliseconds(700)) == nil, "an unknown key got a reply")
-            #expect(try plaintext.receive(timeout: .milliseconds(700)) == nil, "a plaintext client got a reply")
+            #expect(try await stranger.receive(timeout: .milliseconds(700)) == nil, "an unknown key got a reply")
+            #expect(try await plaintext.receive(timeout: .milliseconds(700)) == nil, "a plaintext client got a reply")
 
-            #expect(try trusted.request(messages.ping()).isOK("pong"))
+            #expect(try await trusted.request(messages.ping()).isOK("pong"))
             #expect(try database.profile(user: 1) != nil)
             #expect(try database.profile(user: 2) == nil)
             #expect(try database.profile(user: 3) == nil)

@@ -69,9 +69,9 @@ struct CommandLineTests {
             #expect(upgrade?.message.contains("1 last sequence") == true, "\(String(describing: upgrade))")
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            let older = try client.request(messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 9))
+            let older = try await client.request(messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 9))
             #expect(older.isOK("stale") && older.lastSequence == 10, "\(older)")
-            #expect(try client.request(messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 11)).isOK("updated"))
+            #expect(try await client.request(messages.signal(user: 1, created: false, data: ["sex": "F"], seq: 11)).isOK("updated"))
         }
         #expect(!(try database.tableNames().contains("signal_worker_user_sequence")))
         let check = try await ChildProcess.runWorkerCommand(["check", "--store", database.storeURL])
@@ -114,9 +114,9 @@ struct CommandLineTests {
             worker in
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            #expect(try client.request(messages.ping()).isOK("pong"))
+            #expect(try await client.request(messages.ping()).isOK("pong"))
             try database.insertUsers([1])  // the worker made auth_user
-            let reply = try client.request(messages.signal(user: 1, created: true, data: ["sex": "F"]))
+            let reply = try await client.request(messages.signal(user: 1, created: true, data: ["sex": "F"]))
             #expect(reply.isOK("created"), "\(reply)")
             #expect(try database.profile(user: 1) == ProfileRow(profileType: "personal", sex: "F", birthdate: nil))
         }
@@ -183,9 +183,9 @@ struct CommandLineTests {
             #expect(worker.metricsURL != nil)
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            let big = try client.request(messages.signal(user: 1, created: true, padding: 600))
+            let big = try await client.request(messages.signal(user: 1, created: true, padding: 600))
             #expect(big.isError("bad_request"), "SIGNAL_WORKER_MAX_REQUEST_BYTES=512 not applied: \(big)")
-            let small = try client.request(messages.signal(user: 1, created: true))
+            let small = try await client.request(messages.signal(user: 1, created: true))
             #expect(small.isOK("created"), "\(small)")
             #expect(try database.profile(user: 1) != nil)
         }

@@ -53,21 +53,21 @@ struct CurveSecurityTests {
 
             let trusted = try TestClient(worker.endpoint, curve: (try keys.pair("clients/django.key"), server))
             defer { trusted.close() }
-            let created = try trusted.request(messages.signal(user: 1, created: true, data: ["sex": "F"]))
+            let created = try await trusted.request(messages.signal(user: 1, created: true, data: ["sex": "F"]))
             #expect(created.isOK("created"), "\(created)")
 
             let stranger = try TestClient(worker.endpoint, curve: (try keys.pair("stranger.key"), server))
             defer { stranger.close() }
             try stranger.send(messages.signal(user: 2, created: true).json)
-            #expect(try stranger.receive(timeout: .milliseconds(700)) == nil, "an unknown key got a reply")
+            #expect(try await stranger.receive(timeout: .milliseconds(700)) == nil, "an unknown key got a reply")
 
             let plaintext = try TestClient(worker.endpoint)
             defer { plaintext.close() }
             try plaintext.send(messages.signal(user: 3, created: true).json)
-            #expect(try plaintext.receive(timeout: .milliseconds(700)) == nil, "a plaintext client got a reply")
+            #expect(try await plaintext.receive(timeout: .milliseconds(700)) == nil, "a plaintext client got a reply")
 
             // The trusted client still works, and only its message was written.
-            #expect(try trusted.request(messages.ping()).isOK("pong"))
+            #expect(try await trusted.request(messages.ping()).isOK("pong"))
             #expect(try database.profile(user: 1) != nil)
             #expect(try database.profile(user: 2) == nil)
             #expect(try database.profile(user: 3) == nil)

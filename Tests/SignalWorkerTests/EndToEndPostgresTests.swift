@@ -19,32 +19,32 @@ struct EndToEndPostgresTests {
 
                 let create = messages.signal(
                     user: 1, created: true, data: ["profile_type": "business", "sex": "F", "birthdate": "1990-01-02"])
-                let created = try client.request(create)
+                let created = try await client.request(create)
                 #expect(created.isOK("created"), "\(created)")
                 #expect(try await database.profiles()[1] == ProfileRow(profileType: "business", sex: "F", birthdate: "1990-01-02"))
 
                 let update = messages.signal(user: 1, created: false, data: ["sex": nil, "birthdate": "2001-2-3"])
-                let updated = try client.request(update)
+                let updated = try await client.request(update)
                 #expect(updated.isOK("updated"), "\(updated)")
                 #expect(try await database.profiles()[1] == ProfileRow(profileType: "business", sex: nil, birthdate: "2001-02-03"))
 
                 let skip = messages.signal(user: 2, created: false)
-                let skipped = try client.request(skip)
+                let skipped = try await client.request(skip)
                 #expect(skipped.isOK("skipped"), "\(skipped)")
 
-                let duplicate = try client.request(create)
+                let duplicate = try await client.request(create)
                 #expect(duplicate.isOK("duplicate"), "\(duplicate)")
 
-                let pong = try client.request(messages.ping())
+                let pong = try await client.request(messages.ping())
                 #expect(pong.isOK("pong"), "\(pong)")
 
                 let badDate = messages.signal(user: 3, created: true, data: ["birthdate": "2021-02-29"])
-                let invalid = try client.request(badDate)
+                let invalid = try await client.request(badDate)
                 #expect(invalid.isError("invalid_value"), "\(invalid)")
                 #expect(invalid.field == "birthdate")
 
                 // PostgreSQL refuses what SQLite stores: text longer than varchar(1).
-                let tooLong = try client.request(messages.signal(user: 3, created: true, data: ["sex": "FF"]))
+                let tooLong = try await client.request(messages.signal(user: 3, created: true, data: ["sex": "FF"]))
                 #expect(tooLong.isError("invalid_value"), "\(tooLong)")
                 #expect(tooLong.field == "sex")
 
@@ -70,12 +70,12 @@ struct EndToEndPostgresTests {
                 let client = try TestClient(worker.endpoint)
                 defer { client.close() }
                 let create = messages.signal(user: 1, created: true, data: ["profile_type": "business", "sex": "F"])
-                #expect(try client.request(create).isOK("created"))
+                #expect(try await client.request(create).isOK("created"))
                 let update = messages.signal(user: 1, created: false, data: ["birthdate": "1990-01-02"])
-                #expect(try client.request(update).isOK("updated"))
+                #expect(try await client.request(update).isOK("updated"))
                 // A batch of several messages (the batch statements, prepared on the pooled connection).
                 let batch = [messages.signal(user: 2, created: true), messages.signal(user: 2, created: false, data: ["sex": "M"])]
-                let replies = try EndToEndSQLiteTests.pipeline(client, batch)
+                let replies = try await EndToEndSQLiteTests.pipeline(client, batch)
                 #expect(batch.map { replies[$0.id]?.first?.action } == ["created", "updated"], "\(replies)")
                 #expect(
                     try await database.profiles()
@@ -95,7 +95,7 @@ struct EndToEndPostgresTests {
             try await withWorker(WorkerProcess.serveArguments(store: database.storeURL)) { worker in
                 let client = try TestClient(worker.endpoint)
                 defer { client.close() }
-                let replies = try EndToEndSQLiteTests.pipeline(client, EndToEndBatch.messages(Messages()))
+                let replies = try await EndToEndSQLiteTests.pipeline(client, EndToEndBatch.messages(Messages()))
                 EndToEndBatch.check(replies)
                 #expect(try await database.profiles() == EndToEndBatch.expectedProfiles)
                 #expect(try await database.appliedIDs() == EndToEndBatch.expectedApplied)
@@ -117,7 +117,7 @@ struct EndToEndPostgresTests {
                 let client = try TestClient(worker.endpoint)
                 defer { client.close() }
                 for user in users {
-                    #expect(try client.request(messages.signal(user: user, created: true, seq: user)).isOK("created"))
+                    #expect(try await client.request(messages.signal(user: user, created: true, seq: user)).isOK("created"))
                 }
                 // 40 rounds over the 50 users, all sent before any reply is read: small batches with
                 // several in flight at once, most of them sharing users with the one before.
@@ -132,7 +132,7 @@ struct EndToEndPostgresTests {
                 }
                 var actions: [String: Int] = [:]
                 for _ in sent {
-                    guard let reply = try client.receive(timeout: .seconds(20)) else { throw TestFailure("a reply is missing") }
+                    guard let reply = try await client.receive(timeout: .seconds(20)) else { throw TestFailure("a reply is missing") }
                     actions[reply.isOK("updated") ? "updated" : reply.raw, default: 0] += 1
                 }
                 #expect(actions == ["updated": sent.count], "an older message overtook a newer one: \(actions)")

@@ -17,7 +17,7 @@ struct EndToEndSQLiteTests {
             defer { client.close() }
 
             let create = messages.signal(user: 1, created: true, data: ["profile_type": "business", "sex": "F", "birthdate": "1990-01-02"])
-            let created = try client.request(create)
+            let created = try await client.request(create)
             #expect(created.isOK("created"), "\(created)")
             #expect(created.id == create.id)
             #expect(created.version == 1)
@@ -25,22 +25,22 @@ struct EndToEndSQLiteTests {
 
             // A key present with null writes NULL; an absent key keeps the stored value.
             let update = messages.signal(user: 1, created: false, data: ["sex": nil, "birthdate": "2001-2-3"])
-            let updated = try client.request(update)
+            let updated = try await client.request(update)
             #expect(updated.isOK("updated"), "\(updated)")
             #expect(try database.profile(user: 1) == ProfileRow(profileType: "business", sex: nil, birthdate: "2001-02-03"))
 
             let skip = messages.signal(user: 2, created: false, data: ["profile_type": "business"])
-            let skipped = try client.request(skip)
+            let skipped = try await client.request(skip)
             #expect(skipped.isOK("skipped"), "\(skipped)")
             #expect(try database.profile(user: 2) == nil)
 
             // The first message again (same id): nothing changes, even though its data differs from the row.
-            let duplicate = try client.request(create)
+            let duplicate = try await client.request(create)
             #expect(duplicate.isOK("duplicate"), "\(duplicate)")
             #expect(try database.profile(user: 1) == ProfileRow(profileType: "business", sex: nil, birthdate: "2001-02-03"))
 
             // Another create for user 1 (a new id): Django would raise IntegrityError.
-            let again = try client.request(messages.signal(user: 1, created: true))
+            let again = try await client.request(messages.signal(user: 1, created: true))
             #expect(again.isError("conflict"), "\(again)")
 
             let applied = try database.appliedIDs()
@@ -58,7 +58,7 @@ struct EndToEndSQLiteTests {
         try await withWorker(WorkerProcess.serveArguments(store: database.storeURL)) { worker in
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            let results = try Self.pipeline(client, EndToEndBatch.messages(messages))
+            let results = try await Self.pipeline(client, EndToEndBatch.messages(messages))
             EndToEndBatch.check(results)
             #expect(try database.profiles() == EndToEndBatch.expectedProfiles)
             #expect(try database.appliedIDs() == EndToEndBatch.expectedApplied)
@@ -77,26 +77,26 @@ struct EndToEndSQLiteTests {
             defer { client.close() }
 
             let ping = messages.ping()
-            let pong = try client.request(ping)
+            let pong = try await client.request(ping)
             #expect(pong.isOK("pong"), "\(pong)")
             #expect(pong.id == ping.id)
 
             // Two frames after the routing id: not a request.
             try client.socket.send(multipart: [Array(ping.json.utf8), Array(ping.json.utf8)])
-            let twoFrames = try #require(try client.receive(timeout: .seconds(10)), "no reply to a two-frame message")
+            let twoFrames = try #require(try await client.receive(timeout: .seconds(10)), "no reply to a two-frame message")
             #expect(twoFrames.isError("bad_request"), "\(twoFrames)")
 
             try client.send(#"{"v": 1, "id": "abc", "created": tru"#)
-            let malformed = try #require(try client.receive(timeout: .seconds(10)), "no reply to malformed JSON")
+            let malformed = try #require(try await client.receive(timeout: .seconds(10)), "no reply to malformed JSON")
             #expect(malformed.isError("bad_request"), "\(malformed)")
             #expect(malformed.idIsNull, "id must be null when the request could not be read: \(malformed)")
             #expect(malformed.retryable == false)
 
-            let unknown = try client.request(messages.signal(user: 1, created: true, sender: "auth.group"))
+            let unknown = try await client.request(messages.signal(user: 1, created: true, sender: "auth.group"))
             #expect(unknown.isError("unsupported"), "\(unknown)")
 
             let badDate = messages.signal(user: 1, created: true, data: ["birthdate": "02/01/1990"])
-            let invalid = try client.request(badDate)
+            let invalid = try await client.request(badDate)
             #expect(invalid.isError("invalid_value"), "\(invalid)")
             #expect(invalid.field == "birthdate")
             #expect(invalid.id == badDate.id)
@@ -105,7 +105,7 @@ struct EndToEndSQLiteTests {
             #expect(try database.appliedIDs().isEmpty, "a failed message must not be recorded as applied")
 
             // The same user can still be created afterwards: nothing half-written blocks it.
-            let create = try client.request(messages.signal(user: 1, created: true, data: ["birthdate": "1990-01-02"]))
+            let create = try await client.request(messages.signal(user: 1, created: true, data: ["birthdate": "1990-01-02"]))
             #expect(create.isOK("created"), "\(create)")
             #expect(try database.profile(user: 1) == ProfileRow(profileType: "personal", sex: nil, birthdate: "1990-01-02"))
         }
@@ -126,11 +126,11 @@ struct EndToEndSQLiteTests {
 
             let big = messages.signal(user: 1, created: true, padding: 2_000)
             #expect(big.json.utf8.count > 1_024)
-            let rejected = try client.request(big)
+            let rejected = try await client.request(big)
             #expect(rejected.isError("bad_request"), "\(rejected)")
             #expect(try database.profiles().isEmpty)
 
-            let fits = try client.request(messages.signal(user: 1, created: true, padding: 100))
+            let fits = try await client.request(messages.signal(user: 1, created: true, padding: 100))
             #expect(fits.isOK("created"), "\(fits)")
             #expect(try database.profile(user: 1) != nil)
         }
@@ -156,20 +156,20 @@ struct EndToEndSQLiteTests {
             // Defaults: --max-request-bytes 65536, --max-message-bytes 65536 + 65536.
             let justOver = request(size: 65_536 + 1)
             #expect(justOver.json.utf8.count == 65_537)
-            let rejected = try client.request(justOver)
+            let rejected = try await client.request(justOver)
             #expect(rejected.isError("bad_request"), "\(rejected)")
             #expect(rejected.raw.contains("exceeds the limit of 65536 bytes"), "\(rejected)")
             let atCap = request(size: 131_072)
-            #expect(try client.request(atCap).isError("bad_request"), "a frame at the transport cap still reaches the decoder")
+            #expect(try await client.request(atCap).isError("bad_request"), "a frame at the transport cap still reaches the decoder")
             #expect(try database.profiles().isEmpty)
 
             let overCap = try TestClient(worker.endpoint)
             defer { overCap.close() }
-            #expect(try overCap.request(messages.ping()).isOK("pong"))
+            #expect(try await overCap.request(messages.ping()).isOK("pong"))
             try overCap.send(request(size: 131_072 + 1).json)
-            #expect(try overCap.receive(timeout: .seconds(1)) == nil, "libzmq drops a peer over ZMQ_MAXMSGSIZE")
+            #expect(try await overCap.receive(timeout: .seconds(1)) == nil, "libzmq drops a peer over ZMQ_MAXMSGSIZE")
 
-            let fits = try client.request(messages.signal(user: 1, created: true))
+            let fits = try await client.request(messages.signal(user: 1, created: true))
             #expect(fits.isOK("created"), "\(fits)")
         }
     }
@@ -190,16 +190,16 @@ struct EndToEndSQLiteTests {
             let other = try TestClient(worker.endpoint)
             defer { other.close() }
             // Both connected and served once before the oversized frame.
-            #expect(try offender.request(messages.ping()).isOK("pong"))
-            #expect(try other.request(messages.ping()).isOK("pong"))
+            #expect(try await offender.request(messages.ping()).isOK("pong"))
+            #expect(try await other.request(messages.ping()).isOK("pong"))
 
             let huge = messages.signal(user: 1, created: true, padding: 10_000)
             try offender.send(huge.json)
-            let reply = try offender.receive(timeout: .seconds(1))
+            let reply = try await offender.receive(timeout: .seconds(1))
             #expect(reply == nil, "libzmq should drop the connection of a peer over ZMQ_MAXMSGSIZE; got \(reply.map(\.raw) ?? "")")
             #expect(try database.profile(user: 1) == nil)
 
-            let answered = try other.request(messages.signal(user: 2, created: true))
+            let answered = try await other.request(messages.signal(user: 2, created: true))
             #expect(answered.isOK("created"), "\(answered)")
             #expect(try database.profile(user: 2) != nil)
             #expect(worker.child.isRunning)
@@ -217,11 +217,11 @@ struct EndToEndSQLiteTests {
             let client = try TestClient(worker.endpoint, type: .req)
             defer { client.close() }
             let create = messages.signal(user: 7, created: true, data: ["sex": "M"])
-            let reply = try client.request(create)
+            let reply = try await client.request(create)
             #expect(reply.isOK("created"), "\(reply)")
             #expect(reply.id == create.id)
             // REQ alternates strictly: a second round trip proves the first reply closed the first.
-            let ping = try client.request(messages.ping())
+            let ping = try await client.request(messages.ping())
             #expect(ping.isOK("pong"), "\(ping)")
             #expect(try database.profile(user: 7) == ProfileRow(profileType: "personal", sex: "M", birthdate: nil))
         }
@@ -241,7 +241,7 @@ struct EndToEndSQLiteTests {
             let creates = users.map { messages.signal(user: $0, created: true, data: ["profile_type": "p\($0 % 7)"]) }
             for message in creates { try client.send(message.json) }
             var replies: [String: ParsedReply] = [:]
-            while replies.count < creates.count, let reply = try client.receive(timeout: .seconds(10)) {
+            while replies.count < creates.count, let reply = try await client.receive(timeout: .seconds(10)) {
                 if let id = reply.id { replies[id] = reply }
             }
             #expect(replies.count == creates.count)
@@ -253,11 +253,11 @@ struct EndToEndSQLiteTests {
     }
 
     /// Sends every message at once (so they meet in one batch) and collects the replies by id.
-    static func pipeline(_ client: TestClient, _ batch: [(id: String, json: String)]) throws -> [String: [ParsedReply]] {
+    static func pipeline(_ client: TestClient, _ batch: [(id: String, json: String)]) async throws -> [String: [ParsedReply]] {
         for message in batch { try client.send(message.json) }
         var replies: [String: [ParsedReply]] = [:]
         var count = 0
-        while count < batch.count, let reply = try client.receive(timeout: .seconds(10)) {
+        while count < batch.count, let reply = try await client.receive(timeout: .seconds(10)) {
             replies[reply.id ?? "", default: []].append(reply)
             count += 1
         }

@@ -89,7 +89,7 @@ struct GracefulShutdownTests {
                 }
                 // Wait a little only when there is nothing to send; then take what is there.
                 var timeout: Duration = sent < requests.count && sent - replies.count < window ? .zero : .milliseconds(20)
-                while let reply = try client.receive(timeout: timeout) {
+                while let reply = try client.blockingReceive(timeout: timeout) {
                     if let id = reply.id { replies[id] = reply }
                     lastReplyAt = .now
                     timeout = .zero

@@ -20,10 +20,10 @@ struct MetricsEndpointTests {
             #expect(url.path == "/metrics")
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            for user in 1...7 { #expect(try client.request(messages.signal(user: user, created: true)).isOK("created")) }
-            for user in 1...2 { #expect(try client.request(messages.signal(user: user, created: false)).isOK("updated")) }
-            #expect(try client.request(messages.ping()).isOK("pong"))
-            #expect(try client.request(messages.signal(user: 3, created: true, sender: "auth.group")).isError("unsupported"))
+            for user in 1...7 { #expect(try await client.request(messages.signal(user: user, created: true)).isOK("created")) }
+            for user in 1...2 { #expect(try await client.request(messages.signal(user: user, created: false)).isOK("updated")) }
+            #expect(try await client.request(messages.ping()).isOK("pong"))
+            #expect(try await client.request(messages.signal(user: 3, created: true, sender: "auth.group")).isError("unsupported"))
 
             let (status, text) = try await Self.get(url)
             #expect(status == 200)

@@ -57,7 +57,7 @@ struct MultipartFloodTests {
             let server = try keys.workerPublicKey()
             let trusted = try TestClient(worker.endpoint, curve: (try keys.pair("clients/django.key"), server))
             defer { trusted.close() }
-            #expect(try trusted.request(Messages().ping()).isOK("pong"))
+            #expect(try await trusted.request(Messages().ping()).isOK("pong"))
             let idleKiB = residentKiB(of: worker.pid)
             #expect(idleKiB > 0)
             let sampler = ResidentMemorySampler(pid: worker.pid, intervalSeconds: 0.02)
@@ -102,7 +102,7 @@ struct MultipartFloodTests {
                 peakKiB - idleKiB < 20 * 1024,
                 "an unauthenticated flood grew the worker from \(idleKiB / 1024) to \(peakKiB / 1024) MiB")
             print("multipart flood: CURVE worker, RSS \(idleKiB / 1024) MiB idle, peak \(peakKiB / 1024) MiB")
-            #expect(try trusted.request(Messages().ping()).isOK("pong"), "the allowed client is still served")
+            #expect(try await trusted.request(Messages().ping()).isOK("pong"), "the allowed client is still served")
         }
     }
 }

@@ -24,7 +24,7 @@ struct OverloadTests {
             defer { client.close() }
             for user in 1...Self.users { try client.send(messages.signal(user: user, created: true).json) }
             for _ in 1...Self.users {
-                guard try client.receive(timeout: .seconds(30)) != nil else { throw TestFailure("a create got no reply") }
+                guard try await client.receive(timeout: .seconds(30)) != nil else { throw TestFailure("a create got no reply") }
             }
 
             // A thread of its own: this test's blocking socket calls (and the other tests' in
@@ -41,7 +41,7 @@ struct OverloadTests {
             var answered = 0
             var updated = 0
             while answered < Self.updates {
-                guard let reply = try client.receive(timeout: .seconds(60)) else {
+                guard let reply = try await client.receive(timeout: .seconds(60)) else {
                     throw TestFailure("\(Self.updates - answered) of \(Self.updates) requests got no reply")
                 }
                 answered += 1

@@ -21,12 +21,12 @@ struct ReceiversEndToEndTests {
         try await withWorker(arguments) { worker in
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            let created = try client.request(messages.signal(user: 1, created: true))
+            let created = try await client.request(messages.signal(user: 1, created: true))
             #expect(created.isOK("created"), "\(created)")
             #expect(created.receivers == ["profile": "created", "drf-token": "created"], "\(created)")
-            let updated = try client.request(messages.signal(user: 1, created: false))
+            let updated = try await client.request(messages.signal(user: 1, created: false))
             #expect(updated.receivers == ["profile": "updated", "drf-token": "skipped"], "\(updated)")
-            let conflict = try client.request(messages.signal(user: 3, created: true))
+            let conflict = try await client.request(messages.signal(user: 3, created: true))
             #expect(conflict.isError("conflict") && conflict.errorReceiver == "drf-token", "\(conflict)")
 
             let url = try #require(worker.metricsURL.flatMap(URL.init(string:)))
@@ -83,15 +83,15 @@ struct OutboxCheckEndToEndTests {
         try await withWorker(WorkerProcess.serveArguments(store: database.storeURL)) { worker in
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            let pong = try client.request(messages.ping())
+            let pong = try await client.request(messages.ping())
             #expect(pong.isOK("pong") && pong.features == ["outbox_check"], "\(pong)")
-            let behind = try client.request(messages.signal(user: 2, created: true, outboxCheck: true))
+            let behind = try await client.request(messages.signal(user: 2, created: true, outboxCheck: true))
             #expect(behind.isError("behind") && behind.field == "outbox_check" && behind.retryable == true, "\(behind)")
-            let created = try client.request(messages.signal(user: 1, created: true, outboxCheck: true))
+            let created = try await client.request(messages.signal(user: 1, created: true, outboxCheck: true))
             #expect(created.isOK("created"), "\(created)")
             // The older row sent and gone: the same message (same id) applies.
             try await queue.write { db in try db.execute(sql: "DELETE FROM signal_bridge_outbox") }
-            let again = try client.request(messages.signal(id: behind.id, user: 2, created: true, outboxCheck: true))
+            let again = try await client.request(messages.signal(id: behind.id, user: 2, created: true, outboxCheck: true))
             #expect(again.isOK("created"), "\(again)")
         }
         let profiles = try await queue.read { db in try Int.fetchAll(db, sql: "SELECT user_id FROM accounts_userprofile ORDER BY user_id") }
@@ -109,11 +109,11 @@ struct OutboxCheckEndToEndTests {
         try await withWorker(WorkerProcess.serveArguments(store: database.storeURL)) { worker in
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            let pong = try client.request(messages.ping())
+            let pong = try await client.request(messages.ping())
             #expect(pong.isOK("pong") && pong.features == nil && !pong.raw.contains("features"), "\(pong)")
-            let refused = try client.request(messages.signal(user: 1, created: true, outboxCheck: true))
+            let refused = try await client.request(messages.signal(user: 1, created: true, outboxCheck: true))
             #expect(refused.isError("unsupported") && refused.field == "outbox_check" && refused.retryable == false, "\(refused)")
-            #expect(try client.request(messages.signal(user: 1, created: true)).isOK("created"))
+            #expect(try await client.request(messages.signal(user: 1, created: true)).isOK("created"))
             #expect(worker.logs.contains { $0.message.contains("outbox_check off") }, "\(worker.logs)")
         }
     }

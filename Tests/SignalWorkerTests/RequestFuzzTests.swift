@@ -65,12 +65,12 @@ struct HostileFrameTests {
             let body = Array(messages.signal(user: 1, created: true).json.utf8)
             for frames in [[[UInt8]()], [body, body], [body, Array("x".utf8), body], Array(repeating: body, count: 10)] {
                 try client.socket.send(multipart: frames)
-                guard let reply = try client.receive(timeout: .seconds(10)) else {
+                guard let reply = try await client.receive(timeout: .seconds(10)) else {
                     throw TestFailure("no reply to a message of \(frames.count) frame(s)")
                 }
                 #expect(reply.isError("bad_request"), "\(frames.count) frame(s): \(reply)")
             }
-            #expect(try client.request(messages.ping()).isOK("pong"))
+            #expect(try await client.request(messages.ping()).isOK("pong"))
             #expect(try database.profile(user: 1) == nil)
         }
     }

@@ -38,7 +38,7 @@ struct RetryOrderTests {
         try await withWorker(arguments) { worker in
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            #expect(try client.request(Messages().signal(user: 1, created: true, seq: 1)).isOK("created"))
+            #expect(try await client.request(Messages().signal(user: 1, created: true, seq: 1)).isOK("created"))
             try await body(database, client, worker)
         }
     }
@@ -50,15 +50,16 @@ struct RetryOrderTests {
     ) async throws -> ParsedReply {
         let release = DispatchSemaphore(value: 0)
         let holder = try await holdWriteLock(on: try database.open(), release: release)
-        let reply = Result { try client.request(message, timeout: .seconds(30)) }
+        let reply: Result<ParsedReply, any Error>
+        do { reply = .success(try await client.request(message, timeout: .seconds(30))) } catch { reply = .failure(error) }
         release.signal()
         try await holder.value
         return try reply.get()
     }
 
     /// The next reply, which must come within 30 s.
-    static func nextReply(_ client: TestClient) throws -> ParsedReply {
-        guard let reply = try client.receive(timeout: .seconds(30)) else { throw TestFailure("no reply within 30 s") }
+    static func nextReply(_ client: TestClient) async throws -> ParsedReply {
+        guard let reply = try await client.receive(timeout: .seconds(30)) else { throw TestFailure("no reply within 30 s") }
         return reply
     }
 
@@ -73,10 +74,10 @@ struct RetryOrderTests {
             let six = messages.signal(user: 1, created: false, data: ["birthdate": "1990-01-02"], seq: 6)
             try client.send(five.json)
             try client.send(six.json)
-            let first = try Self.nextReply(client)
+            let first = try await Self.nextReply(client)
             release.signal()
             try await holder.value
-            let second = try Self.nextReply(client)
+            let second = try await Self.nextReply(client)
 
             #expect(first.id == five.id && first.isError("store_unavailable"), "\(first)")
             #expect(first.retryable == true)
@@ -86,8 +87,8 @@ struct RetryOrderTests {
             #expect(try database.profile(user: 1) == ProfileRow(profileType: "personal", sex: nil, birthdate: nil))
 
             // The client resends as the protocol says, oldest first.
-            #expect(try client.request(five).isOK("updated"))
-            #expect(try client.request(six).isOK("updated"))
+            #expect(try await client.request(five).isOK("updated"))
+            #expect(try await client.request(six).isOK("updated"))
             #expect(try database.profile(user: 1) == ProfileRow(profileType: "personal", sex: "F", birthdate: "1990-01-02"))
             #expect(worker.logs.contains { $0.message == "request held" && $0["message_id"] == six.id })
         }
@@ -102,15 +103,15 @@ struct RetryOrderTests {
             #expect(failed.isError("store_unavailable"), "\(failed)")
 
             let six = messages.signal(user: 1, created: false, data: ["birthdate": "1990-01-02"], seq: 6)
-            let held = try client.request(six)
+            let held = try await client.request(six)
             #expect(held.isError("store_unavailable") && held.retryable == true, "\(held)")
             #expect(held.errorMessage?.contains("seq 5") == true, "\(held)")
             // Another user is not held back.
             try database.insertUsers([2])
-            #expect(try client.request(messages.signal(user: 2, created: true, seq: 7)).isOK("created"))
+            #expect(try await client.request(messages.signal(user: 2, created: true, seq: 7)).isOK("created"))
 
-            #expect(try client.request(five).isOK("updated"))
-            #expect(try client.request(six).isOK("updated"))
+            #expect(try await client.request(five).isOK("updated"))
+            #expect(try await client.request(six).isOK("updated"))
             #expect(try database.profile(user: 1) == ProfileRow(profileType: "personal", sex: "F", birthdate: "1990-01-02"))
         }
     }
@@ -126,13 +127,13 @@ struct RetryOrderTests {
             // Resent until the hold has ended (300 ms after the failure; a slow machine only waits longer).
             let six = messages.signal(user: 1, created: false, data: ["birthdate": "1990-01-02"], seq: 6)
             let deadline = ContinuousClock.now + .seconds(30)
-            var reply = try client.request(six)
+            var reply = try await client.request(six)
             while reply.isError("store_unavailable"), ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
-                reply = try client.request(six)
+                reply = try await client.request(six)
             }
             #expect(reply.isOK("updated"), "\(reply)")
-            let stale = try client.request(five)
+            let stale = try await client.request(five)
             #expect(stale.isOK("stale"), "\(stale)")
             #expect(stale.lastSequence == 6, "\(stale)")
         }

@@ -41,7 +41,7 @@ struct SQLSafetyTests {
         defer { sqlite.remove() }
         try sqlite.insertUsers(1...payloads.count)
         try await withWorker(WorkerProcess.serveArguments(store: sqlite.storeURL, metrics: false)) { worker in
-            try Self.send(payloads, to: worker)
+            try await Self.send(payloads, to: worker)
         }
         for (index, payload) in payloads.enumerated() {
             #expect(try sqlite.profile(user: index + 1)?.profileType == payload)
@@ -53,7 +53,7 @@ struct SQLSafetyTests {
         do {
             try await postgres.insertUsers(Array(1...payloads.count))
             try await withWorker(WorkerProcess.serveArguments(store: postgres.storeURL, metrics: false)) { worker in
-                try Self.send(payloads, to: worker)
+                try await Self.send(payloads, to: worker)
             }
             let profiles = try await postgres.profiles()
             for (index, payload) in payloads.enumerated() {
@@ -68,14 +68,14 @@ struct SQLSafetyTests {
 
     /// Creates one profile per payload (user n gets payload n-1 as profile_type and in `sex`,
     /// which is one character long in the schema: SQLite stores it, PostgreSQL refuses it).
-    static func send(_ payloads: [String], to worker: WorkerProcess) throws {
+    static func send(_ payloads: [String], to worker: WorkerProcess) async throws {
         let client = try TestClient(worker.endpoint)
         defer { client.close() }
         let messages = Messages()
         for (index, payload) in payloads.enumerated() {
-            let reply = try client.request(messages.signal(user: index + 1, created: true, data: ["profile_type": payload]))
+            let reply = try await client.request(messages.signal(user: index + 1, created: true, data: ["profile_type": payload]))
             #expect(reply.isOK("created"), "\(payload): \(reply)")
-            let refused = try client.request(messages.signal(user: index + 1, created: false, data: ["birthdate": payload]))
+            let refused = try await client.request(messages.signal(user: index + 1, created: false, data: ["birthdate": payload]))
             #expect(refused.isError("invalid_value") && refused.field == "birthdate", "\(payload): \(refused)")
         }
     }

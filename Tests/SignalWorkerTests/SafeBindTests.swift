@@ -28,7 +28,7 @@ struct SafeBindTests {
             #expect(worker.logs.contains { $0.level == "warning" && $0.message.contains("WITHOUT CURVE") })
             let client = try TestClient(worker.endpoint.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1"))
             defer { client.close() }
-            #expect(try client.request(Messages().ping()).isOK("pong"))
+            #expect(try await client.request(Messages().ping()).isOK("pong"))
         }
         try await withWorker(exposed, environment: ["SIGNAL_WORKER_ALLOW_UNAUTHENTICATED": "1"]) { worker in
             #expect(worker.logs.contains { $0.level == "warning" && $0.message.contains("WITHOUT CURVE") })
@@ -47,7 +47,7 @@ struct SafeBindTests {
             worker in
             let client = try TestClient(worker.endpoint)
             defer { client.close() }
-            #expect(try client.request(Messages().ping()).isOK("pong"))
+            #expect(try await client.request(Messages().ping()).isOK("pong"))
         }
         // A worker behind a broker connects; the address is not checked (TEST-NET-1: nothing answers).
         try await withWorker(BrokerProcess.workerArguments(store: database.storeURL, backend: "tcp://192.0.2.1:5558")) { worker in

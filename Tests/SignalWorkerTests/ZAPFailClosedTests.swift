@@ -29,7 +29,7 @@ struct ZAPFailClosedTests {
         // Request 1: the allowed client gets in and is served.
         let trusted = try TestClient(worker.endpoint, curve: (try keys.pair("clients/django.key"), server))
         defer { trusted.close() }
-        #expect(try trusted.request(messages.ping()).isOK("pong"))
+        #expect(try await trusted.request(messages.ping()).isOK("pong"))
 
         // Request 2: an unknown key; the handler fails on it.
         let first = try TestClient(worker.endpoint, curve: (try keys.pair("stranger.key"), server))
@@ -47,8 +47,8 @@ struct ZAPFailClosedTests {
 
         let exit = await worker.child.waitForExit(timeout: .seconds(30))
         #expect(exit == ChildProcess.Exit(status: 1, signalled: false), "\(worker.child.stderrTail())")
-        #expect(try first.receive(timeout: .milliseconds(300)) == nil, "an unknown key got a reply")
-        #expect(try second.receive(timeout: .milliseconds(300)) == nil, "an unknown key got a reply")
+        #expect(try await first.receive(timeout: .milliseconds(300)) == nil, "an unknown key got a reply")
+        #expect(try await second.receive(timeout: .milliseconds(300)) == nil, "an unknown key got a reply")
         #expect(try database.profiles().isEmpty)
 
         let logs = worker.logs

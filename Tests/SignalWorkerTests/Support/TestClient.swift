@@ -3,7 +3,9 @@ import ZeroMQ
 /// A client socket (DEALER by default, or REQ) connected to a worker, used from one task.
 ///
 /// Every wait has a timeout, so a worker that does not answer fails the test instead of hanging it.
-final class TestClient {
+/// `Sendable` only so that an awaited receive can wait on a thread of its own: the socket is used
+/// by one thread at a time (the task, or the thread it awaits), which libzmq allows.
+final class TestClient: @unchecked Sendable {
     /// The socket.
     let socket: Socket
     private let poller = Poller()
@@ -46,9 +48,23 @@ final class TestClient {
         try socket.send(bytes)
     }
 
-    /// The next reply, or `nil` if none arrives within `timeout`.
-    func receive(timeout: Duration) throws -> ParsedReply? {
+    /// The next reply, or `nil` if none arrives within `timeout`, waiting in `zmq_poll`: only for
+    /// code that runs on a thread of its own (``onThread(_:_:)``).
+    func blockingReceive(timeout: Duration) throws -> ParsedReply? {
         guard try !poller.poll(timeout: timeout).isEmpty else { return nil }
+        return try takeReply()
+    }
+
+    /// The next reply, or `nil` if none arrives within `timeout`, waiting in `zmq_poll` on a thread
+    /// of its own: a blocking wait in a test task would hold one of the cooperative pool's threads
+    /// (two on CI), and the other tests of this process, whose timing assertions run on that pool,
+    /// would stall.
+    func receive(timeout: Duration) async throws -> ParsedReply? {
+        try await onThread("test-client-receive") { try self.blockingReceive(timeout: timeout) }
+    }
+
+    /// The reply that `poll` found readable.
+    private func takeReply() throws -> ParsedReply {
         let frames = try socket.receiveMultipart(flags: .dontWait)
         guard let body = frames.last else { throw TestFailure("an empty message arrived") }
         if frames.count != 1 {
@@ -57,15 +73,23 @@ final class TestClient {
         return ParsedReply(body)
     }
 
-    /// Sends `json` and waits for the reply to `id` (other replies are an error: one request at a time).
-    func request(_ message: (id: String, json: String), timeout: Duration = .seconds(10)) throws -> ParsedReply {
+    /// Sends `json` and waits for the reply to `id` (other replies are an error: one request at a time),
+    /// blocking in `zmq_poll`: only for code on a thread of its own.
+    func blockingRequest(_ message: (id: String, json: String), timeout: Duration = .seconds(10)) throws -> ParsedReply {
         try send(message.json)
-        guard let reply = try receive(timeout: timeout) else {
-            throw TestFailure("no reply to \(message.id) within \(timeout)")
-        }
-        guard reply.id == message.id || reply.idIsNull else {
-            throw TestFailure("reply to \(message.id) expected, got \(reply.raw)")
-        }
+        return try Self.expectReply(try blockingReceive(timeout: timeout), to: message.id, within: timeout)
+    }
+
+    /// Sends `json` and waits for the reply to `id` (other replies are an error: one request at a time),
+    /// without holding a thread while it waits.
+    func request(_ message: (id: String, json: String), timeout: Duration = .seconds(10)) async throws -> ParsedReply {
+        try send(message.json)
+        return try Self.expectReply(try await receive(timeout: timeout), to: message.id, within: timeout)
+    }
+
+    private static func expectReply(_ reply: ParsedReply?, to id: String, within timeout: Duration) throws -> ParsedReply {
+        guard let reply else { throw TestFailure("no reply to \(id) within \(timeout)") }
+        guard reply.id == id || reply.idIsNull else { throw TestFailure("reply to \(id) expected, got \(reply.raw)") }
         return reply
     }
 }
