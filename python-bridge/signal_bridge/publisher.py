@@ -229,24 +229,41 @@ def _send_one(config, message: outbox.Message, *, check: bool = False) -> str:
 
     The first attempt goes through ``transport.quick_request`` when it
     applies (the usual case: one endpoint, its socket ready, no cool-down);
-    a plain ``ok`` then ends here, with one counter update.
+    a plain ``ok`` then ends here, with one counter update. That path stays
+    written out here, without helper calls (``Benchmarks/callgrind`` counts
+    its instructions); everything else goes on in ``_send_slow``.
     """
     frame = envelope.wire(message.payload, message.seq, outbox_check=check)
-    if check and len(frame) > config.max_message_bytes:
-        # No room for the flag: deliver_sync asks the database instead and sends the message without it.
-        raise _CheckRefused("too_large")
+    if len(frame) > config.max_message_bytes:
+        if check:
+            # No room for the flag: deliver_sync asks the database instead and sends the message without it.
+            raise _CheckRefused("too_large")
+        outbox.check_size(message, frame, config.max_message_bytes)  # raises MessageTooLarge: final
     message_id = message.message_id
-    quick = None
-    if len(frame) <= config.max_message_bytes:
-        quick = transport.quick_request(
-            frame, message_id, endpoints=config.endpoints, timeout_ms=config.timeout_ms, keys=config.curve
-        )
-        if quick.__class__ is str and (quick != "stale" or not failures.seen_failing(message)):
-            state.count_each("sent", "acked", "acked." + quick)
-            failures.forget((message_id,))
-            return quick
+    quick = transport.quick_request(
+        frame, message_id, endpoints=config.endpoints, timeout_ms=config.timeout_ms, keys=config.curve
+    )
+    if quick.__class__ is str and (quick != "stale" or not failures.seen_failing(message)):
+        state.count_each("sent", "acked", "acked." + quick)
+        failures.forget((message_id,))
+        return quick
+    return _send_slow(config, message, frame, quick, check)
+
+
+def _send_slow(config, message: outbox.Message, frame: bytes, quick, check: bool) -> str:
+    """The rest of ``_send_one`` after a quick attempt that did not end it; ``quick`` is what it returned.
+
+    - ``None``: nothing was sent (the quick path did not apply). During a
+      cool-down ``transport.may_send`` may defer the message at once
+      (``WorkerUnreachable``); otherwise every attempt goes through
+      ``transport.request``.
+    - ``False``: the quick attempt got no reply; it counts as attempt 1 of
+      ``transport.request``'s, which goes on from attempt 2.
+    - a ``str``: ``stale`` to a message seen failing; judged as the ok reply it was.
+    - a ``dict``: any other reply, judged as it is.
+    """
+    message_id = message.message_id
     if quick is None:
-        outbox.check_size(message, frame, config.max_message_bytes)  # MessageTooLarge: final
         if not transport.may_send(endpoints=config.endpoints, timeout_ms=config.timeout_ms):
             state.count("unreachable")
             raise WorkerUnreachable(
@@ -254,55 +271,93 @@ def _send_one(config, message: outbox.Message, *, check: bool = False) -> str:
                 message_id=message_id,
                 endpoints=config.endpoints,
             )
-        reply, first_attempt = None, 1
-    else:
-        state.count("sent")
-        if quick is False:  # the first attempt got no reply
-            failures.record([message_id])
-            reply, first_attempt = None, 2
-        elif quick.__class__ is str:  # "stale" to a message seen failing
-            reply, first_attempt = {"id": message_id, "status": "ok", "result": {"action": quick}}, 1
-        else:
-            reply, first_attempt = quick, 1
+        return _attempts(config, message, frame, check)
+    state.count("sent")  # the quick attempt
+    if quick is False:  # the first attempt got no reply
+        failures.record([message_id])
+        return _attempts(config, message, frame, check, first_attempt=2)
+    if quick.__class__ is str:  # "stale" to a message seen failing
+        quick = {"id": message_id, "status": "ok", "result": {"action": quick}}
+    return _attempts(config, message, frame, check, reply=quick)
+
+
+def _attempts(
+    config, message: outbox.Message, frame: bytes, check: bool, *, reply: dict | None = None, first_attempt: int = 1
+) -> str:
+    """Request and judge replies until one settles the message; its ok action.
+
+    ``reply``: one already received (from the quick attempt), judged before
+    any request. ``first_attempt``: of the first ``transport.request`` (2
+    when the quick attempt got no reply). A retryable error reply is tried
+    again, ``RETRIES`` times at most, after ``0.1``, ``0.2``, ``0.4`` ... s
+    (at most 1 s); after the last, its ``WorkerError`` is raised.
+    """
     retried = 0
     while True:
         if reply is None:
-            if first_attempt == 1:
-                state.count("sent")
-            try:
-                reply = transport.request(
-                    frame,
-                    message_id,
-                    endpoints=config.endpoints,
-                    timeout_ms=config.timeout_ms,
-                    retries=config.retries,
-                    on_timeout=lambda: failures.record([message_id]),
-                    first_attempt=first_attempt,
-                )
-            except WorkerUnreachable:
-                state.count("unreachable")
-                transport.trip(config.unreachable_cooldown_ms)
-                raise
+            reply = _request(config, message.message_id, frame, first_attempt)
             first_attempt = 1
-        if check:
-            refusal = _check_refusal(reply)
-            if refusal is not None:
-                state.count("outbox_check." + refusal)
-                raise _CheckRefused(refusal)
-        answered, reply = reply, None
-        kind, detail = outbox.classify(answered, message_id)
+        kind, detail = _judge(message, reply, check)
         if kind == "ack":
-            if detail == "stale" and failures.seen_failing(message):
-                raise outbox.overtaken(answered, message_id)  # final: dead-lettered by the caller
-            failures.forget([message_id])
             return detail
-        if kind == "final":
-            raise detail
-        failures.record([message_id])
         if retried >= config.retries:
             raise detail
         retried += 1
         time.sleep(min(0.05 * 2**retried, 1.0))
+        reply = None
+
+
+def _request(config, message_id: str, frame: bytes, first_attempt: int) -> dict:
+    """One ``transport.request`` (up to ``RETRIES`` + 1 attempts); its reply, error replies included.
+
+    Counts ``sent``, unless it goes on from the quick attempt (``first_attempt``
+    2: counted already). Every attempt that gets no reply is recorded in
+    ``failures``; when none got one, the cool-down trips and
+    ``WorkerUnreachable`` is raised.
+    """
+    if first_attempt == 1:
+        state.count("sent")
+    try:
+        return transport.request(
+            frame,
+            message_id,
+            endpoints=config.endpoints,
+            timeout_ms=config.timeout_ms,
+            retries=config.retries,
+            on_timeout=lambda: failures.record([message_id]),
+            first_attempt=first_attempt,
+        )
+    except WorkerUnreachable:
+        state.count("unreachable")
+        transport.trip(config.unreachable_cooldown_ms)
+        raise
+
+
+def _judge(message: outbox.Message, reply: dict, check: bool) -> tuple[str, object]:
+    """What one reply to ``message`` means: ``("ack", action)`` or ``("retry", WorkerError)``.
+
+    Raises when the reply ends the send otherwise: ``_CheckRefused`` (with
+    ``check``, a refusal of ``outbox_check``), the final "overtaken"
+    ``WorkerError`` (``stale`` to a message seen failing: dead-lettered by
+    the caller), or the ``WorkerError`` of a final error reply. An ack
+    forgets the message in ``failures``, a retryable error records it.
+    """
+    message_id = message.message_id
+    if check:
+        refusal = _check_refusal(reply)
+        if refusal is not None:
+            state.count("outbox_check." + refusal)
+            raise _CheckRefused(refusal)
+    kind, detail = outbox.classify(reply, message_id)
+    if kind == "ack":
+        if detail == "stale" and failures.seen_failing(message):
+            raise outbox.overtaken(reply, message_id)
+        failures.forget([message_id])
+    elif kind == "final":
+        raise detail
+    else:
+        failures.record([message_id])
+    return kind, detail
 
 
 def _worker_checks(config) -> bool:
