@@ -63,6 +63,7 @@ enum PostgresValues {
     /// floating point to `.real`, text types to `.text`.
     static func row(_ row: PostgresRow) throws -> SQLRow {
         var values: SQLRow = []
+        values.reserveCapacity(row.count)  // one allocation per row, not one per doubling
         for cell in row {
             if cell.bytes == nil {
                 values.append(.null)
