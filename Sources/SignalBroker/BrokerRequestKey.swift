@@ -5,9 +5,9 @@ import SignalProtocol
 /// What the broker reads from a request frame: the id (to answer it itself when no worker is
 /// there) and the ordering key (`sender`, `instance.pk`) that picks the worker.
 ///
-/// The frame is parsed with the protocol's own strict parser, without building the model
-/// fields (`instance.fields`, most of a frame); nothing else is validated here (the worker
-/// does that and answers bad requests as it always does).
+/// The frame is parsed with the protocol's own strict parser, building only those three
+/// members (not the model fields, most of a frame); nothing else is validated here (the
+/// worker does that and answers bad requests as it always does).
 struct BrokerRequestKey: Sendable, Hashable {
     /// The request's `id`, when it is a string.
     var id: String?
@@ -20,22 +20,21 @@ struct BrokerRequestKey: Sendable, Hashable {
 
     /// Reads `frame`.
     init(frame: [UInt8]) {
-        guard frame.count <= Self.maxParsedBytes,
-            case .object(let object)? = JSONValue(parsing: frame, skipping: ("instance", "fields"))
-        else {
+        guard frame.count <= Self.maxParsedBytes, let members = JSONMembers(parsing: frame, layout: Self.layout) else {
             self.init(id: nil, orderingKey: nil)
             return
         }
         var id: String?
-        if case .string(let text)? = object["id"] { id = text }
-        guard case .string(let sender)? = object["sender"], case .object(let instance)? = object["instance"],
-            let pk = instance["pk"]
-        else {
+        if case .string(let text)? = members[0] { id = text }
+        guard case .string(let sender)? = members[1], let pk = members[2] else {
             self.init(id: id, orderingKey: nil)
             return
         }
         self.init(id: id, orderingKey: Self.orderingKey(sender: sender, pk: pk))
     }
+
+    /// The members read: `id`, `sender`, `instance.pk` (slots 0, 1, 2).
+    private static let layout = JSONMemberLayout([.init(["id"]), .init(["sender"]), .init(["instance", "pk"])])
 
     init(id: String?, orderingKey: UInt64?) {
         self.id = id

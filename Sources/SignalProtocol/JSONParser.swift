@@ -3,8 +3,9 @@
 /// Why not `JSONDecoder`: measured in `Benchmarks/ProtocolBenchmark`, decoding a v1
 /// envelope through `Codable` while keeping "absent" apart from "null" in free-form
 /// attributes ran at ~23,000 requests/s per core, a quarter of the worker's budget.
-/// This parser builds the ``JSONValue`` tree directly from the bytes in one pass; the
-/// envelope is then validated field by field (``RequestDecoder``).
+/// This parser reads the bytes in one pass, either into a ``JSONValue`` tree or, given a
+/// ``JSONMemberLayout``, into the slots of the members a decoder named (the rest checked,
+/// not built); the envelope is then validated field by field (``RequestDecoder``).
 ///
 /// Strict: no comments, no trailing commas, no NaN/Infinity, no leading zeros, no
 /// control characters or invalid UTF-8 in strings, nothing after the value but
@@ -21,28 +22,45 @@ struct JSONParser {
     static let maxDepth = 64
 
     private let bytes: UnsafeBufferPointer<UInt8>
-    private let skippedPath: (parent: String, key: String)?
     private var index = 0
     private var depth = 0
 
-    private init(bytes: UnsafeBufferPointer<UInt8>, skippedPath: (parent: String, key: String)?) {
+    private init(bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
-        self.skippedPath = skippedPath
     }
 
     /// Parses one JSON text.
-    ///
-    /// The value at `skipping` (`("instance", "fields")`: the top-level object's `instance`
-    /// member's `fields` member) is checked as strictly as the rest but not built: an object
-    /// comes back as `{}`, an array as `[]`.
-    static func parse(_ input: [UInt8], skipping skippedPath: (parent: String, key: String)? = nil) throws(Failure)
-        -> JSONValue
+    static func parse(_ input: [UInt8]) throws(Failure) -> JSONValue {
+        try parseWhole(input) { parser throws(Failure) in try parser.parseValue() }
+    }
+
+    /// What a parse with a layout found.
+    enum LayoutResult {
+        /// The text is an object: the layout's members.
+        case members(JSONMembers)
+        /// The text is some other value, built whole.
+        case other(JSONValue)
+    }
+
+    /// Parses one JSON text, keeping only `layout`'s members when it is an object.
+    static func parse(_ input: [UInt8], layout: JSONMemberLayout) throws(Failure) -> LayoutResult {
+        try parseWhole(input) { parser throws(Failure) in
+            guard parser.current == UInt8(ascii: "{") else { return .other(try parser.parseValue()) }
+            var slots = [JSONValue?](repeating: nil, count: layout.slotCount)
+            try parser.parseMembers(of: layout.root, into: &slots)
+            return .members(JSONMembers(values: slots))
+        }
+    }
+
+    /// Runs `parseValue` over `input`: whitespace around the one value, nothing after it.
+    private static func parseWhole<T>(_ input: [UInt8], _ parseValue: (inout JSONParser) throws(Failure) -> T)
+        throws(Failure) -> T
     {
-        let result: Result<JSONValue, Failure> = input.withUnsafeBufferPointer { buffer in
-            var parser = JSONParser(bytes: buffer, skippedPath: skippedPath)
-            return Result { () throws(Failure) -> JSONValue in
+        let result: Result<T, Failure> = input.withUnsafeBufferPointer { buffer in
+            var parser = JSONParser(bytes: buffer)
+            return Result { () throws(Failure) -> T in
                 parser.skipWhitespace()
-                let value = try parser.parseValue()
+                let value = try parseValue(&parser)
                 parser.skipWhitespace()
                 guard parser.index == buffer.count else { throw parser.failure("unexpected data after the JSON value") }
                 return value
@@ -66,15 +84,19 @@ struct JSONParser {
         }
     }
 
-    /// Parses one value; with `build: false` containers are checked but come back empty.
-    private mutating func parseValue(build: Bool = true, key: String? = nil) throws(Failure) -> JSONValue {
+    /// Parses one value; with `build: false` it is checked as strictly but comes back as its
+    /// shape only (containers and strings empty).
+    private mutating func parseValue(build: Bool = true) throws(Failure) -> JSONValue {
         guard let byte = current else { throw failure("unexpected end of input") }
         switch byte {
-        case UInt8(ascii: "{"):
-            let skipping = depth == 1 && key != nil && key == skippedPath?.parent ? skippedPath?.key : nil
-            return try parseObject(build: build, skipping: skipping)
+        case UInt8(ascii: "{"): return try parseObject(build: build)
         case UInt8(ascii: "["): return try parseArray(build: build)
-        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "\""):
+            guard build else {
+                try skipString()
+                return .string("")
+            }
+            return .string(try parseString())
         case UInt8(ascii: "t"): try expect("true"); return .bool(true)
         case UInt8(ascii: "f"): try expect("false"); return .bool(false)
         case UInt8(ascii: "n"): try expect("null"); return .null
@@ -100,23 +122,59 @@ struct JSONParser {
         skipWhitespace()
     }
 
-    private mutating func parseObject(build: Bool, skipping skippedKey: String? = nil) throws(Failure) -> JSONValue {
-        try enterContainer()
+    private mutating func parseObject(build: Bool) throws(Failure) -> JSONValue {
+        guard build else {
+            try forEachMember { parser throws(Failure) in try parser.skipString() } value: { parser, _ throws(Failure) in
+                _ = try parser.parseValue(build: false)
+            }
+            return .object([:])
+        }
         var object: [String: JSONValue] = [:]
+        try forEachMember { parser throws(Failure) in try parser.parseString() } value: { parser, key throws(Failure) in
+            object[key] = try parser.parseValue()
+        }
+        return .object(object)
+    }
+
+    /// Parses an object keeping the members `level` wants in `slots` (see ``JSONMemberLayout``).
+    private mutating func parseMembers(of level: JSONMemberLayout.Level, into slots: inout [JSONValue?]) throws(Failure) {
+        try forEachMember { parser throws(Failure) in try parser.wantedKey(in: level) } value: { parser, wanted throws(Failure) in
+            guard let wanted else {
+                _ = try parser.parseValue(build: false)
+                return
+            }
+            for slot in level.slotsBelow[wanted] { slots[slot] = nil }
+            let value: JSONValue
+            if let below = level.children[wanted], parser.current == UInt8(ascii: "{") {
+                try parser.parseMembers(of: below, into: &slots)
+                value = .object([:])
+            } else {
+                value = try parser.parseValue(build: level.isBuilt[wanted])
+            }
+            if let slot = level.slots[wanted] { slots[slot] = value }
+        }
+    }
+
+    /// Walks one object from its `{`: for each member, `key` consumes the key string (the parser is
+    /// at its opening quote) and `value` consumes the value, given what `key` returned.
+    private mutating func forEachMember<Key>(
+        key readKey: (inout JSONParser) throws(Failure) -> Key,
+        value readValue: (inout JSONParser, Key) throws(Failure) -> Void
+    ) throws(Failure) {
+        try enterContainer()
         if current == UInt8(ascii: "}") {
             index += 1
             depth -= 1
-            return .object(object)
+            return
         }
         while true {
             guard current == UInt8(ascii: "\"") else { throw failure("expected a string key") }
-            let key = try parseString()
+            let key = try readKey(&self)
             skipWhitespace()
             guard current == UInt8(ascii: ":") else { throw failure("expected ':' after an object key") }
             index += 1
             skipWhitespace()
-            let value = try parseValue(build: build && key != skippedKey, key: key)
-            if build { object[key] = value }
+            try readValue(&self, key)
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","):
@@ -125,11 +183,44 @@ struct JSONParser {
             case UInt8(ascii: "}"):
                 index += 1
                 depth -= 1
-                return .object(object)
+                return
             default:
                 throw failure("expected ',' or '}' in an object")
             }
         }
+    }
+
+    /// Consumes a key string; returns its index among `level`'s keys, `nil` when it is not wanted.
+    private mutating func wantedKey(in level: JSONMemberLayout.Level) throws(Failure) -> Int? {
+        if let plain = try scanPlainString() { return level.index(of: UnsafeBufferPointer(rebasing: bytes[plain])) }
+        let key = Array(try parseString().utf8)
+        return key.withUnsafeBufferPointer { level.index(of: $0) }
+    }
+
+    /// Consumes a string that is plain ASCII without escapes (nothing to decode or validate) and
+    /// returns the range of its bytes; for any other string returns `nil`, still at its opening quote.
+    private mutating func scanPlainString() throws(Failure) -> Range<Int>? {
+        let quote = index
+        index += 1
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return quote + 1..<index - 1
+            }
+            if byte == UInt8(ascii: "\\") || byte >= 0x80 {
+                index = quote
+                return nil
+            }
+            guard byte >= 0x20 else { throw failure("control character in a string") }
+            index += 1
+        }
+        throw failure("unterminated string")
+    }
+
+    /// Checks a string without building it (unless it needs decoding to be checked).
+    private mutating func skipString() throws(Failure) {
+        if try scanPlainString() == nil { _ = try parseString() }
     }
 
     private mutating func parseArray(build: Bool) throws(Failure) -> JSONValue {
@@ -159,6 +250,7 @@ struct JSONParser {
     }
 
     private mutating func parseString() throws(Failure) -> String {
+        if let plain = try scanPlainString() { return String(decoding: UnsafeBufferPointer(rebasing: bytes[plain]), as: UTF8.self) }
         index += 1  // opening quote
         let start = index
         // Fast path: no escapes. ASCII needs no validation; otherwise validate UTF-8 once.

@@ -28,18 +28,10 @@ public enum JSONValue: Sendable, Hashable {
 extension JSONValue {
     /// Parses one JSON text with the protocol's strict parser (RFC 8259, no NaN, nesting at
     /// most 64 deep); `nil` when the bytes are not JSON. For checking encoded replies: requests
-    /// go through ``RequestDecoder``, which also says why.
+    /// go through ``RequestDecoder``, which also says why; readers that need a few members of an
+    /// object parse it with a layout (``JSONMembers/init(parsing:layout:)``).
     public init?(parsing bytes: [UInt8]) {
         guard let value = try? JSONParser.parse(bytes) else { return nil }
-        self = value
-    }
-
-    /// Parses one JSON text like ``init(parsing:)`` but does not build one member of a
-    /// top-level member: `skipping: ("instance", "fields")` checks the model fields as
-    /// strictly as the rest and returns them as `{}`, which saves building a dictionary
-    /// nobody reads (the broker needs only `id`, `sender` and `instance.pk`).
-    public init?(parsing bytes: [UInt8], skipping member: (parent: String, key: String)) {
-        guard let value = try? JSONParser.parse(bytes, skipping: member) else { return nil }
         self = value
     }
 }

@@ -13,10 +13,11 @@ public struct RequestDecodingError: Error, Sendable, Hashable, CustomStringConve
 /// Decodes protocol v1 requests from one frame, with errors that name the field at fault
 /// (docs/PROTOCOL.md, "Request").
 ///
-/// The frame is parsed into a ``JSONValue`` tree by a strict one-pass parser, then
-/// validated field by field, so "absent" and "null" stay distinct everywhere.
-/// `instance.fields` is checked (well-formed, an object) but not kept: no v1 receiver
-/// reads it, and building it was a third of the decoding time.
+/// The frame is read by a strict one-pass parser into the envelope's known members (one slot
+/// each, see ``JSONMemberLayout``; no dictionary for the envelope or `instance`), then
+/// validated field by field, so "absent" and "null" stay distinct everywhere. Unknown
+/// members and `instance.fields` are checked as strictly (well-formed; `fields` an object)
+/// but not built: no v1 receiver reads them. Only `attrs` and `pk` are kept as parsed.
 public struct RequestDecoder: Sendable {
     /// Largest frame accepted, in bytes; larger ones get `bad_request` without being parsed.
     public let maxFrameBytes: Int
@@ -40,62 +41,63 @@ public struct RequestDecoder: Sendable {
                 requestID: nil,
                 error: ReplyError(.badRequest, "frame of \(frame.count) bytes exceeds the limit of \(maxFrameBytes) bytes"))
         }
-        let root: JSONValue
+        let parsed: JSONParser.LayoutResult
         do {
-            root = try JSONParser.parse(frame, skipping: (parent: "instance", key: "fields"))
+            parsed = try JSONParser.parse(frame, layout: EnvelopeMember.layout)
         } catch {
             throw RequestDecodingError(
                 requestID: nil,
                 error: ReplyError(.badRequest, "request is not well-formed JSON in UTF-8: \(error.reason) at byte \(error.offset)"))
         }
-        guard case .object(let object) = root else {
+        switch parsed {
+        case .members(let members):
+            return try Self.request(from: FieldReader(members: members))
+        case .other(let root):
             throw RequestDecodingError(
                 requestID: nil, error: ReplyError(.badRequest, "request must be a JSON object, got \(root.typeName)"))
         }
-        return try Self.request(from: object)
     }
 
-    private static func request(from object: [String: JSONValue]) throws(RequestDecodingError) -> Request {
-        var fields = FieldReader(object: object)
+    private static func request(from fields: FieldReader) throws(RequestDecodingError) -> Request {
+        var fields = fields
         // The id first, so that every later error reply can echo it.
-        let id = try fields.required("id", "a string", \.stringValue)
+        let id = try fields.required(.id, "a string", \.stringValue)
         fields.requestID = id
         guard !id.isEmpty, id.utf8.count <= maxIDLength else {
-            throw fields.failure(.badRequest, "must be 1 to \(maxIDLength) bytes long", "id")
+            throw fields.failure(.badRequest, "must be 1 to \(maxIDLength) bytes long", .id)
         }
-        let version = try fields.required("v", "an integer", \.integerValue)
+        let version = try fields.required(.version, "an integer", \.integerValue)
         guard version == Int64(ProtocolVersion.current) else {
             throw fields.failure(
                 .unsupported, "protocol version \(version) is not supported (this worker speaks v\(ProtocolVersion.current))",
-                "v")
+                .version)
         }
-        switch try fields.optional("type", "a string", \.stringValue) ?? "signal" {
+        switch try fields.optional(.type, "a string", \.stringValue) ?? "signal" {
         case "ping":
             return .ping(id: id)
         case "signal":
             break
         case let type:
-            throw fields.failure(.unsupported, "unknown request type \"\(type)\" (expected \"signal\" or \"ping\")", "type")
+            throw fields.failure(.unsupported, "unknown request type \"\(type)\" (expected \"signal\" or \"ping\")", .type)
         }
 
-        let sequence = try fields.optional("seq", "an integer or null", \.integerValue)
-        if let sequence, sequence < 0 { throw fields.failure(.badRequest, "must not be negative", "seq") }
-        let durable = try fields.optional("durable", "a boolean", \.boolValue) ?? true
-        let checksOutbox = try fields.optional("outbox_check", "a boolean", \.boolValue) ?? false
-        let signal = try fields.required("signal", "a string", \.stringValue)
-        let sender = try fields.required("sender", "a string", \.stringValue)
-        let database = try fields.optional("db", "a string", \.stringValue) ?? "default"
-        let created = try fields.required("created", "a boolean", \.boolValue)
-        let raw = try fields.optional("raw", "a boolean", \.boolValue) ?? false
-        let updateFields = try fields.optional("update_fields", "null or an array of strings", \.stringArrayValue)
-        let sentAt = try fields.optional("sent_at", "a string", \.stringValue)
-        let attrs = try fields.optional("attrs", "an object", \.objectValue) ?? [:]
-        let instanceObject = try fields.required("instance", "an object", \.objectValue)
-
-        let instance = FieldReader(object: instanceObject, requestID: id, prefix: "instance.")
-        let model = try instance.required("model", "a string", \.stringValue)
-        guard let pk = instanceObject["pk"], pk != .null else { throw instance.failure(.badRequest, "is required", "pk") }
-        _ = try instance.optional("fields", "an object", \.objectValue)
+        let sequence = try fields.optional(.sequence, "an integer or null", \.integerValue)
+        if let sequence, sequence < 0 { throw fields.failure(.badRequest, "must not be negative", .sequence) }
+        let durable = try fields.optional(.durable, "a boolean", \.boolValue) ?? true
+        let checksOutbox = try fields.optional(.outboxCheck, "a boolean", \.boolValue) ?? false
+        let signal = try fields.required(.signal, "a string", \.stringValue)
+        let sender = try fields.required(.sender, "a string", \.stringValue)
+        let database = try fields.optional(.database, "a string", \.stringValue) ?? "default"
+        let created = try fields.required(.created, "a boolean", \.boolValue)
+        let raw = try fields.optional(.raw, "a boolean", \.boolValue) ?? false
+        let updateFields = try fields.optional(.updateFields, "null or an array of strings", \.stringArrayValue)
+        let sentAt = try fields.optional(.sentAt, "a string", \.stringValue)
+        let attrs = try fields.optional(.attrs, "an object", \.objectValue) ?? [:]
+        // An object here comes back empty: its members are in their own slots.
+        _ = try fields.required(.instance, "an object", \.objectValue)
+        let model = try fields.required(.model, "a string", \.stringValue)
+        guard let pk = fields.value(.pk), pk != .null else { throw fields.failure(.badRequest, "is required", .pk) }
+        _ = try fields.optional(.fields, "an object", \.objectValue)
 
         return .signal(
             SignalEnvelope(
@@ -105,28 +107,68 @@ public struct RequestDecoder: Sendable {
     }
 }
 
+/// The members of a v1 request the decoder reads, each with its path in the frame; the
+/// raw value is the member's slot in ``layout``.
+private enum EnvelopeMember: Int, CaseIterable {
+    case id, version, type, sequence, durable, outboxCheck, signal, sender, database, created, raw, updateFields, sentAt, attrs
+    case instance, model, pk, fields
+
+    /// Keys from the frame's root object down to the member.
+    var path: [String] {
+        switch self {
+        case .id: ["id"]
+        case .version: ["v"]
+        case .type: ["type"]
+        case .sequence: ["seq"]
+        case .durable: ["durable"]
+        case .outboxCheck: ["outbox_check"]
+        case .signal: ["signal"]
+        case .sender: ["sender"]
+        case .database: ["db"]
+        case .created: ["created"]
+        case .raw: ["raw"]
+        case .updateFields: ["update_fields"]
+        case .sentAt: ["sent_at"]
+        case .attrs: ["attrs"]
+        case .instance: ["instance"]
+        case .model: ["instance", "model"]
+        case .pk: ["instance", "pk"]
+        case .fields: ["instance", "fields"]
+        }
+    }
+
+    /// The field's name in error replies (`instance.pk`).
+    var fieldName: String { path.joined(separator: ".") }
+
+    /// Every member in its slot; the model fields are checked but not built.
+    static let layout = JSONMemberLayout(allCases.map { JSONMemberLayout.Member($0.path, isBuilt: $0 != .fields) })
+}
+
 /// Reads one field at a time and turns absence or a type mismatch into a `bad_request` naming it.
 private struct FieldReader {
-    let object: [String: JSONValue]
+    let members: JSONMembers
     var requestID: String?
-    var prefix = ""
 
-    func failure(_ code: ReplyErrorCode, _ what: String, _ key: String) -> RequestDecodingError {
-        let field = prefix + key
+    func value(_ member: EnvelopeMember) -> JSONValue? {
+        members[member.rawValue]
+    }
+
+    func failure(_ code: ReplyErrorCode, _ what: String, _ member: EnvelopeMember) -> RequestDecodingError {
+        let field = member.fieldName
         return RequestDecodingError(requestID: requestID, error: ReplyError(code, "field \(field) \(what)", field: field))
     }
 
-    func required<T>(_ key: String, _ expected: String, _ extract: (JSONValue) -> T?) throws(RequestDecodingError) -> T {
-        guard let value = object[key] else { throw failure(.badRequest, "is required", key) }
-        guard value != .null else { throw failure(.badRequest, "must be \(expected), not null", key) }
-        guard let typed = extract(value) else { throw failure(.badRequest, "must be \(expected), got \(value.typeName)", key) }
+    func required<T>(_ member: EnvelopeMember, _ expected: String, _ extract: (JSONValue) -> T?) throws(RequestDecodingError) -> T {
+        guard let value = value(member) else { throw failure(.badRequest, "is required", member) }
+        guard value != .null else { throw failure(.badRequest, "must be \(expected), not null", member) }
+        guard let typed = extract(value) else { throw failure(.badRequest, "must be \(expected), got \(value.typeName)", member) }
         return typed
     }
 
-    /// `nil` when the key is absent or `null`.
-    func optional<T>(_ key: String, _ expected: String, _ extract: (JSONValue) -> T?) throws(RequestDecodingError) -> T? {
-        guard let value = object[key], value != .null else { return nil }
-        guard let typed = extract(value) else { throw failure(.badRequest, "must be \(expected), got \(value.typeName)", key) }
+    /// `nil` when the member is absent or `null`.
+    func optional<T>(_ member: EnvelopeMember, _ expected: String, _ extract: (JSONValue) -> T?) throws(RequestDecodingError) -> T? {
+        guard let value = value(member), value != .null else { return nil }
+        guard let typed = extract(value) else { throw failure(.badRequest, "must be \(expected), got \(value.typeName)", member) }
         return typed
     }
 }

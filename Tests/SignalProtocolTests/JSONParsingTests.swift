@@ -92,25 +92,36 @@ struct JSONParsingTests {
         #expect(throws: RequestDecodingError.self) { try RequestDecoder().decode(Array(notObject.utf8)) }
     }
 
-    @Test("JSONValue(parsing:skipping:) leaves out one member, still checked strictly")
-    func publicSkipping() {
+    @Test("a member layout keeps the named members, checks the rest strictly and builds none of it")
+    func memberLayout() {
+        let layout = JSONMemberLayout([.init(["id"]), .init(["instance"]), .init(["instance", "pk"]), .init(["instance", "fields"], isBuilt: false)])
         let prefix = #"{"id":"a","sender":"auth.user","instance":{"pk":7,"fields":"#
         let frame = Array((prefix + #"{"username":"ann","last_login":null}},"attrs":{"fields":1}}"#).utf8)
-        let skipped = JSONValue(parsing: frame, skipping: ("instance", "fields"))
         #expect(
-            skipped
-                == .object([
-                    "id": .string("a"), "sender": .string("auth.user"),
-                    "instance": .object(["pk": .integer(7), "fields": .object([:])]), "attrs": .object(["fields": .integer(1)]),
-                ]))
-        // Only that member: the same key elsewhere is built.
-        guard case .object(let whole)? = JSONValue(parsing: frame), case .object(let instance)? = whole["instance"] else {
-            Issue.record("the frame should parse")
-            return
+            JSONMembers(parsing: frame, layout: layout)?.values == [.string("a"), .object([:]), .integer(7), .object([:])])
+        // An unwanted member is checked as strictly as a wanted one.
+        for malformed in [#"{"a" 1}"#, #"{"a":1,}"#, "{\"a\":\"\u{01}\"}", #"["\x"]"#, #""\ud800""#] {
+            #expect(JSONMembers(parsing: Array((prefix + malformed + "}}").utf8), layout: layout) == nil, "fields \(malformed)")
+            let unwanted = #"{"id":"a","other":"# + malformed + "}"
+            #expect(JSONMembers(parsing: Array(unwanted.utf8), layout: layout) == nil, "other \(malformed)")
         }
-        #expect(instance["fields"] == .object(["username": .string("ann"), "last_login": .null]))
-        for malformed in [#"{"a" 1}"#, #"{"a":1,}"#, "{\"a\":\"\u{01}\"}"] {
-            #expect(JSONValue(parsing: Array((prefix + malformed + "}}").utf8), skipping: ("instance", "fields")) == nil)
-        }
+        // Not an object at the top: no members.
+        #expect(JSONMembers(parsing: Array("[1]".utf8), layout: layout) == nil)
+    }
+
+    @Test("member keys match after unescaping; a repeated member is replaced whole, the last one wins")
+    func memberKeysAndRepeats() {
+        let layout = JSONMemberLayout([.init(["id"]), .init(["instance"]), .init(["instance", "pk"]), .init(["instance", "model"])])
+        let escaped = #"{"\u0069d":"x","instance":{"p\u006b":1,"model":"m"}}"#
+        #expect(JSONMembers(parsing: Array(escaped.utf8), layout: layout)?.values == [.string("x"), .object([:]), .integer(1), .string("m")])
+        // The second `instance` has no model: the first one's does not survive it.
+        let repeated = #"{"id":"a","instance":{"pk":1,"model":"m"},"id":"b","instance":{"pk":2}}"#
+        #expect(JSONMembers(parsing: Array(repeated.utf8), layout: layout)?.values == [.string("b"), .object([:]), .integer(2), nil])
+        // A member that is not an object keeps its value; the members below it stay empty.
+        let scalar = #"{"instance":{"pk":1},"instance":"flat"}"#
+        #expect(JSONMembers(parsing: Array(scalar.utf8), layout: layout)?.values == [nil, .string("flat"), nil, nil])
+        // Keys that only start like a wanted one are not it.
+        let near = #"{"i":1,"idx":2,"instance":{"pkk":3,"p":4}}"#
+        #expect(JSONMembers(parsing: Array(near.utf8), layout: layout)?.values == [nil, .object([:]), nil, nil])
     }
 }
