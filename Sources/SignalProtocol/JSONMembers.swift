@@ -53,8 +53,8 @@ public struct JSONMemberLayout: Sendable {
         /// The index of the key whose UTF-8 bytes are `key`, if it is wanted here.
         func index(of key: UnsafeBufferPointer<UInt8>) -> Int? {
             keys.firstIndex { wanted in
-                wanted.count == key.count
-                    && wanted.withUnsafeBufferPointer { memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }
+                guard wanted.count == key.count else { return false }
+                return key.isEmpty || wanted.withUnsafeBufferPointer { memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }
             }
         }
     }

@@ -120,6 +120,9 @@ struct JSONParsingTests {
         // A member that is not an object keeps its value; the members below it stay empty.
         let scalar = #"{"instance":{"pk":1},"instance":"flat"}"#
         #expect(JSONMembers(parsing: Array(scalar.utf8), layout: layout)?.values == [nil, .string("flat"), nil, nil])
+        // The empty key is a key like any other.
+        let empty = JSONMemberLayout([.init([""]), .init(["id"])])
+        #expect(JSONMembers(parsing: Array(#"{"id":1,"":2}"#.utf8), layout: empty)?.values == [.integer(2), .integer(1)])
         // Keys that only start like a wanted one are not it.
         let near = #"{"i":1,"idx":2,"instance":{"pkk":3,"p":4}}"#
         #expect(JSONMembers(parsing: Array(near.utf8), layout: layout)?.values == [nil, .object([:]), nil, nil])
