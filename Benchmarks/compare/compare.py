@@ -615,6 +615,8 @@ def render(args, dbs, worker, n, big_n, rounds, limit, wb, latency, lat_n, dj_ra
 
     # ---- 2
     lines += ["## 2. The limit", "",
+              "The like-for-like limit, (a') doing the worker's three writes per message, measured apart from this "
+              "run and more recently: `Benchmarks/limit/run`, `Benchmarks/results/limit.md`.", "",
               f"`.build/release/store-benchmark --count {big_n} --runs 1` in the same run, against the same "
               "PostgreSQL server (durable) and a SQLite file with `synchronous=FULL`: (a) hand-written batched "
               "INSERT, 1,000 rows per transaction (the raw database rate); (b) the worker's own store, 1,000 "
