@@ -253,14 +253,12 @@ struct JSONParser {
         if let plain = try scanPlainString() { return String(decoding: UnsafeBufferPointer(rebasing: bytes[plain]), as: UTF8.self) }
         index += 1  // opening quote
         let start = index
-        // Fast path: no escapes. ASCII needs no validation; otherwise validate UTF-8 once.
-        var isASCII = true
+        // Not plain ASCII: without escapes, validate the UTF-8 once.
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
-                if isASCII { return String(decoding: slice, as: UTF8.self) }
                 guard let string = String(validating: slice, as: UTF8.self) else {
                     throw Failure(reason: "invalid UTF-8 in a string", offset: start)
                 }
@@ -268,7 +266,6 @@ struct JSONParser {
             }
             if byte == UInt8(ascii: "\\") { break }
             guard byte >= 0x20 else { throw failure("control character in a string") }
-            if byte >= 0x80 { isASCII = false }
             index += 1
         }
         // Slow path: unescape into a byte buffer.
