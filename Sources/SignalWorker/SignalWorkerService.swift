@@ -58,7 +58,7 @@ public final class SignalWorkerService: Service, Sendable {
         logger.info(
             "listening",
             metadata: ["endpoint": "\(endpoint)", "receivers": "\(registry.routesDescription)",
-                "max_batch": "\(configuration.maxBatchSize)"])
+                "max_batch": "\(configuration.maxBatchSize)", "concurrent_batches": "\(concurrentBatches)"])
         onListening(endpoint)
 
         await withTaskCancellationHandler {
@@ -86,8 +86,13 @@ public final class SignalWorkerService: Service, Sendable {
     ///
     /// Batches with a key in common never run at once, so the retry holds of a key (``RetryHolds``)
     /// are read and updated by one batch at a time, in arrival order.
+    /// Batches applied at once: `--max-concurrent-batches`, or the store's default.
+    private var concurrentBatches: Int {
+        max(1, configuration.maxConcurrentBatches ?? configuration.store.defaultConcurrentBatches)
+    }
+
     private func applyLoop(queue: RequestQueue, mailbox: ReplyMailbox, registry: ReceiverRegistry) async {
-        let limit = max(1, configuration.maxConcurrentBatches ?? configuration.store.defaultConcurrentBatches)
+        let limit = concurrentBatches
         await withTaskGroup(of: Int.self) { group in
             var inFlight: [Int: Set<ObjectKey>] = [:]  // batch number -> its objects
             var number = 0
@@ -95,7 +100,7 @@ public final class SignalWorkerService: Service, Sendable {
                 while inFlight.count >= limit, let done = await group.next() { inFlight[done] = nil }
                 guard let batch = await queue.nextBatch(maxCount: configuration.maxBatchSize, linger: configuration.maxBatchWait)
                 else { break }
-                // One batch at a time (SQLite's default): nothing can be in flight here, no keys to compare.
+                // One batch at a time (`--max-concurrent-batches 1`): nothing can be in flight here, no keys to compare.
                 let keys = limit > 1 ? Set(batch.map(\.prepared.message.object)) : []
                 while inFlight.values.contains(where: { !$0.isDisjoint(with: keys) }), let done = await group.next() {
                     inFlight[done] = nil

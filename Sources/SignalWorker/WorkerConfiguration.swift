@@ -36,9 +36,8 @@ public struct WorkerConfiguration: Sendable, Hashable {
     /// Most requests applied in one transaction.
     public var maxBatchSize: Int = 1_000
     /// Most batches applied at the same time, each in its own transaction; only batches with no
-    /// object (sender, pk) in common overlap. `nil`: the store's choice, 1 for SQLite (one writer
-    /// at a time anyway) and 2 for PostgreSQL (the server works on one batch while the worker
-    /// prepares or commits the other).
+    /// object (sender, pk) in common overlap. `nil`: the store's choice, 2 on both
+    /// (``StoreLocation/defaultConcurrentBatches``).
     public var maxConcurrentBatches: Int?
     /// How long a batch may wait for more requests after the first one; zero applies at once.
     public var maxBatchWait: Duration = .zero
@@ -97,9 +96,15 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     case postgres(url: String)
 
     /// How many batch transactions pay to run at once on this kind of store.
+    ///
+    /// PostgreSQL: the server works on one batch while the worker prepares or commits the other.
+    /// SQLite: its one writer connection still runs one transaction at a time, but while it does,
+    /// the next batch is planned (`Inbox.batch`) and the previous one's replies are built and
+    /// handed back, instead of each waiting for the other (about +10 % pipelined requests per
+    /// second on two cores: Benchmarks/results/limit.md).
     public var defaultConcurrentBatches: Int {
         switch self {
-        case .sqlite: 1
+        case .sqlite: 2
         case .postgres: 2
         }
     }

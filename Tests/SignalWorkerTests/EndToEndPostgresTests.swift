@@ -103,7 +103,6 @@ struct EndToEndPostgresTests {
         }
     }
 
-    /// Runs `body` and drops the database afterwards, whatever happened.
     @Test("batches in flight at the same time never reorder one user's messages (every seq applies, none is stale)")
     func concurrentBatchesKeepPerUserOrder() async throws {
         let database = try await PostgresFixture.make()
@@ -116,33 +115,15 @@ struct EndToEndPostgresTests {
             try await withWorker(arguments) { worker in
                 let client = try TestClient(worker.endpoint)
                 defer { client.close() }
-                for user in users {
-                    #expect(try await client.request(messages.signal(user: user, created: true, seq: user)).isOK("created"))
-                }
-                // 40 rounds over the 50 users, all sent before any reply is read: small batches with
-                // several in flight at once, most of them sharing users with the one before.
-                var sent: [String] = []
-                for round in 1...40 {
-                    for user in users {
-                        let message = messages.signal(
-                            user: user, created: false, data: ["profile_type": "r\(round)"], seq: 1_000 * round + user)
-                        try client.send(message.json)
-                        sent.append(message.id)
-                    }
-                }
-                var actions: [String: Int] = [:]
-                for _ in sent {
-                    guard let reply = try await client.receive(timeout: .seconds(20)) else { throw TestFailure("a reply is missing") }
-                    actions[reply.isOK("updated") ? "updated" : reply.raw, default: 0] += 1
-                }
-                #expect(actions == ["updated": sent.count], "an older message overtook a newer one: \(actions)")
+                try await ConcurrentBatchesLoad.run(client, users: users, messages)
                 let profiles = try await database.profiles()
-                #expect(users.allSatisfy { profiles[$0]?.profileType == "r40" }, "\(profiles)")
-                #expect(worker.logs.contains { $0.message == "listening" })
+                #expect(users.allSatisfy { profiles[$0]?.profileType == "r\(ConcurrentBatchesLoad.rounds)" }, "\(profiles)")
+                #expect(worker.logs.first { $0.message == "listening" }?["concurrent_batches"] == "4")
             }
         }
     }
 
+    /// Runs `body` and drops the database afterwards, whatever happened.
     static func run(_ database: PostgresFixture, _ body: () async throws -> Void) async throws {
         do {
             try await body()

@@ -65,6 +65,26 @@ struct EndToEndSQLiteTests {
         }
     }
 
+    @Test("by default two batches are in flight on SQLite too, and one user's messages still apply in order")
+    func concurrentBatchesKeepPerUserOrder() async throws {
+        let database = try await SQLiteFixture.make("e2e-concurrent")
+        defer { database.remove() }
+        let users = Array(1...50)
+        try database.insertUsers(users)
+        // No --max-concurrent-batches: the store's default runs. The rule itself (no two batches in flight
+        // share a user) is store-independent code; the PostgreSQL twin of this test, with 4 in flight, fails
+        // in every run without it. Here the writer's FIFO queue makes a reorder rare even without the rule.
+        let arguments = WorkerProcess.serveArguments(store: database.storeURL, metrics: false, extra: ["--max-batch", "37"])
+        try await withWorker(arguments) { worker in
+            let client = try TestClient(worker.endpoint)
+            defer { client.close() }
+            #expect(worker.logs.first { $0.message == "listening" }?["concurrent_batches"] == "2")
+            try await ConcurrentBatchesLoad.run(client, users: users, Messages())
+            let profiles = try database.profiles()
+            #expect(users.allSatisfy { profiles[$0]?.profileType == "r\(ConcurrentBatchesLoad.rounds)" }, "\(profiles)")
+        }
+    }
+
     @Test("ping, malformed JSON, unknown sender and an invalid date get the documented replies; no row is written")
     func errorReplies() async throws {
         let database = try await SQLiteFixture.make("e2e-errors")
@@ -304,4 +324,34 @@ enum EndToEndBatch {
 
     /// Only the messages that changed something are recorded as applied.
     static let expectedApplied: Set<String> = [createOne, createTwo, updateOne]
+}
+
+/// Batches in flight at once must not reorder one user's messages. Shared by the SQLite and
+/// PostgreSQL tests: `users` each get a `created` message (seq = user), then 40 rounds of updates over
+/// all of them are sent before any reply is read (small batches with `--max-batch 37`, several in
+/// flight, most sharing users with the one before). Every update must be `updated` (an overtaken
+/// older message would be `stale`); the caller checks the rows (all `r40`).
+enum ConcurrentBatchesLoad {
+    static let rounds = 40
+
+    static func run(_ client: TestClient, users: [Int], _ messages: Messages) async throws {
+        for user in users {
+            #expect(try await client.request(messages.signal(user: user, created: true, seq: user)).isOK("created"))
+        }
+        var sent: [String] = []
+        for round in 1...rounds {
+            for user in users {
+                let message = messages.signal(
+                    user: user, created: false, data: ["profile_type": "r\(round)"], seq: 1_000 * round + user)
+                try client.send(message.json)
+                sent.append(message.id)
+            }
+        }
+        var actions: [String: Int] = [:]
+        for _ in sent {
+            guard let reply = try await client.receive(timeout: .seconds(20)) else { throw TestFailure("a reply is missing") }
+            actions[reply.isOK("updated") ? "updated" : reply.raw, default: 0] += 1
+        }
+        #expect(actions == ["updated": sent.count], "an older message overtook a newer one: \(actions)")
+    }
 }
