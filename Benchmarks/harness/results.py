@@ -363,8 +363,11 @@ def cost_section(results: dict) -> list[str]:
 def callgrind_lines(results: dict) -> list[str]:
     meta = results.get("meta", {})
     paths = results.get("paths", {})
-    cells = ", ".join(f"{p}s {fmt(v['instructions_per_save'])}" for p, v in paths.items())
-    return [f"Bridge's path in `save()` (sync, no network), callgrind instructions per save: {cells} "
+    def name(path: str) -> str:
+        return f"async {path.removeprefix('async-')}s (save()'s thread)" if path.startswith("async-") else f"sync {path}s"
+
+    cells = ", ".join(f"{name(p)} {fmt(v['instructions_per_save'])}" for p, v in paths.items())
+    return [f"Bridge's path in `save()` (no network), callgrind instructions per save: {cells} "
             f"(`{meta.get('command', '?')}`, {meta.get('date', '?')}, commit {meta.get('commit', '?')}; "
             "[`Benchmarks/results/bridge-callgrind.json`](results/bridge-callgrind.json))."]
 
