@@ -91,3 +91,18 @@ def test_a_saves_tuple_becomes_its_message_on_the_sender_thread_with_ids_in_queu
     assert first["instance"] == {"model": "auth.user", "pk": 1, "fields": {}}
     assert first["attrs"] == {"_profile_data": {"sex": "F"}}
     assert [m.older for m in batch] == [None, None, None]
+
+
+def test_a_sender_thread_that_ended_is_started_again_by_the_next_message():
+    """enqueue() skips ``is_alive()`` while the thread runs (``running``); once it has ended, it starts a new one."""
+    sender = Sender(100)
+    sender._started()
+    first = sender.thread
+    assert sender.running and first.is_alive()
+    sender.stopping = True  # the thread ends at its next idle wake-up (at most 0.5 s)
+    first.join(timeout=5)
+    assert not first.is_alive() and not sender.running
+    sender._started()
+    assert sender.thread is not first and sender.thread.is_alive() and sender.running
+    sender.stopping = True
+    sender.thread.join(timeout=5)
