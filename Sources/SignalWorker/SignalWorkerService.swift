@@ -76,6 +76,11 @@ public final class SignalWorkerService: Service, Sendable {
         logger.info("stopped: every request read was answered")
     }
 
+    /// Batches applied at once: `--max-concurrent-batches`, or the store's default.
+    private var concurrentBatches: Int {
+        max(1, configuration.maxConcurrentBatches ?? configuration.store.defaultConcurrentBatches)
+    }
+
     /// Takes batches until the queue is closed and drained; posts each batch's replies after its commit.
     ///
     /// Up to ``WorkerConfiguration/maxConcurrentBatches`` batches are applied at once, but a
@@ -86,11 +91,6 @@ public final class SignalWorkerService: Service, Sendable {
     ///
     /// Batches with a key in common never run at once, so the retry holds of a key (``RetryHolds``)
     /// are read and updated by one batch at a time, in arrival order.
-    /// Batches applied at once: `--max-concurrent-batches`, or the store's default.
-    private var concurrentBatches: Int {
-        max(1, configuration.maxConcurrentBatches ?? configuration.store.defaultConcurrentBatches)
-    }
-
     private func applyLoop(queue: RequestQueue, mailbox: ReplyMailbox, registry: ReceiverRegistry) async {
         let limit = concurrentBatches
         await withTaskGroup(of: Int.self) { group in

@@ -101,7 +101,7 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     /// SQLite: its one writer connection still runs one transaction at a time, but while it does,
     /// the next batch is planned (`Inbox.batch`) and the previous one's replies are built and
     /// handed back, instead of each waiting for the other (about +10 % pipelined requests per
-    /// second on two cores: Benchmarks/results/limit.md).
+    /// second on two cores: docs/PERFORMANCE.md, "Running the benchmarks").
     public var defaultConcurrentBatches: Int {
         switch self {
         case .sqlite: 2
