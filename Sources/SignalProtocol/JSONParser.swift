@@ -193,7 +193,7 @@ struct JSONParser {
     /// Consumes a key string; returns its index among `level`'s keys, `nil` when it is not wanted.
     private mutating func wantedKey(in level: JSONMemberLayout.Level) throws(Failure) -> Int? {
         if let plain = try scanPlainString() { return level.index(of: UnsafeBufferPointer(rebasing: bytes[plain])) }
-        let key = Array(try parseString().utf8)
+        let key = Array(try parseDecodedString().utf8)
         return key.withUnsafeBufferPointer { level.index(of: $0) }
     }
 
@@ -220,7 +220,7 @@ struct JSONParser {
 
     /// Checks a string without building it (unless it needs decoding to be checked).
     private mutating func skipString() throws(Failure) {
-        if try scanPlainString() == nil { _ = try parseString() }
+        if try scanPlainString() == nil { _ = try parseDecodedString() }
     }
 
     private mutating func parseArray(build: Bool) throws(Failure) -> JSONValue {
@@ -251,6 +251,11 @@ struct JSONParser {
 
     private mutating func parseString() throws(Failure) -> String {
         if let plain = try scanPlainString() { return String(decoding: UnsafeBufferPointer(rebasing: bytes[plain]), as: UTF8.self) }
+        return try parseDecodedString()
+    }
+
+    /// A string that ``scanPlainString()`` refused (it has escapes or non-ASCII bytes), from its opening quote.
+    private mutating func parseDecodedString() throws(Failure) -> String {
         index += 1  // opening quote
         let start = index
         // Not plain ASCII: without escapes, validate the UTF-8 once.
