@@ -150,16 +150,16 @@ def child(shim: str, n: int, mode: str) -> None:
         update(i)
     start = len(users)
     gc.collect()
-    prefix = b"" if mode == "sync" else mode.encode() + b"-"
+    create_path, update_path = MODES[mode]
     lib.bench_begin()
     for i in range(start, start + n):
         create(i)
-    lib.bench_end(prefix + b"create")
+    lib.bench_end(create_path.encode())
     gc.collect()
     lib.bench_begin()
     for i in range(start, start + n):
         update(i)
-    lib.bench_end(prefix + b"update")
+    lib.bench_end(update_path.encode())
     print("child-ok", len(users), flush=True)
     sink.close(linger=0)
     if mode == "async":
@@ -253,9 +253,11 @@ def parent(args) -> int:
 
 def check_name(path: str) -> str:
     """The name of a path's figure in ``checks`` (the sync ones as first committed)."""
-    if path.startswith("async-"):
-        return f"async save() path (save()'s thread), {path.removeprefix('async-')}s: instructions per save"
-    return f"sync save() path, {path}s: instructions per save"
+    import results
+
+    mode, saves = results.callgrind_path(path)
+    thread = " (save()'s thread)" if mode == "async" else ""
+    return f"{mode} save() path{thread}, {saves}: instructions per save"
 
 
 def main() -> int:

@@ -360,11 +360,22 @@ def cost_section(results: dict) -> list[str]:
     return lines
 
 
+def callgrind_path(path: str) -> tuple[str, str]:
+    """A bridge-callgrind path's mode and what it saves: ``"async-create"`` -> ``("async", "creates")``.
+
+    The sync paths keep their first names (``create``, ``update``), without a prefix.
+    """
+    mode, _, action = path.rpartition("-")
+    return mode or "sync", action + "s"
+
+
 def callgrind_lines(results: dict) -> list[str]:
     meta = results.get("meta", {})
     paths = results.get("paths", {})
+
     def name(path: str) -> str:
-        return f"async {path.removeprefix('async-')}s (save()'s thread)" if path.startswith("async-") else f"sync {path}s"
+        mode, saves = callgrind_path(path)
+        return f"{mode} {saves}" + (" (save()'s thread)" if mode == "async" else "")
 
     cells = ", ".join(f"{name(p)} {fmt(v['instructions_per_save'])}" for p, v in paths.items())
     return [f"Bridge's path in `save()` (no network), callgrind instructions per save: {cells} "
