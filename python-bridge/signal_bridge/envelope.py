@@ -36,6 +36,13 @@ PROTOCOL_VERSION = 1
 _uuid_lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# Random bytes for ids, drawn from os.urandom a pool at a time (one system call per
+# _RANDOM_POOL_BYTES // 10 ids instead of one per id); guarded by _uuid_lock, emptied in a
+# forked child so that a parent and its children never hand out the same bytes.
+_RANDOM_POOL_BYTES = 4000
+_random_pool = b""
+_random_at = 0
+_RAND_B = (1 << 62) - 1  # the 62 random bits after the variant
 
 
 def uuid7() -> str:
@@ -43,13 +50,17 @@ def uuid7() -> str:
 
     Time-ordered ids keep the worker's dedupe index growing at its right
     edge (docs/PROTOCOL.md, "Request"). Within one millisecond a 12-bit counter in
-    ``rand_a`` keeps the ids of this process increasing. One ``os.urandom``
-    call per id (it is a system call) gives both the counter's start and
-    ``rand_b``.
+    ``rand_a`` keeps the ids of this process increasing. Each id takes 10 bytes of
+    the process's random pool (``os.urandom``, refilled when used up): a new
+    millisecond's counter start and ``rand_b``.
     """
-    global _last_ms, _counter
-    rand = os.urandom(10)  # bytes 0-1: a new millisecond's counter; 2-9: rand_b (and the variant bits)
+    global _last_ms, _counter, _random_pool, _random_at
     with _uuid_lock:
+        at = _random_at
+        if at + 10 > len(_random_pool):
+            _random_pool, at = os.urandom(_RANDOM_POOL_BYTES), 0
+        _random_at = at + 10
+        rand = int.from_bytes(_random_pool[at : at + 10], "big")  # bits 64-79: the counter's start
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
             ms = _last_ms
@@ -58,14 +69,21 @@ def uuid7() -> str:
                 ms += 1
                 _counter = 0
         else:
-            _counter = ((rand[0] << 8) | rand[1]) & 0x3FF  # leave room to count up
+            _counter = (rand >> 64) & 0x3FF  # leave room to count up
         _last_ms = ms
         counter = _counter
-    hexed = rand.hex()
-    return (
-        f"{(ms >> 16) & 0xFFFFFFFF:08x}-{ms & 0xFFFF:04x}-{0x7000 | counter:04x}-"
-        f"{(rand[2] & 0x3F) | 0x80:02x}{hexed[6:8]}-{hexed[8:]}"
-    )
+    hexed = "%032x" % ((ms << 80) | ((0x7000 | counter) << 64) | 0x8000000000000000 | (rand & _RAND_B))
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+
+
+def _after_fork_in_child() -> None:
+    """A forked child draws its own random bytes (and never waits on a lock held at the fork)."""
+    global _uuid_lock, _random_pool, _random_at
+    _uuid_lock = threading.Lock()
+    _random_pool, _random_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _second: tuple[int, str] = (-1, "")  # (Unix second, its "YYYY-MM-DDTHH:MM:SS"), shared by threads

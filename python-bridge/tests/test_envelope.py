@@ -26,6 +26,28 @@ def test_uuid7_layout_and_order():
     assert len(set(ids)) == len(ids)
 
 
+def test_uuid7_random_bits_are_not_shared_with_a_forked_child():
+    """The random pool is emptied in a forked child (gunicorn forks after imports): a parent and
+    its child that both make ids next must not draw the same bytes."""
+    import os
+
+    envelope.uuid7()  # the parent's pool now holds bytes for hundreds of ids
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids' random bits, to the parent
+        try:
+            os.write(write_end, ",".join(envelope.uuid7()[19:] for _ in range(5)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child_bits = set(pipe.read().split(","))
+    os.waitpid(pid, 0)
+    parent_bits = {envelope.uuid7()[19:] for _ in range(5)}
+    assert len(child_bits) == 5
+    assert not child_bits & parent_bits
+
+
 def build(user, **kwargs):
     options = dict(
         message_id="0193a5e0-7c00-7000-8000-00000000002a",
