@@ -64,7 +64,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
     EXAMPLE, RELEASE_WORKER, ROOT, close_databases, django_env, fmt, free_port, git, git_at, log, machine,
-    open_databases, pinning_possible, postgres_durability, process_cpu, quartiles, rate, shown_path, start_worker,
+    open_databases, pin_preexec, pinning_possible, postgres_durability, process_cpu, quartiles, rate, shown_path, start_worker,
     worker_metrics, worker_version, write_report,
 )
 
@@ -90,6 +90,9 @@ class Config:
     label: str = ""
     default: bool = True  # part of a run without --only
     baseline: bool = False  # runs the bridge of --baseline DIR (the code before a change)
+    # A busy loop on the worker's and PostgreSQL's CPU while the configuration runs: what Django's
+    # CPU per save does when that CPU has other work (the worker's batches, under async) and no bridge.
+    busy_server_cpu: bool = False
 
     @property
     def pattern(self) -> str:
@@ -122,6 +125,9 @@ CONFIGS = [
            label="async, acked rows not deleted by Django"),
     Config("sync+atomic/keep-acked", "bridge", "sync", True, keep_acked=True,
            label="sync, acked rows not deleted by Django", default=False),
+    # No receiver while the server's CPU is kept busy (docs/PERFORMANCE.md, the async floor).
+    Config("none/busy-server-cpu", "none", None, False, busy_server_cpu=True,
+           label="none, CPU 1 kept busy", default=False),
 ]
 CONFIG_BY_KEY = {c.key: c for c in CONFIGS}
 
@@ -748,7 +754,7 @@ def serve_worker(store_url: str, tmp: Path, label: str):
 def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, syscalls: bool = False) -> dict:
     """One configuration on a fresh database, in a fresh process; the child's result."""
     url, handle = db.fresh()
-    worker = None
+    worker = busy = None
     try:
         env = django_env(url)
         env["ACCOUNTS_RECEIVER"] = config.receiver
@@ -763,6 +769,8 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, sys
                 "bridge": {**BRIDGE_EXTRA_SETTINGS, **dict(config.bridge)}, "keep_acked": config.keep_acked,
                 "profile": profile, "syscalls": syscalls, "cpu": DJANGO_CPU}
         load = os.getloadavg()[0]
+        if config.busy_server_cpu:
+            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pin_preexec(SERVER_CPU))
         proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
                               capture_output=True, text=True, cwd=EXAMPLE, timeout=900 if syscalls else 300)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -789,6 +797,9 @@ def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, sys
     except Exception as error:  # a broken configuration is reported, not fatal
         return {"problems": [f"{type(error).__name__}: {error}"], "phases": {}}
     finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
         if worker is not None:
             worker.stop()
         db.drop(handle)
