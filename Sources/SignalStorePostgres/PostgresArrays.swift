@@ -62,9 +62,14 @@ enum PostgresValues {
     /// Decodes every cell of `row` by its type: integers and booleans (as 0/1) to `.integer`,
     /// floating point to `.real`, text types to `.text`.
     static func row(_ row: PostgresRow) throws -> SQLRow {
+        try cells(row[...])
+    }
+
+    /// ``row(_:)`` of some of a row's cells (the columns of one part of a joined read).
+    static func cells(_ cells: Slice<PostgresRow>) throws -> SQLRow {
         var values: SQLRow = []
-        values.reserveCapacity(row.count)  // one allocation per row, not one per doubling
-        for cell in row {
+        values.reserveCapacity(cells.count)  // one allocation per row, not one per doubling
+        for cell in cells {
             if cell.bytes == nil {
                 values.append(.null)
                 continue

@@ -24,7 +24,9 @@ import ServiceLifecycle
 /// ```
 ///
 /// A batch is one transaction with a constant number of round trips (BEGIN, lock the objects,
-/// read the inbox state, each receiver statement once, record the inbox, COMMIT), using
+/// read the inbox state (with the first receiver read in a small batch), each receiver statement
+/// once, the last write also recording the inbox, COMMIT: five for the profile receiver alone in
+/// a batch of up to 128 messages), using
 /// `unnest(...)` array parameters. Several workers may share one database: per-object advisory
 /// locks keep each object's messages in order (see `PostgresStatements`).
 ///

@@ -4,14 +4,19 @@ import SignalInbox
 
 /// The store's SQL for the worker's own tables, built once from the configured table names (as
 /// named prepared statements, see ``PostgresNamedStatement``), and the batch transaction that
-/// runs a ``SignalInbox/StoreBatch``: BEGIN, lock the objects, read the inbox state, the
-/// receivers' reads, their writes, record the inbox, COMMIT — a constant number of round trips
-/// per batch, whatever its size.
+/// runs a ``SignalInbox/StoreBatch``: BEGIN, lock the objects, read the inbox state (in a batch
+/// of up to ``joinedReadLimit`` messages together with the first receiver read), the receivers'
+/// reads, their writes (the last one also recording the inbox), COMMIT — a constant number of
+/// round trips per batch, whatever its size: five for one receiver in a small batch, six in a
+/// large one.
 struct PostgresStatements: Sendable {
     let lockObjects: PostgresNamedStatement
     let readInbox: PostgresNamedStatement
     /// ``readInbox`` plus the batch's outbox checks that found an older row (first column NULL).
     let readInboxChecking: PostgresNamedStatement
+    /// The text of ``readInbox`` (`checking`: of ``readInboxChecking``) with its parameters
+    /// numbered from `first` on, for ``inboxWithRead(_:inboxFrom:checking:)``.
+    let inboxState: @Sendable (_ first: Int, _ checking: Bool) -> String
     let writeInbox: PostgresNamedStatement
     /// The two data-modifying CTEs that record a batch's applied ids and sequences, their four
     /// arrays numbered from the given parameter on.
@@ -76,26 +81,13 @@ struct PostgresStatements: Sendable {
                 """)
         // The inbox state in one statement: the batch's ids already applied, then the last
         // sequence of each object that has one, told apart by the first column. LATERAL ... LIMIT 1
-        // probes the primary key once per key, whatever the tables' sizes.
-        let inboxState = """
-            SELECT false, a."message_id", NULL::text, NULL::int8 FROM unnest($1::text[]) AS m(id) \
-            CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a \
-            UNION ALL \
-            SELECT true, o.sender, o.pk, s."last_seq" FROM unnest($2::text[], $3::text[]) AS o(sender, pk) \
-            CROSS JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "sender" = o.sender AND "object_pk" = o.pk \
-            LIMIT 1) AS s
-            """
-        readInbox = PostgresNamedStatement(sql: inboxState)
-        // The outbox checks ride on the same round trip, a later statement than the object locks:
-        // every outbox row committed before the message was sent is in its snapshot.
+        // probes the primary key once per key, whatever the tables' sizes. The outbox checks ride on
+        // the same round trip, a later statement than the object locks: every outbox row committed
+        // before the message was sent is in its snapshot.
         let outbox = SQLIdentifier.quoted(configuration.outboxTable)
-        readInboxChecking = PostgresNamedStatement(
-            sql: inboxState + """
-                 UNION ALL \
-                SELECT NULL::bool, c.sender, c.pk, c.before FROM unnest($4::text[], $5::text[], $6::int8[]) AS c(sender, pk, before) \
-                WHERE EXISTS (SELECT 1 FROM \(outbox) AS b WHERE b."sender" = c.sender AND b."object_pk" = c.pk \
-                AND (c.before IS NULL OR b."seq" < c.before))
-                """)
+        inboxState = Self.inboxState(applied: applied, sequence: sequence, outbox: outbox)
+        readInbox = PostgresNamedStatement(sql: inboxState(1, false))
+        readInboxChecking = PostgresNamedStatement(sql: inboxState(1, true))
         inboxWrites = Self.inboxWrites(applied: applied, sequence: sequence)
         // Data-modifying CTEs run even when unreferenced.
         writeInbox = PostgresNamedStatement(sql: "WITH \(inboxWrites(1)) SELECT 1")
@@ -140,7 +132,59 @@ struct PostgresStatements: Sendable {
         }
     }
 
-    /// Planner settings of a batch's statements, set by ``lockUsers`` for its transaction.
+    /// The text of the inbox state's read (see `init`), its parameters numbered from `first`: the
+    /// ids, the objects' senders and pks, and with `checking` the outbox checks' senders, pks and
+    /// sequences.
+    private static func inboxState(applied: String, sequence: String, outbox: String) -> @Sendable (Int, Bool) -> String {
+        { first, checking in
+            let state = """
+                SELECT false, a."message_id", NULL::text, NULL::int8 FROM unnest($\(first)::text[]) AS m(id) \
+                CROSS JOIN LATERAL (SELECT "message_id" FROM \(applied) WHERE "message_id" = m.id LIMIT 1) AS a \
+                UNION ALL \
+                SELECT true, o.sender, o.pk, s."last_seq" FROM unnest($\(first + 1)::text[], $\(first + 2)::text[]) AS o(sender, pk) \
+                CROSS JOIN LATERAL (SELECT "last_seq" FROM \(sequence) WHERE "sender" = o.sender AND "object_pk" = o.pk \
+                LIMIT 1) AS s
+                """
+            guard checking else { return state }
+            return state + """
+                 UNION ALL \
+                SELECT NULL::bool, c.sender, c.pk, c.before \
+                FROM unnest($\(first + 3)::text[], $\(first + 4)::text[], $\(first + 5)::int8[]) AS c(sender, pk, before) \
+                WHERE EXISTS (SELECT 1 FROM \(outbox) AS b WHERE b."sender" = c.sender AND b."object_pk" = c.pk \
+                AND (c.before IS NULL OR b."seq" < c.before))
+                """
+        }
+    }
+
+    /// The largest batch (in messages) whose first receiver read rides on the inbox state's
+    /// (``inboxWithRead(_:inboxFrom:checking:)``); larger batches read them one after the other.
+    ///
+    /// The round trip saved is what a small batch waits for: one-at-a-time updates answered in a
+    /// median 1,994 instead of 2,209 µs (8 alternating runs of `worker-benchmark --only postgres`,
+    /// the database on the same 2 cores). In batches of 1,000 the joined statement cost more than
+    /// the round trip it saves (32,044 against 36,817 creates/s, same runs); at `--max-batch` 16
+    /// and 128 the rates were the same either way (4 alternating runs each).
+    static let joinedReadLimit = 128
+
+    /// The inbox state's read and a receiver's read in one statement (one round trip less per
+    /// batch): `FULL JOIN ... ON false` puts the rows of both side by side, each with the other's
+    /// columns NULL, so neither needs to know the other's columns. The first column is true on
+    /// the inbox's rows and NULL on the receiver's, which follow the inbox's four columns. The
+    /// receiver's statement keeps its parameters (`$1 … $k`), the inbox's are numbered from
+    /// `first` = k + 1 on.
+    ///
+    /// Only a join can put them together (a `UNION` would need the receiver's columns), and with
+    /// hash and merge joins off (``plannerSettings``) PostgreSQL still picks the merge join, at
+    /// its "disabled" cost: it reads each side once. That cost is why JIT is off.
+    func inboxWithRead(_ read: String, inboxFrom first: Int, checking: Bool) -> PostgresNamedStatement {
+        PostgresNamedStatement(
+            sql: """
+                SELECT i.*, r.* FROM (SELECT true AS signal_worker_inbox, s.* FROM (\(inboxState(first, checking))) AS s) AS i \
+                FULL JOIN (\(read)) AS r ON false
+                """)
+    }
+
+    /// Planner settings of a batch's statements, set by ``lockObjects`` for its transaction.
     ///
     /// Every statement of a batch touches the batch's keys (at most a few thousand rows) in
     /// tables that may hold millions. Seeing 1,000 constant keys, the planner prefers hash joins
@@ -154,10 +198,15 @@ struct PostgresStatements: Sendable {
     /// settings above, so the generic plan is the same plan without the planning: measured on
     /// one-message transactions, the read went from 536 to 270 µs and a whole batch from about
     /// 2.4 to 1.9 ms. `plan_cache_mode` exists since PostgreSQL 12 (Django 4.2 needs 12 or later).
+    ///
+    /// JIT compilation is off: the statements are short, and the joined read
+    /// (``inboxWithRead(_:inboxFrom:checking:)``) carries the "disabled" cost of its merge join,
+    /// far above `jit_above_cost`, which would otherwise compile it on every execution.
     static let plannerSettings: [(name: String, value: String)] = [
         ("enable_hashjoin", "off"),
         ("enable_mergejoin", "off"),
         ("plan_cache_mode", "force_generic_plan"),
+        ("jit", "off"),
     ]
 
     /// The advisory lock key of an object: an integer primary key itself when it fits 32 bits
@@ -180,34 +229,38 @@ struct PostgresStatements: Sendable {
         lock.append(batch.mayCommitWithoutSync)
         _ = try await lockObjects.run(lock, on: connection, logger: logger) { try $0.decode((Int64, String?, String).self) }
 
-        var state = InboxState()
+        // The inbox state, and in a small batch the first receiver read in the same round trip.
         let checks = batch.outboxChecks
-        var readBinds = PostgresBindings(capacity: checks.isEmpty ? 3 : 6)
-        readBinds.append(batch.messageIDs)
-        readBinds.append(batch.objects.map(\.sender))
-        readBinds.append(batch.objects.map(\.pk))
-        if !checks.isEmpty {
-            readBinds.append(checks.map(\.object.sender))
-            readBinds.append(checks.map(\.object.pk))
-            readBinds.append(NullableArray(type: .integer, elements: checks.map { $0.before.map(SQLValue.integer) ?? .null }))
-        }
-        let inboxRows = try await (checks.isEmpty ? readInbox : readInboxChecking).run(readBinds, on: connection, logger: logger) {
-            row in try row.decode((Bool?, String?, String?, Int64?).self)
-        }
-        for (isSequence, first, pk, last) in inboxRows {
-            switch isSequence {
-            case false?:
-                if let first { state.appliedMessageIDs.insert(first) }
-            case true?:
-                if let sender = first, let pk, let last { state.lastSequences[ObjectKey(sender: sender, pk: pk)] = last }
-            case nil:
-                if let sender = first, let pk { state.behind.insert(OutboxCheck(object: ObjectKey(sender: sender, pk: pk), before: last)) }
-            }
-        }
-
+        var state = InboxState()
         var rows: [[SQLRow]] = []
         rows.reserveCapacity(batch.reads.count)
-        for read in batch.reads { rows.append(try await run(read, on: connection, logger: logger)) }
+        var reads = batch.reads[...]
+        if let first = reads.first, !first.isEmpty, batch.messageIDs.count <= Self.joinedReadLimit {
+            reads = reads.dropFirst()
+            var binds = Self.binds(first, extra: checks.isEmpty ? 3 : 6)
+            let statement = inboxWithRead(first.sql, inboxFrom: binds.count + 1, checking: !checks.isEmpty)
+            Self.appendInboxState(batch, to: &binds)
+            let joined = try await statement.run(binds, on: connection, logger: logger) { try JoinedRow($0) }
+            var read: [SQLRow] = []
+            read.reserveCapacity(joined.count)
+            for row in joined {
+                switch row {
+                case .inbox(let isSequence, let text, let pk, let last):
+                    Self.record(isSequence, text, pk, last, into: &state)
+                case .read(let values):
+                    read.append(values)
+                }
+            }
+            rows.append(read)
+        } else {
+            var binds = PostgresBindings(capacity: checks.isEmpty ? 3 : 6)
+            Self.appendInboxState(batch, to: &binds)
+            let inboxRows = try await (checks.isEmpty ? readInbox : readInboxChecking).run(binds, on: connection, logger: logger) {
+                row in try row.decode((Bool?, String?, String?, Int64?).self)
+            }
+            for (isSequence, first, pk, last) in inboxRows { Self.record(isSequence, first, pk, last, into: &state) }
+        }
+        for read in reads { rows.append(try await run(read, on: connection, logger: logger)) }
         let planned = try batch.plan(state, rows)
         let recordsInbox = !(planned.applied.isEmpty && planned.sequences.isEmpty)
         // The inbox's record rides on the last receiver write when that is a plain INSERT, UPDATE
@@ -226,6 +279,31 @@ struct PostgresStatements: Sendable {
         return planned
     }
 
+    /// Binds the inbox state's arrays (``inboxState``): the batch's ids, its objects, and its
+    /// outbox checks if it has any.
+    static func appendInboxState(_ batch: StoreBatch, to binds: inout PostgresBindings) {
+        binds.append(batch.messageIDs)
+        binds.append(batch.objects.map(\.sender))
+        binds.append(batch.objects.map(\.pk))
+        let checks = batch.outboxChecks
+        guard !checks.isEmpty else { return }
+        binds.append(checks.map(\.object.sender))
+        binds.append(checks.map(\.object.pk))
+        binds.append(NullableArray(type: .integer, elements: checks.map { $0.before.map(SQLValue.integer) ?? .null }))
+    }
+
+    /// Adds one row of the inbox state to `state` (its first column tells which part it is).
+    static func record(_ isSequence: Bool?, _ first: String?, _ pk: String?, _ last: Int64?, into state: inout InboxState) {
+        switch isSequence {
+        case false?:
+            if let first { state.appliedMessageIDs.insert(first) }
+        case true?:
+            if let sender = first, let pk, let last { state.lastSequences[ObjectKey(sender: sender, pk: pk)] = last }
+        case nil:
+            if let sender = first, let pk { state.behind.insert(OutboxCheck(object: ObjectKey(sender: sender, pk: pk), before: last)) }
+        }
+    }
+
     /// Binds the four arrays of ``inboxWrites``: the plan's applied ids and its sequences.
     static func appendInbox(_ planned: InboxPlan, to binds: inout PostgresBindings) {
         binds.append(planned.applied)
@@ -241,14 +319,10 @@ struct PostgresStatements: Sendable {
         return ["INSERT", "UPDATE", "DELETE"].contains(first.uppercased())
     }
 
-    /// Runs a receiver's statement: its rows' columns bound as arrays, then its parameters; with
-    /// `inbox`, the plan's inbox writes (``inboxWrites``) in the same statement, bound after them.
-    func run(
-        _ statement: BatchStatement, on connection: PostgresConnection, logger: Logger,
-        carrying inbox: InboxPlan? = nil
-    ) async throws -> [SQLRow] {
-        guard !statement.isEmpty else { return [] }
-        var binds = PostgresBindings(capacity: statement.columns.count + statement.parameters.count + 4)
+    /// A receiver statement's binds: its rows' columns as arrays, then its parameters (room for
+    /// `extra` more).
+    static func binds(_ statement: BatchStatement, extra: Int) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: statement.columns.count + statement.parameters.count + extra)
         let arity = statement.columns.count
         for (index, type) in statement.columns.enumerated() {
             let column = stride(from: index, to: statement.values.count, by: arity).map { statement.values[$0] }
@@ -262,6 +336,17 @@ struct PostgresStatements: Sendable {
             case .text(let value): binds.append(value)
             }
         }
+        return binds
+    }
+
+    /// Runs a receiver's statement: its rows' columns bound as arrays, then its parameters; with
+    /// `inbox`, the plan's inbox writes (``inboxWrites``) in the same statement, bound after them.
+    func run(
+        _ statement: BatchStatement, on connection: PostgresConnection, logger: Logger,
+        carrying inbox: InboxPlan? = nil
+    ) async throws -> [SQLRow] {
+        guard !statement.isEmpty else { return [] }
+        var binds = Self.binds(statement, extra: 4)
         let counts = statement.expectation == .oneChangePerRow
         var ctes = ""
         if let inbox {
@@ -287,5 +372,29 @@ struct PostgresStatements: Sendable {
                 operation: statement.purpose)
         }
         return []
+    }
+}
+
+/// One row of ``PostgresStatements/inboxWithRead(_:inboxFrom:checking:)``: the inbox state's
+/// (its four columns) or the receiver read's (the columns after them).
+enum JoinedRow: Sendable {
+    case inbox(Bool?, String?, String?, Int64?)
+    case read(SQLRow)
+
+    /// Columns before the receiver's: the marker and the inbox state's four.
+    static let inboxColumns = 5
+
+    init(_ row: PostgresRow) throws {
+        var index = row.startIndex
+        guard index != row.endIndex, row[index].bytes != nil else {
+            self = .read(try PostgresValues.cells(row[row.index(row.startIndex, offsetBy: Self.inboxColumns)...]))
+            return
+        }
+        func next<Value: PostgresDecodable>(_ type: Value.Type) throws -> Value? {
+            index = row.index(after: index)
+            let cell = row[index]
+            return cell.bytes == nil ? nil : try cell.decode(Value.self)
+        }
+        self = .inbox(try next(Bool.self), try next(String.self), try next(String.self), try next(Int64.self))
     }
 }

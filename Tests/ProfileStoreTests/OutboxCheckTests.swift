@@ -3,6 +3,8 @@ import SignalInbox
 import SignalProtocol
 import Testing
 
+@testable import SignalStorePostgres
+
 /// `outbox_check` (docs/PROTOCOL.md, "Outbox check"): the worker looks in the shim's outbox for an
 /// older message of the object, inside its apply transaction, instead of `save()` asking first.
 @Suite("Outbox check (SQLite and PostgreSQL)")
@@ -62,6 +64,36 @@ struct OutboxCheckTests {
             try await fixture.execute("DELETE FROM \"signal_bridge_outbox\"")
             #expect(await inbox.apply([noSeq], to: fixture.store) == [.profile(.updated)])
             #expect(try await fixture.profiles().first == StoredProfile(userID: 5, profileType: "business", sex: "M"))
+        }
+    }
+
+    /// On PostgreSQL a small batch reads its inbox state together with the receiver's rows and a
+    /// large one reads them apart (`PostgresStatements.joinedReadLimit`); the tests above are
+    /// small batches, this one is larger than the limit. No duplicate in it: a misread duplicate
+    /// fails the batch's INSERT of its id, and the store's one-by-one retry (small batches) would
+    /// then answer it right anyway; a misread sequence or outbox check would be applied.
+    @Test("a batch larger than PostgreSQL's joined read answers stale and behind as a small one does",
+        arguments: StoreKind.available)
+    func largeBatchReadsTheSameInboxState(kind: StoreKind) async throws {
+        try await withFixture(kind) { fixture in
+            let size = PostgresStatements.joinedReadLimit + 72
+            let users = (1...Int64(size)).map { $0 }
+            try await fixture.addUsers(users)
+            try await fixture.addProfiles(users.map { StoredProfile(userID: $0, profileType: "business", sex: "F") })
+            try await fixture.setSequences([1: 10])
+            try await makeOutbox(fixture, rows: [(pk: "2", seq: 5)])
+            let stale = Messages.updated(1, seq: 9, sex: .value("X"))
+            let behind = flagged(Messages.updated(2, sex: .value("X")))
+            let plain = users.dropFirst(2).map { Messages.updated($0, sex: .value("M")) }
+            let outcomes = await fixture.inbox.checkingOutbox(true).apply([stale, behind] + plain, to: fixture.store)
+            #expect(outcomes.count == size)
+            #expect(outcomes.first == .stale(lastSequence: 10), "\(outcomes.prefix(2))")
+            #expect(outcomes.dropFirst().first?.errorCode == .behind, "\(outcomes.prefix(2))")
+            #expect(outcomes.dropFirst(2).allSatisfy { $0 == .profile(.updated) })
+            let profiles = try await fixture.profiles()
+            #expect(profiles.filter { $0.sex == "X" }.isEmpty, "stale and behind change nothing")
+            #expect(profiles.filter { $0.sex == "M" }.count == size - 2)
+            #expect(try await fixture.sequences() == [1: 10])
         }
     }
 
