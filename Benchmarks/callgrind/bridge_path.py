@@ -56,10 +56,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "harness"))
+from signal_bench import CREATE_DATA, UPDATE_DATA  # noqa: E402  (the benchmarks' shared harness)
 
 ENDPOINT = "inproc://callgrind-sink"
-CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
-UPDATE_DATA = {"sex": "M"}
 WARMUP = 50
 # Path names: the sync ones keep their first names (the committed checks use them).
 MODES = {"sync": ("create", "update"), "async": ("async-create", "async-update")}

@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    RELEASE_WORKER as WORKER, ROOT, Proc, Raw, children, close_databases, dealer, django_env, fmt, free_port, git,
+    CREATE_DATA, RELEASE_WORKER as WORKER, ROOT, Proc, Raw, children, close_databases, dealer, django_env, fmt, free_port, git,
     log, machine, median as med, open_databases, percentile, postgres_durability, rate, start_worker, uuid7_ids,
     vmhwm_kb, worker_version, write_report,
 )
@@ -44,7 +44,6 @@ from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
 PY = sys.executable
 CELERY = str(Path(PY).parent / "celery")
 STORE_BENCH = ROOT / ".build" / "release" / "store-benchmark"
-CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
 WAIT_S = 300.0
 
 

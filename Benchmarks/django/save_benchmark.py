@@ -63,15 +63,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    EXAMPLE, RELEASE_WORKER, ROOT, close_databases, django_env, fmt, free_port, git, git_at, log, machine,
+    CREATE_DATA, EXAMPLE, RELEASE_WORKER, ROOT, UPDATE_DATA, close_databases, django_env, fmt, free_port, git, git_at, log, machine,
     open_databases, pin_preexec, pinning_possible, postgres_durability, process_cpu, quartiles, rate, shown_path, start_worker,
     worker_metrics, worker_version, write_report,
 )
 
 WORKER = RELEASE_WORKER
 
-CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
-UPDATE_DATA = {"sex": "M"}
 WAIT_TIMEOUT_S = 60.0  # bound on every wait for delivery
 
 

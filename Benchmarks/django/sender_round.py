@@ -36,9 +36,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
-
-CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
-UPDATE_DATA = {"sex": "M"}
+from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
+    CREATE_DATA, EXAMPLE, RELEASE_WORKER, UPDATE_DATA, SQLiteDB, django_env, fmt, free_port, git, log, median,
+    pin_preexec, pinning_possible, quartiles, start_worker, worker_version, write_report,
+)
 
 
 def child(rounds: int, batch: int) -> None:
@@ -93,8 +94,6 @@ def child(rounds: int, batch: int) -> None:
 
 
 def report(figures: dict, args, meta: str) -> str:
-    from signal_bench import fmt, median, quartiles
-
     lines = [
         "# The async sender's CPU per message",
         "",
@@ -118,9 +117,6 @@ def report(figures: dict, args, meta: str) -> str:
 
 
 def parent(args) -> int:
-    from signal_bench import (EXAMPLE, SQLiteDB, django_env, free_port, git, log,
-                              pin_preexec, pinning_possible, start_worker, worker_version, write_report)
-
     worker = Path(args.worker)
     if not worker.exists():
         log(f"{worker} missing: swift build -c release --product signal-worker")
@@ -153,8 +149,6 @@ def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
         child(int(sys.argv[2]), int(sys.argv[3]))
         return 0
-    from signal_bench import RELEASE_WORKER
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=500, help="messages per round (default 500)")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5; one more warms up)")

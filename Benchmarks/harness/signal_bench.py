@@ -48,6 +48,10 @@ EXAMPLE = ROOT / "python-bridge" / "example"
 RELEASE_WORKER = ROOT / ".build" / "release" / "signal-worker"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+# The profile data every driver saves or sends: ``_profile_data`` of a create, then of an update.
+CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
+UPDATE_DATA = {"sex": "M"}
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)

@@ -50,15 +50,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    ROOT, PostgresDB, Proc, Raw, cpu_seconds, dealer, free_port, git, log, machine, machine_cpu_seconds, percentile,
+    CREATE_DATA, ROOT, PostgresDB, Proc, Raw, cpu_seconds, dealer, free_port, git, log, machine, machine_cpu_seconds, percentile,
     ping as ping_worker, start_worker, uuid7_ids, worker_metrics, write_report,
 )
 
 sys.path.insert(0, str(ROOT / "python-bridge"))
 
-# Values per step: step 0 creates, steps 1.. update with every key present, so the
-# expected final row is the last acknowledged step's values.
-CREATE_DATA = {"profile_type": "business", "sex": "F", "birthdate": "1990-01-02"}
+# Values per step: step 0 creates (CREATE_DATA), steps 1.. update with every key present, so
+# the expected final row is the last acknowledged step's values.
 
 
 def update_data(step: int) -> dict:
