@@ -221,6 +221,22 @@ public struct Reply: Sendable, Hashable {
 enum JSONString {
     static func append(_ string: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // The usual string (an id, a receiver's name) needs no escape: one copy of its bytes
+        // instead of a capacity check per byte.
+        var string = string
+        let copied = string.withUTF8 { bytes -> Bool in
+            guard !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+                return false
+            }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if !copied { appendEscaped(string, to: &out) }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// The bytes of `string` with the characters JSON requires escaped.
+    private static func appendEscaped(_ string: String, to out: inout [UInt8]) {
         for byte in string.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out += #"\""#.utf8
@@ -236,6 +252,5 @@ enum JSONString {
             default: out.append(byte)  // UTF-8 passes through unchanged
             }
         }
-        out.append(UInt8(ascii: "\""))
     }
 }
