@@ -221,8 +221,8 @@ struct SQLiteStatements: Sendable {
         return try run(statement, in: db, changes: &changes)
     }
 
-    /// Runs `statement` in chunks, returning every row it produced; for a write that takes its
-    /// rows through the marker (an `INSERT … VALUES {rows}`), adds the rows it changed to `changes`.
+    /// Runs `statement` in chunks, returning every row it produced and adding the rows it
+    /// changed to `changes`.
     func run(_ statement: BatchStatement, in db: Database, changes: inout Int) throws -> [SQLRow] {
         var rows: [SQLRow] = []
         guard !statement.isEmpty else { return rows }
@@ -232,6 +232,7 @@ struct SQLiteStatements: Sendable {
             let prepared = RawStatement(try db.cachedStatement(sql: statement.sql), in: db)
             for (offset, value) in statement.parameters.enumerated() { prepared.bind(value, at: Int32(offset + 1)) }
             try prepared.collect(into: &rows)
+            changes += db.changesCount
             return rows
         }
         let maximum = max(1, (Self.parameterLimit - statement.parameters.count) / arity)
