@@ -96,8 +96,7 @@ public final class SQLiteSignalStore: SignalStore {
     /// The receivers' SQL for this store.
     public var dialect: SQLDialect { .sqlite }
 
-    /// Applies one batch in one `BEGIN IMMEDIATE` transaction: records the batch's ids (when
-    /// none was applied before; otherwise reads them), reads the objects' sequences and the
+    /// Applies one batch in one `BEGIN IMMEDIATE` transaction: reads the inbox state and the
     /// receivers' rows, asks the batch's plan, writes, commits.
     public func apply(_ batch: StoreBatch) async throws(StoreError) -> InboxPlan {
         let statements = self.statements
@@ -107,13 +106,11 @@ public final class SQLiteSignalStore: SignalStore {
                 try self.setWriterSynchronous(synchronous, db)
                 var committed = InboxPlan()
                 try db.inTransaction(.immediate) {
-                    let now = Date().timeIntervalSince1970
-                    let claimed = try statements.claimIDs(batch, in: db, now: now)
-                    let state = try statements.readInboxState(batch, in: db, idsClaimed: claimed)
+                    let state = try statements.readInboxState(batch, in: db)
                     let rows = try batch.reads.map { try statements.run($0, in: db) }
                     committed = try batch.plan(state, rows)
                     for write in committed.writes { _ = try statements.run(write, in: db) }
-                    try statements.writeInbox(committed, claimed: claimed ? batch.messageIDs : nil, in: db, now: now)
+                    try statements.writeInbox(committed, in: db, now: Date().timeIntervalSince1970)
                     return .commit
                 }
                 return committed

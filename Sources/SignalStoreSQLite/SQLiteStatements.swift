@@ -75,51 +75,9 @@ struct SQLiteStatements: Sendable {
 
     // MARK: - The inbox's statements
 
-    /// The savepoint that ``claimIDs(_:in:now:)`` rolls back to when some id was there before.
-    private static let claimSavepoint = "signal_worker_claim"
-
-    /// Records every id of the batch in the dedupe table before the plan is made, and returns
-    /// whether none of them was there (the usual case: resends are rare).
-    ///
-    /// One B-tree insertion per id instead of a read and then an insertion of the same key: the
-    /// insertion had to happen anyway for every message applied or stale. When some id was
-    /// already there (`INSERT … ON CONFLICT DO NOTHING` changed fewer rows than the batch has
-    /// ids), the insertions are rolled back to a savepoint and the caller reads the ids instead
-    /// (``readInboxState(_:in:idsClaimed:)``). The ids of messages that end up neither applied nor
-    /// stale are deleted again by ``writeInbox(_:claimed:in:now:)``, in the same transaction.
-    func claimIDs(_ batch: StoreBatch, in db: Database, now: Double) throws -> Bool {
-        let claim = BatchStatement(
-            "claim message ids",
-            sql: """
-                INSERT INTO \(applied) ("message_id", "applied_at") VALUES \(BatchStatement.rowsMarker) \
-                ON CONFLICT ("message_id") DO NOTHING
-                """,
-            columns: [.text, .real], rows: batch.messageIDs
-        ) { id, values in
-            values.append(.text(id))
-            values.append(.real(now))
-        }
-        try db.execute(sql: "SAVEPOINT \(Self.claimSavepoint)")
-        var inserted = 0
-        _ = try run(claim, in: db, changes: &inserted)
-        if inserted != batch.messageIDs.count {
-            try db.execute(sql: "ROLLBACK TO \(Self.claimSavepoint)")
-        }
-        try db.execute(sql: "RELEASE \(Self.claimSavepoint)")
-        return inserted == batch.messageIDs.count
-    }
-
-    /// Reads which of the batch's ids were applied (unless ``claimIDs(_:in:now:)`` showed that
-    /// none was) and its objects' last sequences.
-    func readInboxState(_ batch: StoreBatch, in db: Database, idsClaimed: Bool) throws -> InboxState {
+    /// Reads which of the batch's ids were applied and its objects' last sequences.
+    func readInboxState(_ batch: StoreBatch, in db: Database) throws -> InboxState {
         var state = InboxState()
-        if !idsClaimed { try readAppliedIDs(batch, into: &state, in: db) }
-        try readSequences(batch, into: &state, in: db)
-        return state
-    }
-
-    /// The batch's ids already in the dedupe table.
-    private func readAppliedIDs(_ batch: StoreBatch, into state: inout InboxState, in db: Database) throws {
         let ids = BatchStatement(
             "read applied ids",
             sql: "SELECT \"message_id\" FROM \(applied) WHERE \"message_id\" IN (\(BatchStatement.rowsMarker))",
@@ -127,10 +85,6 @@ struct SQLiteStatements: Sendable {
         for row in try run(ids, in: db) {
             if let id = row[0].text { state.appliedMessageIDs.insert(id) }
         }
-    }
-
-    /// The batch's objects' last sequences, and the outbox checks that found an older row.
-    private func readSequences(_ batch: StoreBatch, into state: inout InboxState, in db: Database) throws {
         let objects = BatchStatement(
             "read sequences",
             sql: """
@@ -159,52 +113,27 @@ struct SQLiteStatements: Sendable {
                 if !rows.isEmpty { state.behind.insert(check) }
             }
         }
+        return state
     }
 
-    /// Records a plan's applied ids and sequences. With `claimed` (the batch's ids, all recorded
-    /// by ``claimIDs(_:in:now:)``), deletes instead the claimed ids the plan does not record: its
-    /// messages that were refused or are `behind` must stay appliable.
-    func writeInbox(_ plan: InboxPlan, claimed: [String]?, in db: Database, now: Double) throws {
-        if let claimed {
-            try releaseUnrecorded(claimed, recorded: plan.applied, in: db)
-        } else {
-            try recordApplied(plan.applied, in: db, now: now)
-        }
-        try recordSequences(plan.sequences, in: db)
-    }
-
-    /// Deletes the claimed ids that the plan does not record. Every id the plan records is one of
-    /// the claimed ids, each once, so equal counts mean there is nothing to delete.
-    private func releaseUnrecorded(_ claimed: [String], recorded: [String], in db: Database) throws {
-        guard recorded.count != claimed.count else { return }
-        let kept = Set(recorded)
-        let released = BatchStatement(
-            "release unrecorded message ids",
-            sql: "DELETE FROM \(applied) WHERE \"message_id\" IN (\(BatchStatement.rowsMarker))",
-            columns: [.text], values: claimed.filter { !kept.contains($0) }.map(SQLValue.text))
-        _ = try run(released, in: db)
-    }
-
-    private func recordApplied(_ applied: [String], in db: Database, now: Double) throws {
+    /// Records a plan's applied ids and sequences.
+    func writeInbox(_ plan: InboxPlan, in db: Database, now: Double) throws {
         let ids = BatchStatement(
             "record applied ids",
             sql: "INSERT INTO \(applied) (\"message_id\", \"applied_at\") VALUES \(BatchStatement.rowsMarker)",
-            columns: [.text, .real], rows: applied
+            columns: [.text, .real], rows: plan.applied
         ) { id, values in
             values.append(.text(id))
             values.append(.real(now))
         }
         _ = try run(ids, in: db)
-    }
-
-    private func recordSequences(_ records: [SequenceRecord], in db: Database) throws {
         let sequences = BatchStatement(
             "record sequences",
             sql: """
                 INSERT INTO \(sequence) ("sender", "object_pk", "last_seq") VALUES \(BatchStatement.rowsMarker) \
                 ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = excluded."last_seq"
                 """,
-            columns: [.text, .text, .integer], rows: records
+            columns: [.text, .text, .integer], rows: plan.sequences
         ) { record, values in
             values.append(.text(record.object.sender))
             values.append(.text(record.object.pk))
@@ -217,13 +146,6 @@ struct SQLiteStatements: Sendable {
 
     /// Runs `statement` in chunks, returning every row it produced.
     func run(_ statement: BatchStatement, in db: Database) throws -> [SQLRow] {
-        var changes = 0
-        return try run(statement, in: db, changes: &changes)
-    }
-
-    /// Runs `statement` in chunks, returning every row it produced and adding the rows it
-    /// changed to `changes`.
-    func run(_ statement: BatchStatement, in db: Database, changes: inout Int) throws -> [SQLRow] {
         var rows: [SQLRow] = []
         guard !statement.isEmpty else { return rows }
         let arity = statement.columns.count
@@ -232,7 +154,6 @@ struct SQLiteStatements: Sendable {
             let prepared = RawStatement(try db.cachedStatement(sql: statement.sql), in: db)
             for (offset, value) in statement.parameters.enumerated() { prepared.bind(value, at: Int32(offset + 1)) }
             try prepared.collect(into: &rows)
-            changes += db.changesCount
             return rows
         }
         let maximum = max(1, (Self.parameterLimit - statement.parameters.count) / arity)
@@ -254,7 +175,6 @@ struct SQLiteStatements: Sendable {
                 index += 1
             }
             try prepared.collect(into: &rows)
-            changes += db.changesCount
             if statement.expectation == .oneChangePerRow, db.changesCount != size {
                 // Cannot happen under BEGIN IMMEDIATE (nobody else writes between our read and this
                 // write); refuse rather than acknowledge a write that did not happen.
