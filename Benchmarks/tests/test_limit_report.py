@@ -1,4 +1,5 @@
-"""The verdict cell of Benchmarks/limit/report.py's summary (worker / (a') against the target).
+"""Benchmarks/limit/report.py: the verdict cell of its summary (worker / (a') against the target) and
+the table of the worker at a deeper window.
 
     python3 -m unittest discover -s Benchmarks/tests -v      # any Python 3.10+, no packages
 """
@@ -29,6 +30,31 @@ class VerdictTest(unittest.TestCase):
     def test_a_lower_target_is_honoured(self) -> None:
         self.assertEqual(report.verdict(0.62, target=0.6)[1], "met")
         self.assertEqual(report.verdict(0.59, target=0.6)[1], "missed")
+
+
+class DeeperWindowTest(unittest.TestCase):
+    """The table of the worker at 2,000 and at a deeper window, from fabricated round reports."""
+
+    def test_rates_ratios_and_cpu_are_the_medians_of_the_rounds(self) -> None:
+        rounds = range(1, 4)
+        database = "SQLite (synchronous=FULL)"
+        stores = {r: {(database, "a'", "creates"): 200_000.0} for r in rounds}
+        shallow = {r: {("SQLite", "creates"): rate, ("SQLite", "cpu"): 12.0}
+                   for r, rate in zip(rounds, (110_000.0, 120_000.0, 130_000.0))}
+        deep = {r: {("SQLite", "creates"): rate, ("SQLite", "cpu"): cpu}
+                for r, rate, cpu in zip(rounds, (150_000.0, 139_980.0, 160_000.0), (11.0, 11.4, 11.2))}
+        lines = report.deeper_window_section(8000, stores, shallow, deep, rounds)
+        rows = [line for line in lines if line.startswith("| SQLite | creates |")]
+        self.assertEqual(
+            rows, ["| SQLite | creates | 120,000 | 150,000 | 60.0 % | 75.0 % | 12.0 / 11.2 |"])
+        self.assertIn("8,000 requests in flight", lines[0])
+
+    def test_a_database_missing_from_a_run_gets_no_row(self) -> None:
+        rounds = range(1, 2)
+        stores = {1: {("PostgreSQL", "a'", "updates"): 50_000.0}}
+        shallow = {1: {("PostgreSQL", "updates"): 40_000.0, ("PostgreSQL", "cpu"): 12.0}}
+        lines = report.deeper_window_section(8000, stores, shallow, {1: {}}, rounds)
+        self.assertFalse([line for line in lines if line.startswith("| PostgreSQL")])
 
 
 if __name__ == "__main__":
