@@ -12,10 +12,13 @@ import Synchronization
 /// connection's statement cache stays small. Every statement stays under SQLite's oldest default
 /// limit of 999 bound parameters.
 struct SQLiteStatements: Sendable {
-    let applied: String
-    let sequence: String
+    // The worker tables' names, quoted. Named `…Table` so that no parameter or local (a list of
+    // `applied` ids, a record's `sequence`) can shadow one inside an SQL string: an earlier
+    // attempt interpolated its ids parameter where the table name belonged.
+    let appliedTable: String
+    let sequenceTable: String
     let legacySequence: String
-    let schemaVersion: String
+    let schemaVersionTable: String
     /// The `sender` of the rows moved from the legacy per-user sequence table.
     let legacySequenceSender: String
     /// The last id and the size of the next page of the dedupe table (keyset pagination).
@@ -39,10 +42,10 @@ struct SQLiteStatements: Sendable {
     static let parameterLimit = 999
 
     init(_ configuration: SQLiteStoreConfiguration) {
-        applied = SQLIdentifier.quoted(configuration.appliedTable)
-        sequence = SQLIdentifier.quoted(configuration.sequenceTable)
+        appliedTable = SQLIdentifier.quoted(configuration.appliedTable)
+        sequenceTable = SQLIdentifier.quoted(configuration.sequenceTable)
         legacySequence = configuration.legacySequenceTable
-        schemaVersion = SQLIdentifier.quoted(configuration.schemaVersionTable)
+        schemaVersionTable = SQLIdentifier.quoted(configuration.schemaVersionTable)
         legacySequenceSender = configuration.legacySequenceSender
         outboxHasOlder = """
             SELECT 1 FROM \(SQLIdentifier.quoted(configuration.outboxTable)) \
@@ -50,26 +53,26 @@ struct SQLiteStatements: Sendable {
             """
         prunePageEnd = """
             SELECT max("message_id"), count(*) FROM \
-            (SELECT "message_id" FROM \(applied) WHERE "message_id" > ? ORDER BY "message_id" LIMIT ?)
+            (SELECT "message_id" FROM \(appliedTable) WHERE "message_id" > ? ORDER BY "message_id" LIMIT ?)
             """
         prunePage = """
-            DELETE FROM \(applied) WHERE "message_id" > ? AND "message_id" <= ? AND "applied_at" < ?
+            DELETE FROM \(appliedTable) WHERE "message_id" > ? AND "message_id" <= ? AND "applied_at" < ?
             """
         // `applied_at` is Unix time in seconds (REAL). No index on it: it would cost every
         // apply one more B-tree insertion (~15% of the batched rate, measured), while pruning
         // (rare) can walk the primary key in short transactions instead.
         workerTablesDDL = """
-            CREATE TABLE IF NOT EXISTS \(applied) (
+            CREATE TABLE IF NOT EXISTS \(appliedTable) (
                 "message_id" text NOT NULL PRIMARY KEY,
                 "applied_at" real NOT NULL
             ) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS \(sequence) (
+            CREATE TABLE IF NOT EXISTS \(sequenceTable) (
                 "sender" text NOT NULL,
                 "object_pk" text NOT NULL,
                 "last_seq" bigint NOT NULL,
                 PRIMARY KEY ("sender", "object_pk")
             ) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS \(schemaVersion) ("version" integer NOT NULL);
+            CREATE TABLE IF NOT EXISTS \(schemaVersionTable) ("version" integer NOT NULL);
             """
     }
 
@@ -80,7 +83,7 @@ struct SQLiteStatements: Sendable {
         var state = InboxState()
         let ids = BatchStatement(
             "read applied ids",
-            sql: "SELECT \"message_id\" FROM \(applied) WHERE \"message_id\" IN (\(BatchStatement.rowsMarker))",
+            sql: "SELECT \"message_id\" FROM \(appliedTable) WHERE \"message_id\" IN (\(BatchStatement.rowsMarker))",
             columns: [.text], values: batch.messageIDs.map(SQLValue.text))
         for row in try run(ids, in: db) {
             if let id = row[0].text { state.appliedMessageIDs.insert(id) }
@@ -90,7 +93,7 @@ struct SQLiteStatements: Sendable {
             sql: """
                 WITH "signal_worker_objects"("sender", "object_pk") AS (VALUES \(BatchStatement.rowsMarker)) \
                 SELECT s."sender", s."object_pk", s."last_seq" FROM "signal_worker_objects" AS o \
-                JOIN \(sequence) AS s ON s."sender" = o."sender" AND s."object_pk" = o."object_pk"
+                JOIN \(sequenceTable) AS s ON s."sender" = o."sender" AND s."object_pk" = o."object_pk"
                 """,
             columns: [.text, .text], rows: batch.objects
         ) { object, values in
@@ -120,7 +123,7 @@ struct SQLiteStatements: Sendable {
     func writeInbox(_ plan: InboxPlan, in db: Database, now: Double) throws {
         let ids = BatchStatement(
             "record applied ids",
-            sql: "INSERT INTO \(applied) (\"message_id\", \"applied_at\") VALUES \(BatchStatement.rowsMarker)",
+            sql: "INSERT INTO \(appliedTable) (\"message_id\", \"applied_at\") VALUES \(BatchStatement.rowsMarker)",
             columns: [.text, .real], rows: plan.applied
         ) { id, values in
             values.append(.text(id))
@@ -130,7 +133,7 @@ struct SQLiteStatements: Sendable {
         let sequences = BatchStatement(
             "record sequences",
             sql: """
-                INSERT INTO \(sequence) ("sender", "object_pk", "last_seq") VALUES \(BatchStatement.rowsMarker) \
+                INSERT INTO \(sequenceTable) ("sender", "object_pk", "last_seq") VALUES \(BatchStatement.rowsMarker) \
                 ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = excluded."last_seq"
                 """,
             columns: [.text, .text, .integer], rows: plan.sequences
@@ -193,7 +196,7 @@ struct SQLiteStatements: Sendable {
     /// transaction (``WorkerTablesReport`` lists the versions).
     func prepareWorkerTables(in db: Database) throws -> WorkerTablesReport {
         try db.execute(sql: workerTablesDDL)
-        let found = try Int.fetchOne(db, sql: "SELECT max(\"version\") FROM \(schemaVersion)")
+        let found = try Int.fetchOne(db, sql: "SELECT max(\"version\") FROM \(schemaVersionTable)")
         if let found, found > WorkerTablesReport.currentVersion { throw WorkerTablesReport.newerVersionError(found) }
         var report = WorkerTablesReport()
         let legacyExists =
@@ -204,7 +207,7 @@ struct SQLiteStatements: Sendable {
             // `WHERE true`: SQLite's parser needs it between INSERT ... SELECT and ON CONFLICT.
             try db.execute(
                 sql: """
-                    INSERT INTO \(sequence) ("sender", "object_pk", "last_seq") \
+                    INSERT INTO \(sequenceTable) ("sender", "object_pk", "last_seq") \
                     SELECT ?, CAST("user_id" AS TEXT), "last_seq" FROM \(SQLIdentifier.quoted(legacySequence)) WHERE true \
                     ON CONFLICT ("sender", "object_pk") DO UPDATE SET "last_seq" = max("last_seq", excluded."last_seq")
                     """, arguments: [legacySequenceSender])
@@ -213,9 +216,9 @@ struct SQLiteStatements: Sendable {
             report.upgradedFrom = found ?? 1
         }
         if found != WorkerTablesReport.currentVersion {
-            try db.execute(sql: "DELETE FROM \(schemaVersion)")
+            try db.execute(sql: "DELETE FROM \(schemaVersionTable)")
             try db.execute(
-                sql: "INSERT INTO \(schemaVersion) (\"version\") VALUES (?)", arguments: [WorkerTablesReport.currentVersion])
+                sql: "INSERT INTO \(schemaVersionTable) (\"version\") VALUES (?)", arguments: [WorkerTablesReport.currentVersion])
         }
         return report
     }

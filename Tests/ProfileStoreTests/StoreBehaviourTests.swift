@@ -77,6 +77,42 @@ struct StoreBehaviourTests {
         }
     }
 
+    @Test(
+        "a resent batch: the messages applied before are duplicates, the new ones among them apply and are recorded",
+        arguments: StoreKind.available)
+    func resentBatchMixesDuplicatesAndNewMessages(kind: StoreKind) async throws {
+        // The shim's resend after a timeout: some of the batch made it the first time, some did not.
+        // Both kinds in one transaction take the store's path where it must read which ids are known
+        // and record the others (a batch of duplicates alone records nothing; one without any
+        // records all of them). A store that lost the table name on that path (an earlier attempt
+        // at recording ids before planning did) fails every such batch with a schema error.
+        try await withFixture(kind) { fixture in
+            try await fixture.addUsers([1, 2, 3, 4])
+            let first = [Messages.created(1, seq: 1, sex: .value("F")), Messages.created(2, seq: 2)]
+            #expect(await receiver.apply(first, to: fixture.store) == [.profile(.created), .profile(.created)])
+            let resent = [
+                first[0],
+                Messages.created(3, seq: 3, sex: .value("M")),
+                first[1],
+                Messages.updated(1, seq: 4, profileType: .value("business")),
+                Messages.created(4, seq: 5),
+            ]
+            #expect(
+                await receiver.apply(resent, to: fixture.store) == [
+                    .ok(.duplicate), .profile(.created), .ok(.duplicate), .profile(.updated), .profile(.created),
+                ])
+            #expect(
+                try await fixture.profiles() == [
+                    StoredProfile(userID: 1, profileType: "business", sex: "F"),
+                    StoredProfile(userID: 2, profileType: "personal"),
+                    StoredProfile(userID: 3, profileType: "personal", sex: "M"),
+                    StoredProfile(userID: 4, profileType: "personal"),
+                ])
+            #expect(try await fixture.appliedIDs() == Set(resent.map(\.id)))
+            #expect(try await fixture.sequences() == [1: 4, 2: 2, 3: 3, 4: 5])
+        }
+    }
+
     @Test("an older sequence is stale, changes nothing, and is recorded as applied", arguments: StoreKind.available)
     func stale(kind: StoreKind) async throws {
         try await withFixture(kind) { fixture in
