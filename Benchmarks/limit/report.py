@@ -1,9 +1,10 @@
 """Write Benchmarks/results/limit.md from the reports of one Benchmarks/limit/run.
 
 Usage: report.py --work DIR --rounds N --requests N --command TEXT --output PATH
-                 [--profile PROFILE.md --profile-dir DIR --profile-requests N]
+                 [--profile PROFILE.md --profile-dir DIR --profile-requests N] [--deeper-window W]
 
-DIR holds store-R.md (store-benchmark) and worker-R.md (worker-benchmark) for rounds 1..N.
+DIR holds store-R.md (store-benchmark) and worker-R.md (worker-benchmark) for rounds 1..N, and
+with --deeper-window W also worker-deep-R.md (worker-benchmark --window W).
 The profile directory is the one Benchmarks/profile/run kept (PROFILE_KEEP=1): per `serve`,
 its arguments (.args), call stacks (.stacks, split into stages by Benchmarks/profile/summarize.py)
 and per-thread shares (.threads, `perf report --sort comm`).
