@@ -35,7 +35,7 @@ final class BrokerLoop: Sendable {
     init(configuration: BrokerConfiguration, logger: Logger) throws(WorkerError) {
         self.configuration = configuration
         self.logger = logger
-        thread = try SocketThread(name: "signal-worker-broker", linger: configuration.linger)
+        thread = try SocketThread(name: "broker-socket", linger: configuration.linger)
     }
 
     /// Starts the thread; returns the bound endpoints once both sockets listen.

@@ -47,7 +47,7 @@ final class SocketLoop: Sendable {
         self.metrics = metrics
         self.logger = logger
         pongFeatures = registry.inbox.checksOutbox ? ["outbox_check"] : []
-        thread = try SocketThread(name: "signal-worker-socket", linger: configuration.linger)
+        thread = try SocketThread(name: "worker-socket", linger: configuration.linger)
     }
 
     /// Starts the thread; returns the endpoint actually bound (a `*` port resolved) once it listens.

@@ -20,7 +20,8 @@ public final class SocketThread: Sendable {
         var waiter: CheckedContinuation<Void, Never>?
     }
 
-    /// Creates the context (one I/O thread; `linger` for every socket in it).
+    /// Creates the context (one I/O thread; `linger` for every socket in it). `name` is the
+    /// thread's name for the operating system (``ThreadName``: ASCII, at most 15 bytes).
     public init(name: String, linger: Duration) throws(WorkerError) {
         self.name = name
         do {
@@ -37,7 +38,10 @@ public final class SocketThread: Sendable {
         _ main: @escaping @Sendable (_ started: @escaping @Sendable (Result<Started, WorkerError>) -> Void) -> Void
     ) async throws(WorkerError) -> Started {
         let result: Result<Started, WorkerError> = await withCheckedContinuation { continuation in
-            let thread = Thread { main { continuation.resume(returning: $0) } }
+            let thread = Thread { [name] in
+                ThreadName.setCurrent(name)
+                main { continuation.resume(returning: $0) }
+            }
             thread.name = name
             thread.start()
         }

@@ -46,6 +46,7 @@ public final class ZAPAuthenticator: Sendable {
         let bound = DispatchSemaphore(value: 0)
         let failure = StartFailure()
         let thread = Thread { [self] in
+            ThreadName.setCurrent("zap-handler")
             let socket: Socket
             do {
                 socket = try Socket(context: context, type: .rep)
@@ -65,7 +66,6 @@ public final class ZAPAuthenticator: Sendable {
             }
             socket.close()
         }
-        thread.name = "signal-worker-zap"
         thread.start()
         bound.wait()
         if let message = failure.message.withLock({ $0 }) { throw WorkerError(.socket, message) }

@@ -95,6 +95,8 @@ struct BrokerEndToEndTests {
             #expect(pingReply.isError("store_unavailable"), "\(pingReply)")
             #expect(pingReply.id == ping.id)
             #expect(broker.logs.contains { $0.level == "warning" && $0.message.contains("no worker is connected") })
+            let threads = try broker.child.threadNames()
+            #expect(threads.contains("broker-socket"), "named for `top -H` and `perf`: \(threads)")
         }
     }
 

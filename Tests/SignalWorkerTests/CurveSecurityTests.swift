@@ -49,6 +49,9 @@ struct CurveSecurityTests {
 
         try await withWorker(serveArguments(database, keys)) { worker in
             #expect(worker.logs.contains { $0.message == "signal-worker starting" && $0["curve"]?.hasPrefix("on") == true })
+            // Named for `top -H` and `perf`: the socket thread and the authentication handler's.
+            let threads = try worker.child.threadNames()
+            #expect(threads.contains("worker-socket") && threads.contains("zap-handler"), "\(threads)")
             let server = try keys.workerPublicKey()
 
             let trusted = try TestClient(worker.endpoint, curve: (try keys.pair("clients/django.key"), server))

@@ -77,6 +77,15 @@ final class ChildProcess: Sendable {
     /// Whether it still runs.
     var isRunning: Bool { process.isRunning }
 
+    /// The names of the child's threads, as `top -H` and `perf` show them (`/proc/<pid>/task/*/comm`).
+    func threadNames() throws -> [String] {
+        let tasks = "/proc/\(pid)/task"
+        return try FileManager.default.contentsOfDirectory(atPath: tasks).compactMap { task in
+            try? String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
     /// When the child exited, as seen by Foundation's termination handler (`nil` while it runs):
     /// for timing an exit without counting how late a polling test task woke up.
     var exitedAt: ContinuousClock.Instant? { output.withLock { $0.exitedAt } }
