@@ -177,8 +177,7 @@ final class BrokerForwarder {
     /// Sends `envelope + [body]` to a client; a client that is gone or not reading loses it (it resends).
     private func sendToClient(_ envelope: ArraySlice<[UInt8]>, body: [UInt8]) {
         do {
-            for frame in envelope { try frontend.send(frame, more: true, flags: .dontWait) }
-            try frontend.send(body, flags: .dontWait)
+            try frontend.send(multipart: envelope, last: body, flags: .dontWait)
         } catch {
             logger.debug(
                 "reply dropped",

@@ -349,7 +349,7 @@ final class SocketLoop: Sendable {
 
     private func send(_ reply: OutgoingReply, on socket: Socket) {
         do {
-            try socket.send(multipart: reply.envelope + [reply.reply.encoded()], flags: .dontWait)
+            try socket.send(multipart: reply.envelope, last: reply.reply.encoded(), flags: .dontWait)
         } catch {
             // The client went away (EHOSTUNREACH) or stopped reading (HWM): it will time out and
             // resend; dedupe makes the resend harmless.

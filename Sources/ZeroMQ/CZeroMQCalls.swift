@@ -420,10 +420,17 @@ enum CZMQ {
             throw self.error(errno: EINVAL, "zmq_send", "a multipart message needs at least one frame")
         }
         let last = frames.count - 1
-        for index in 0..<last {
-            try self.send(socket, frames[index], flags: flags | ZMQ_SNDMORE)
+        try self.sendMultipart(socket, frames[..<last], last: frames[last], flags: flags)
+    }
+
+    /// Sends `head` with ZMQ_SNDMORE on each frame, then `last`.
+    static func sendMultipart(
+        _ socket: SocketHandle, _ head: some Collection<[UInt8]>, last: [UInt8], flags: Int32
+    ) throws(ZeroMQError) {
+        for frame in head {
+            try self.send(socket, frame, flags: flags | ZMQ_SNDMORE)
         }
-        try self.send(socket, frames[last], flags: flags)
+        try self.send(socket, last, flags: flags)
     }
 
     /// Sends every frame of any collection of contiguous bytes, with ZMQ_SNDMORE on all but the last.

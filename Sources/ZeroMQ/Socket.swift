@@ -215,6 +215,14 @@ public final class Socket {
         try CZMQ.sendMultipart(self.liveHandle("zmq_send"), frames, flags: flags.rawValue)
     }
 
+    /// Sends `head` then `last` as one multipart message, as ``send(multipart:flags:)`` does with
+    /// `head + [last]`, without building that array: a reply after its routing frames.
+    public func send(
+        multipart head: some Collection<[UInt8]>, last: [UInt8], flags: MessageFlags = []
+    ) throws(ZeroMQError) {
+        try CZMQ.sendMultipart(self.liveHandle("zmq_send"), head, last: last, flags: flags.rawValue)
+    }
+
     /// Sends a multipart message from any collection of contiguous byte buffers (e.g. `[Data]`).
     public func send<Frames: Collection>(
         multipart frames: Frames,

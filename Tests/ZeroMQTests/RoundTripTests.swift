@@ -38,6 +38,30 @@ struct RoundTripTests {
         #expect(try client.receiveMultipart() == [bytes("reply")])
     }
 
+    @Test("a reply sent as its envelope then its body arrives as one message, with or without an envelope")
+    func envelopeThenBody() throws {
+        let context = try Context()
+        let server = try makeSocket(context, .router)
+        try server.bind("inproc://envelope-then-body")
+        let client = try makeSocket(context, .dealer)
+        try client.set(.routingID, bytes("client-1"))
+        try client.connect("inproc://envelope-then-body")
+
+        try client.send(multipart: [[], bytes("request")])
+        let request = try server.receiveMultipart()
+        #expect(request == [bytes("client-1"), [], bytes("request")])
+        try server.send(multipart: request.prefix(2), last: bytes("reply"))
+        #expect(try client.receiveMultipart() == [[], bytes("reply")])
+
+        // No head: `last` alone is the whole message.
+        let pair = try makeSocket(context, .pair)
+        try pair.bind("inproc://envelope-then-body-pair")
+        let peer = try makeSocket(context, .pair)
+        try peer.connect("inproc://envelope-then-body-pair")
+        try pair.send(multipart: [[UInt8]](), last: bytes("only"))
+        #expect(try peer.receiveMultipart() == [bytes("only")])
+    }
+
     @Test("multipart with empty frames, every byte value and 1 MiB frames", arguments: Transport.allCases)
     func multipartBinaryAndLarge(transport: Transport) throws {
         let context = try Context()
