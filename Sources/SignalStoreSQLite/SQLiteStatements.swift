@@ -108,11 +108,9 @@ struct SQLiteStatements: Sendable {
             // Under BEGIN IMMEDIATE: every outbox row committed before the message was sent is seen.
             let probe = RawStatement(try db.cachedStatement(sql: outboxHasOlder), in: db)
             for check in batch.outboxChecks {
-                probe.bind(.text(check.object.sender), at: 1)
-                probe.bind(.text(check.object.pk), at: 2)
-                probe.bind(check.before.map(SQLValue.integer) ?? .null, at: 3)
+                let values: [SQLValue] = [.text(check.object.sender), .text(check.object.pk), check.before.map(SQLValue.integer) ?? .null]
                 var rows: [SQLRow] = []
-                try probe.collect(into: &rows)
+                try probe.run(binding: values[...], into: &rows)
                 if !rows.isEmpty { state.behind.insert(check) }
             }
         }
@@ -155,8 +153,7 @@ struct SQLiteStatements: Sendable {
         let template = expansions.template(statement.sql, arity: arity)
         guard template.splicesRows else {
             let prepared = RawStatement(try db.cachedStatement(sql: statement.sql), in: db)
-            for (offset, value) in statement.parameters.enumerated() { prepared.bind(value, at: Int32(offset + 1)) }
-            try prepared.collect(into: &rows)
+            try prepared.run(binding: statement.parameters[...], into: &rows)
             return rows
         }
         let maximum = max(1, (Self.parameterLimit - statement.parameters.count) / arity)
@@ -168,16 +165,7 @@ struct SQLiteStatements: Sendable {
             let chunk = Self.chunkSizes.firstIndex { $0 <= min(remaining, maximum) } ?? (Self.chunkSizes.count - 1)
             let size = Self.chunkSizes[chunk]
             let prepared = RawStatement(try db.cachedStatement(sql: template.sql(chunk)), in: db)
-            var index: Int32 = 1
-            for value in values[(start * arity)..<((start + size) * arity)] {
-                prepared.bind(value, at: index)
-                index += 1
-            }
-            for value in statement.parameters {
-                prepared.bind(value, at: index)
-                index += 1
-            }
-            try prepared.collect(into: &rows)
+            try prepared.run(binding: values[(start * arity)..<((start + size) * arity)], then: statement.parameters, into: &rows)
             if statement.expectation == .oneChangePerRow, db.changesCount != size {
                 // Cannot happen under BEGIN IMMEDIATE (nobody else writes between our read and this
                 // write); refuse rather than acknowledge a write that did not happen.

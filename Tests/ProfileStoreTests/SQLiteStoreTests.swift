@@ -224,6 +224,35 @@ struct SQLiteStoreTests {
         }
     }
 
+    @Test("in one batch, each text parameter is bound to its own bytes: empty is not NULL, multi-byte text whole")
+    func textsOfOneBatchKeepTheirBytes() async throws {
+        // The store copies a statement's texts into one buffer and binds them from there: a wrong
+        // offset or length would move bytes between rows, and an empty string must stay '' (not NULL).
+        let types = ["", "ä", "business", "🙂x", String(repeating: "z", count: 20), "a\u{0}"]
+        let sexes: [String?] = ["F", "", nil, "é", "M", ""]
+        try await SQLiteFixture.with { fixture in
+            try await fixture.addUsers(Array(1...Int64(types.count)))
+            let batch = types.indices.map { index in
+                Messages.created(
+                    Int64(index + 1), profileType: .value(types[index]), sex: sexes[index].map(FieldUpdate.value) ?? .null)
+            }
+            let outcomes = await TestInbox.apply(batch, inbox: TestInbox.profile(), to: fixture.store)
+            #expect(outcomes == Array(repeating: .profile(.created), count: types.count), "\(outcomes)")
+            // As hex: GRDB reads text up to a NUL.
+            let stored = try await fixture.helper.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT hex("profile_type"), CASE WHEN "sex" IS NULL THEN NULL ELSE hex("sex") END \
+                        FROM "accounts_userprofile" ORDER BY "user_id"
+                        """
+                ).map { row -> [String?] in [row[0] as String?, row[1] as String?] }
+            }
+            func hex(_ text: String) -> String { text.utf8.map { String(format: "%02X", $0) }.joined() }
+            #expect(stored == types.indices.map { [hex(types[$0]), sexes[$0].map(hex)] })
+        }
+    }
+
     @Test("an SQLite library older than 3.33 (no UPDATE ... FROM) is refused at open, with the version it needs")
     func oldSQLiteRefused() async throws {
         let directory = try TestEnvironment.makeTemporaryDirectory()
