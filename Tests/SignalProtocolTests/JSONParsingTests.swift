@@ -56,6 +56,40 @@ struct JSONParsingTests {
         #expect(isRejected(Array(#"{"id":"a"#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}"#.utf8)))  // encoded surrogate
     }
 
+    @Test("strings of every length up to 40 bytes, with a special byte at every position, read byte for byte")
+    func specialBytesAtEveryPosition() throws {
+        // Wherever a backslash, a control character or a non-ASCII byte stands in a string (first,
+        // last, or in between), the string is read byte for byte and an error names its offset.
+        let prefix = #"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1,"fields":{"f":"#
+        for length in 0...40 {
+            for position in 0..<max(length, 1) {
+                for special: [UInt8] in [[0x20], [0x21], [0x23], [0x5B], [0x5D], [0x7F], [0xC3, 0xA9], [0x5C, 0x6E], [0x01], [0x1F]] {
+                    var text = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    if length > 0 { text.replaceSubrange(position...position, with: special) }
+                    let quoted = [UInt8(ascii: "\"")] + text + [UInt8(ascii: "\"")]
+                    // Once inside `fields` (checked, not built), once in `attrs` (built).
+                    let frame = Array(prefix.utf8) + quoted + Array(#"}},"attrs":{"x":"#.utf8) + quoted + Array("}}".utf8)
+                    let isControl = length > 0 && (special == [0x01] || special == [0x1F])
+                    do throws(RequestDecodingError) {
+                        guard case .signal(let envelope) = try RequestDecoder().decode(frame) else {
+                            Issue.record("not a signal")
+                            continue
+                        }
+                        var expected = text
+                        if special == [0x5C, 0x6E], length > 0 { expected.replaceSubrange(position...(position + 1), with: [0x0A]) }
+                        if isControl { Issue.record("length \(length), position \(position), \(special) accepted") }
+                        #expect(envelope.attrs["x"] == .string(String(decoding: expected, as: UTF8.self)), "length \(length), position \(position), \(special)")
+                    } catch {
+                        // The first control character is the one inside `fields`.
+                        let offset = prefix.utf8.count + 1 + position
+                        #expect(isControl, "length \(length), position \(position), \(special): \(error)")
+                        #expect(error.error.message.hasSuffix("control character in a string at byte \(offset)"), "\(error)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("nesting is bounded")
     func depth() throws {
         let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
