@@ -78,6 +78,14 @@ final class RequestQueue: Sendable {
 
     private func take(_ maxCount: Int) -> [QueuedRequest] {
         state.withLock { state in
+            if state.head == 0, state.items.count <= maxCount {
+                // Everything waiting fits (the usual case): hand the array over instead of copying
+                // each request out of it (a retain per field, then a release as the queue empties).
+                var batch: [QueuedRequest] = []
+                batch.reserveCapacity(state.items.count)  // becomes the queue's: room for as many again
+                swap(&batch, &state.items)
+                return batch
+            }
             let end = min(state.items.count, state.head + maxCount)
             let batch = Array(state.items[state.head..<end])
             state.head = end
