@@ -72,12 +72,15 @@ def store_rates(path: pathlib.Path) -> dict[tuple[str, str, str], float]:
 
 
 def worker_rates(path: pathlib.Path) -> dict[tuple[str, str], float]:
-    """(database, kind) -> requests/s, and (database, "cpu") -> worker CPU µs per request."""
+    """(database, kind) -> requests/s, and (database, "cpu") / (database, "client cpu") -> the worker's /
+    its client's CPU µs per request."""
     rates = {}
     for cells in table_rows(path.read_text(), "| store | creates/s |"):
         rates[(cells[0], "creates")] = float(cells[1])
         rates[(cells[0], "updates")] = float(cells[2])
-        rates[(cells[0], "cpu")] = float(cells[-1].split(",")[0]) * 10  # CPU s per 100k -> µs per request
+        worker_cpu, client_cpu = cells[-1].split(",")[:2]
+        rates[(cells[0], "cpu")] = float(worker_cpu) * 10  # CPU s per 100k -> µs per request
+        rates[(cells[0], "client cpu")] = float(client_cpu) * 10
     return rates
 
 
@@ -127,6 +130,42 @@ def deeper_window_section(window: int, stores: dict, workers: dict, deep: dict, 
                 f"| {database.split(' (')[0]} | {kind} | {median([workers[r][(label, kind)] for r in present]):,.0f} | "
                 f"{median([deep[r][(label, kind)] for r in present]):,.0f} | {percent(shallow_ratio)} | "
                 f"{percent(deep_ratio)} | {cpu[0]:.1f} / {cpu[1]:.1f} |")
+    return lines + [""]
+
+
+def ceiling_section(cores: int, stores: dict, workers: dict, rounds: range) -> list[str]:
+    """The most the worker could do on these cores with the CPU it and its client take per request.
+
+    At best every core is busy with the worker or its client all the time: `cores / (worker + client
+    CPU per request)` requests per second. Against (a') that is the highest worker / (a') this
+    worker can reach here, whatever the scheduling; a ratio above it would mean less CPU per request.
+    """
+    median = statistics.median
+    lines = ["## The CPU ceiling", "",
+             f"The worker and its client share {cores} cores. With every core busy with one of them all the time, "
+             f"the worker could answer at most {cores} / (its CPU + its client's CPU per request) requests per "
+             "second: the highest worker / (a') this worker can reach on this machine (medians of the rounds; "
+             "`worker-benchmark`'s \"CPU s / 100k\" column). On PostgreSQL the server's own CPU shares the cores "
+             "too and is not counted, so there the real ceiling is lower.", "",
+             "| database | worker CPU µs/request | client CPU µs/request | ceiling, requests/s | ceiling / (a'), "
+             "creates | ceiling / (a'), updates | measured worker / (a'), creates / updates |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for database, label in DATABASES.items():
+        present = [r for r in rounds if (label, "cpu") in workers[r] and (label, "client cpu") in workers[r]]
+        if not present:
+            continue
+        worker_cpu = median([workers[r][(label, "cpu")] for r in present])
+        client_cpu = median([workers[r][(label, "client cpu")] for r in present])
+        ceiling = cores * 1e6 / (worker_cpu + client_cpu)
+        cells = [database.split(" (")[0], f"{worker_cpu:.1f}", f"{client_cpu:.1f}", f"{ceiling:,.0f}"]
+        measured = []
+        for kind in KINDS:
+            limits = [stores[r][(database, "a'", kind)] for r in present if (database, "a'", kind) in stores[r]]
+            cells.append(percent(ceiling / median(limits)) if limits else "—")
+            ratios = [workers[r][(label, kind)] / stores[r][(database, "a'", kind)] for r in present
+                      if (label, kind) in workers[r] and (database, "a'", kind) in stores[r]]
+            measured.append(percent(median(ratios)) if ratios else "—")
+        lines.append("| " + " | ".join(cells + [" / ".join(measured)]) + " |")
     return lines + [""]
 
 
@@ -315,6 +354,7 @@ def main() -> None:
             "per request (all its threads, creates and updates)")
     lines += ["Per request: " + "; ".join(per_request) + ".", ""]
 
+    lines += ceiling_section(os.cpu_count() or 1, stores, workers, rounds)
     if args.deeper_window > 0:
         deep = {r: worker_rates(args.work / f"worker-deep-{r}.md") for r in rounds}
         lines += deeper_window_section(args.deeper_window, stores, workers, deep, rounds)

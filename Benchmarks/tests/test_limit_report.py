@@ -1,5 +1,5 @@
-"""Benchmarks/limit/report.py: the verdict cell of its summary (worker / (a') against the target) and
-the table of the worker at a deeper window.
+"""Benchmarks/limit/report.py: the verdict cell of its summary (worker / (a') against the target), the
+table of the worker at a deeper window, and the CPU ceiling.
 
     python3 -m unittest discover -s Benchmarks/tests -v      # any Python 3.10+, no packages
 """
@@ -54,6 +54,28 @@ class DeeperWindowTest(unittest.TestCase):
         stores = {1: {("PostgreSQL", "a'", "updates"): 50_000.0}}
         shallow = {1: {("PostgreSQL", "updates"): 40_000.0, ("PostgreSQL", "cpu"): 12.0}}
         lines = report.deeper_window_section(8000, stores, shallow, {1: {}}, rounds)
+        self.assertFalse([line for line in lines if line.startswith("| PostgreSQL")])
+
+
+class CeilingTest(unittest.TestCase):
+    """The CPU ceiling: cores / (worker + client CPU per request), against (a')."""
+
+    def test_the_ceiling_is_the_cores_over_the_cpu_per_request(self) -> None:
+        rounds = range(1, 4)
+        database = "SQLite (synchronous=FULL)"
+        stores = {r: {(database, "a'", "creates"): 244_212.0, (database, "a'", "updates"): 220_654.0} for r in rounds}
+        workers = {r: {("SQLite", "creates"): rate, ("SQLite", "updates"): rate, ("SQLite", "cpu"): cpu,
+                       ("SQLite", "client cpu"): 1.1}
+                   for r, rate, cpu in zip(rounds, (130_000.0, 134_000.0, 120_000.0), (11.0, 12.0, 13.0))}
+        lines = report.ceiling_section(2, stores, workers, rounds)
+        rows = [line for line in lines if line.startswith("| SQLite |")]
+        # 2 cores / (12.0 + 1.1) µs = 152,672 requests/s: 62.5 % of 244,212, 69.1 % of 220,654.
+        self.assertEqual(rows, ["| SQLite | 12.0 | 1.1 | 152,672 | 62.5 % | 69.1 % | 53.2 % / 58.9 % |"])
+
+    def test_a_run_without_client_cpu_gets_no_row(self) -> None:
+        stores = {1: {("PostgreSQL", "a'", "creates"): 70_000.0}}
+        workers = {1: {("PostgreSQL", "creates"): 50_000.0, ("PostgreSQL", "cpu"): 12.0}}
+        lines = report.ceiling_section(2, stores, workers, range(1, 2))
         self.assertFalse([line for line in lines if line.startswith("| PostgreSQL")])
 
 
