@@ -587,7 +587,9 @@ func best(of rounds: [StoreResult]) -> StoreResult {
 func report(_ rounds: [[StoreResult]], arguments: Arguments) -> String {
     let results = rounds.map(best(of:))
     let commit = (try? run(try tool("git"), ["rev-parse", "--short", "HEAD"]))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-    let dirty = ((try? run(try tool("git"), ["status", "--porcelain", "--untracked-files=no"])) ?? "").isEmpty ? "" : " (+ uncommitted changes)"
+    // Results written by earlier runs are not changes to what is measured.
+    let status = ["status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)Benchmarks/results"]
+    let dirty = ((try? run(try tool("git"), status)) ?? "").isEmpty ? "" : " (+ uncommitted changes)"
     let cores = ProcessInfo.processInfo.activeProcessorCount
     let cpu = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "").split(separator: "\n")
         .first { $0.hasPrefix("model name") }.map { $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "" } ?? "?"

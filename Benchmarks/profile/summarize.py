@@ -228,7 +228,9 @@ def main() -> None:
     args = parser.parse_args()
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        # Results written by earlier runs are not changes to what is measured.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)Benchmarks/results"], capture_output=True, text=True).stdout.strip()
     except OSError:
         commit, dirty = "?", ""
     lines = [
