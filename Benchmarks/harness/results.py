@@ -383,6 +383,17 @@ def callgrind_lines(results: dict) -> list[str]:
             "[`Benchmarks/results/bridge-callgrind.json`](results/bridge-callgrind.json))."]
 
 
+def allocation_lines(results: dict) -> list[str]:
+    """RESULTS.md's line on the worker's allocations per request (Benchmarks/allocations/run)."""
+    meta = results.get("meta", {})
+    workers = results.get("workers", {})
+    cells = ", ".join(f"{name} {figures['total']:.1f} ({figures['socket thread']:.1f} on the socket thread)"
+                      for name, figures in workers.items())
+    return [f"Worker's allocations per request (`malloc`, `calloc`, `realloc`, every thread): {cells} "
+            f"(`{meta.get('command', '?')}`, {meta.get('date', '?')}, commit {meta.get('commit', '?')}; "
+            "[`Benchmarks/results/worker-allocations.json`](results/worker-allocations.json))."]
+
+
 def worker_table(results: dict) -> list[str]:
     """RESULTS.md's worker-side lines: profiles/s per worker and the ratios."""
     names = {"swift": "Swift signal-worker", "pyzmq": "pyzmq Python worker", "celery": "Celery (prefork ×2)",

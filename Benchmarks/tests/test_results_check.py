@@ -154,5 +154,17 @@ class TargetTests(unittest.TestCase):
         json.dumps(django_results())
 
 
+class AllocationLinesTest(unittest.TestCase):
+    def test_each_worker_with_its_total_and_socket_thread(self) -> None:
+        data = {"schema": results.SCHEMA, "benchmark": "worker-allocations",
+                "meta": {"command": "Benchmarks/allocations/run --requests 50000", "date": "D", "commit": "abc"},
+                "workers": {"SQLite (synchronous=FULL)": {"total": 23.14, "socket thread": 13.0},
+                            "SQLite (synchronous=NORMAL)": {"total": 23.46, "socket thread": 12.96}}}
+        (line,) = results.allocation_lines(data)
+        self.assertIn("SQLite (synchronous=FULL) 23.1 (13.0 on the socket thread), "
+                      "SQLite (synchronous=NORMAL) 23.5 (13.0 on the socket thread)", line)
+        self.assertIn("`Benchmarks/allocations/run --requests 50000`, D, commit abc", line)
+
+
 if __name__ == "__main__":
     unittest.main()
