@@ -42,7 +42,6 @@ public final class SocketThread: Sendable {
                 ThreadName.setCurrent(name)
                 main { continuation.resume(returning: $0) }
             }
-            thread.name = name
             thread.start()
         }
         return try result.get()
