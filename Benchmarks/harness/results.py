@@ -387,8 +387,9 @@ def allocation_lines(results: dict) -> list[str]:
     """RESULTS.md's line on the worker's allocations per request (Benchmarks/allocations/run)."""
     meta = results.get("meta", {})
     workers = results.get("workers", {})
-    cells = ", ".join(f"{name} {figures['total']:.1f} ({figures['socket thread']:.1f} on the socket thread)"
-                      for name, figures in workers.items())
+    cells = ", ".join(f"{name} {counts['total']:.1f} ({counts['socket thread']:.1f} on the socket thread)"
+                      for name, counts in ((name, figures["allocations per request"])
+                                           for name, figures in workers.items()))
     return [f"Worker's allocations per request (`malloc`, `calloc`, `realloc`, every thread): {cells} "
             f"(`{meta.get('command', '?')}`, {meta.get('date', '?')}, commit {meta.get('commit', '?')}; "
             "[`Benchmarks/results/worker-allocations.json`](results/worker-allocations.json))."]

@@ -158,8 +158,10 @@ class AllocationLinesTest(unittest.TestCase):
     def test_each_worker_with_its_total_and_socket_thread(self) -> None:
         data = {"schema": results.SCHEMA, "benchmark": "worker-allocations",
                 "meta": {"command": "Benchmarks/allocations/run --requests 50000", "date": "D", "commit": "abc"},
-                "workers": {"SQLite (synchronous=FULL)": {"total": 23.14, "socket thread": 13.0},
-                            "SQLite (synchronous=NORMAL)": {"total": 23.46, "socket thread": 12.96}}}
+                "workers": {"SQLite (synchronous=FULL)":
+                            {"allocations per request": {"total": 23.14, "socket thread": 13.0}},
+                            "SQLite (synchronous=NORMAL)":
+                            {"allocations per request": {"total": 23.46, "socket thread": 12.96}}}}
         (line,) = results.allocation_lines(data)
         self.assertIn("SQLite (synchronous=FULL) 23.1 (13.0 on the socket thread), "
                       "SQLite (synchronous=NORMAL) 23.5 (13.0 on the socket thread)", line)
