@@ -572,6 +572,13 @@ def git(*args: str) -> str:
         return "unknown"
 
 
+def checkout() -> str:
+    """This checkout's short commit, with " + uncommitted changes" when tracked files outside
+    Benchmarks/results differ from it: results written by earlier runs are not changes to what is measured."""
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)Benchmarks/results")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty and dirty != "unknown" else "")
+
+
 def git_at(path: Path, *args: str) -> str:
     """``git -C path ...``'s output, or "not a git checkout"."""
     try:

@@ -19,11 +19,12 @@ import os
 import pathlib
 import re
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "profile"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "harness"))
 import summarize  # noqa: E402  (Benchmarks/profile/summarize.py: the stage of each sample)
+from signal_bench import checkout  # noqa: E402  (the commit a report names)
 
 TARGET = 0.70
 # store-benchmark's label -> worker-benchmark's label, for the databases both measure alike.
@@ -279,16 +280,12 @@ def main() -> None:
     rounds = range(1, args.rounds + 1)
     stores = {r: store_rates(args.work / f"store-{r}.md") for r in rounds}
     workers = {r: worker_rates(args.work / f"worker-{r}.md") for r in rounds}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    # Results written by earlier runs (this report among them) are not changes to what is measured.
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
-                            ":(top,exclude)Benchmarks/results"], capture_output=True, text=True).stdout.strip()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     lines = [
         "# The honest limit: the worker end to end against (a')",
         "",
         f"- command: `{args.command}`",
-        f"- date: {now}; commit {commit}{' + uncommitted changes' if dirty else ''}; "
+        f"- date: {now}; commit {checkout()}; "
         f"{os.cpu_count()} cores shared by the client, the worker and PostgreSQL; load average {os.getloadavg()[0]:.1f} at the end",
         f"- (a'): `store-benchmark --count {args.requests} --runs 1`, a hand-written transaction per 1,000 messages doing "
         "the worker's writes for each (the profile, its dedupe id, its object's sequence), no sockets, no decoding; "

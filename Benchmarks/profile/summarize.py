@@ -18,7 +18,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 LINE = re.compile(r"^\s*([\d.]+)%\s+(\S+)\s+\[([.k])\]\s+(.*)$")
 SWIFT_MODULE = re.compile(r"^\$s(\d+)([A-Za-z_][A-Za-z0-9_]*)")
@@ -226,18 +228,13 @@ def main() -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("reports", nargs="+", help="LABEL=PATH of a perf report")
     args = parser.parse_args()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        # Results written by earlier runs are not changes to what is measured.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
-                                ":(top,exclude)Benchmarks/results"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit, dirty = "?", ""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))
+    from signal_bench import checkout  # the commit a report names
     lines = [
         "# Where the worker's CPU time goes",
         "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}",
-        f"- commit: {commit}{' + uncommitted changes' if dirty else ''}",
+        f"- commit: {checkout()}",
         f"- machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end",
         f"- command: `Benchmarks/profile/run --requests {args.requests}`",
         f"- load: `worker-benchmark --rounds 1 --requests {args.requests}` ({args.requests:,} pipelined creates, as many updates, "
