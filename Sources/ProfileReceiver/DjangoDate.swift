@@ -59,7 +59,9 @@ public struct DjangoDate: Sendable, Hashable, Comparable, CustomStringConvertibl
 
     /// Parses a string exactly as Django's `DateField.to_python` does.
     public static func parse(_ text: String) throws(ParseFailure) -> DjangoDate {
-        if let date = fromISOFormat(Array(text.utf8)) { return date }
+        var text = text
+        // Read in place: this runs for every birthdate of a batch, read or received.
+        if let date = text.withUTF8(fromISOFormat) { return date }
         return try fromDjangoRegex(Array(text.unicodeScalars))
     }
 
@@ -68,14 +70,15 @@ public struct DjangoDate: Sendable, Hashable, Comparable, CustomStringConvertibl
     /// A port of CPython 3.11's `parse_isoformat_date`, quirks included: the string must be
     /// 7, 8 or 10 UTF-8 bytes long, and bytes after the parsed date are not looked at
     /// (`date.fromisoformat("20200102ab")` is 2020-01-02).
-    private static func fromISOFormat(_ utf8: [UInt8]) -> DjangoDate? {
-        guard [7, 8, 10].contains(utf8.count) else { return nil }
-        let bytes = utf8 + [0]  // C reads the terminating NUL where the string ends
+    private static func fromISOFormat(_ utf8: UnsafeBufferPointer<UInt8>) -> DjangoDate? {
+        guard utf8.count == 7 || utf8.count == 8 || utf8.count == 10 else { return nil }
         var index = 0
+        /// The byte at `position`; C reads the terminating NUL where the string ends.
+        func byte(at position: Int) -> UInt8 { position < utf8.count ? utf8[position] : 0 }
         func digits(_ count: Int) -> Int? {
             var value = 0
             for _ in 0..<count {
-                let byte = bytes[index]
+                let byte = byte(at: index)
                 guard byte >= 0x30, byte <= 0x39 else { return nil }
                 value = value * 10 + Int(byte - 0x30)
                 index += 1
@@ -83,14 +86,14 @@ public struct DjangoDate: Sendable, Hashable, Comparable, CustomStringConvertibl
             return value
         }
         func separator() -> Bool {
-            let byte = bytes[index]
+            let byte = byte(at: index)
             index += 1
             return byte == UInt8(ascii: "-")
         }
         guard let year = digits(4) else { return nil }
-        let usesSeparator = bytes[index] == UInt8(ascii: "-")
+        let usesSeparator = byte(at: index) == UInt8(ascii: "-")
         if usesSeparator { index += 1 }
-        if bytes[index] == UInt8(ascii: "W") {
+        if byte(at: index) == UInt8(ascii: "W") {
             index += 1
             guard let week = digits(2) else { return nil }
             var weekday = 1

@@ -21,6 +21,10 @@ struct JSONParser {
     /// Deepest nesting accepted (arrays and objects).
     static let maxDepth = 64
 
+    /// Members a built object has room for once it has one (one table of 8 buckets); a larger
+    /// object grows as usual. An empty object (`{}`) allocates nothing.
+    static let objectCapacityAtFirstMember = 6
+
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
     private var depth = 0
@@ -131,6 +135,9 @@ struct JSONParser {
         }
         var object: [String: JSONValue] = [:]
         try forEachMember { parser throws(Failure) in try parser.parseString() } value: { parser, key throws(Failure) in
+            // Room for a small object's members at its first one: growing from empty reallocates
+            // and rehashes at the 2nd and 4th member (the profile's `attrs` has three or four).
+            if object.isEmpty { object.reserveCapacity(Self.objectCapacityAtFirstMember) }
             object[key] = try parser.parseValue()
         }
         return .object(object)

@@ -90,6 +90,20 @@ struct JSONParsingTests {
         }
     }
 
+    @Test("objects of every size around the room reserved at their first member keep every member, the last of a repeated key winning")
+    func objectSizes() throws {
+        for count in 0...20 {
+            let members = (0..<count).map { "\"k\($0)\": \($0)" }
+            // A repeated first key after the others: the later value replaces the earlier one.
+            let repeated = count > 0 ? [#""k0": "last""#] : []
+            let parsed = try attrs("{" + (members + repeated).joined(separator: ", ") + "}")
+            var expected: [String: JSONValue] = [:]
+            for index in 0..<count { expected["k\(index)"] = .integer(Int64(index)) }
+            if count > 0 { expected["k0"] = .string("last") }
+            #expect(parsed == .object(expected), "\(count) members")
+        }
+    }
+
     @Test("nesting is bounded")
     func depth() throws {
         let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
