@@ -125,6 +125,10 @@ public struct BatchStatement: Sendable, Hashable {
     }
 
     /// Creates a statement with one row per element of `items`, whose values `row` appends.
+    ///
+    /// Inlinable so that it is specialized where it is called: unspecialized, each element is read
+    /// through the `Collection` witness, which allocates a frame per element (one `malloc` per row).
+    @inlinable
     public init<Items: Collection>(
         _ purpose: String, sql: String, columns: [SQLColumnType], rows items: Items,
         parameters: [SQLValue] = [], expectation: Expectation = .none,
