@@ -425,7 +425,7 @@ enum CZMQ {
 
     /// Sends `head` with ZMQ_SNDMORE on each frame, then `last`.
     static func sendMultipart(
-        _ socket: SocketHandle, _ head: some Collection<[UInt8]>, last: [UInt8], flags: Int32
+        _ socket: SocketHandle, _ head: ArraySlice<[UInt8]>, last: [UInt8], flags: Int32
     ) throws(ZeroMQError) {
         for frame in head {
             try self.send(socket, frame, flags: flags | ZMQ_SNDMORE)

@@ -217,10 +217,17 @@ public final class Socket {
 
     /// Sends `head` then `last` as one multipart message, as ``send(multipart:flags:)`` does with
     /// `head + [last]`, without building that array: a reply after its routing frames.
-    public func send(
-        multipart head: some Collection<[UInt8]>, last: [UInt8], flags: MessageFlags = []
-    ) throws(ZeroMQError) {
+    ///
+    /// The frames come in a concrete type, not `some Collection`: a generic here is not specialized
+    /// in the caller's module, and reading each frame through the `Collection` witness cost a
+    /// `malloc` per frame.
+    public func send(multipart head: ArraySlice<[UInt8]>, last: [UInt8], flags: MessageFlags = []) throws(ZeroMQError) {
         try CZMQ.sendMultipart(self.liveHandle("zmq_send"), head, last: last, flags: flags.rawValue)
+    }
+
+    /// Sends `head` then `last` as one multipart message (see ``send(multipart:last:flags:)``).
+    public func send(multipart head: [[UInt8]], last: [UInt8], flags: MessageFlags = []) throws(ZeroMQError) {
+        try send(multipart: head[...], last: last, flags: flags)
     }
 
     /// Sends a multipart message from any collection of contiguous byte buffers (e.g. `[Data]`).
