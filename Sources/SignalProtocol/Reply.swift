@@ -161,6 +161,14 @@ public struct Reply: Sendable, Hashable {
     public func encoded() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(96)
+        encode(into: &out)
+        return out
+    }
+
+    /// Replaces the contents of `out` with ``encoded()``'s bytes, keeping its capacity: a sender
+    /// that reuses one buffer allocates nothing per reply.
+    public func encode(into out: inout [UInt8]) {
+        out.removeAll(keepingCapacity: true)
         out += Self.prefix
         if let id { JSONString.append(id, to: &out) } else { out += "null".utf8 }
         switch outcome {
@@ -213,7 +221,6 @@ public struct Reply: Sendable, Hashable {
             }
             out += (error.code.isRetryable ? #","retryable":true}}"# : #","retryable":false}}"#).utf8
         }
-        return out
     }
 }
 

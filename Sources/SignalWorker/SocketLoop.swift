@@ -116,8 +116,9 @@ final class SocketLoop: Sendable {
         state.withLock { if $0.phase == .starting { $0.phase = .serving } }
         started(.success(endpoint))
 
-        if serve(socket) == .completed {
-            for reply in mailbox.takeAll() { send(reply, on: socket) }
+        let replies = ReplySender(socket: socket, metrics: metrics, logger: logger)
+        if serve(socket, replies: replies) == .completed {
+            for reply in mailbox.takeAll() { replies.send(reply) }
         }
         socket.close()  // LINGER bounds how long queued replies may take to flush
         // Only now may a failed authentication handler unbind: the socket it guarded is closed.
@@ -230,7 +231,7 @@ final class SocketLoop: Sendable {
         case authenticationFailed
     }
 
-    private func serve(_ socket: Socket) -> ServeEnd {
+    private func serve(_ socket: Socket, replies: ReplySender) -> ServeEnd {
         let decoder = RequestDecoder(maxFrameBytes: configuration.maxRequestBytes)
         let poller = Poller()
         let socketIndex = poller.register(socket, for: .readable)
@@ -283,21 +284,23 @@ final class SocketLoop: Sendable {
             }
             for item in ready {
                 if item.index == wakeIndex {
-                    for reply in mailbox.takeAll() { send(reply, on: socket) }
+                    for reply in mailbox.takeAll() { replies.send(reply) }
                 } else if item.index == socketIndex, reading {
-                    readAvailable(from: socket, decoder: decoder, frames: &frames)
+                    readAvailable(from: socket, decoder: decoder, frames: &frames, replies: replies)
                 }
             }
         }
     }
 
     /// Reads what is waiting (bounded, so replies are not starved), and dispatches each request.
-    private func readAvailable(from socket: Socket, decoder: RequestDecoder, frames: inout [[UInt8]]) {
+    private func readAvailable(
+        from socket: Socket, decoder: RequestDecoder, frames: inout [[UInt8]], replies: ReplySender
+    ) {
         defer { metrics.queued(queue.count) }
         guard queue.count < configuration.maxQueuedRequests else { return }
         do {
             try socket.receiveQueued(limit: 1_024, into: &frames) { message in
-                dispatch(message, decoder: decoder, socket: socket)
+                dispatch(message, decoder: decoder, replies: replies)
                 return queue.count < configuration.maxQueuedRequests
             }
         } catch {
@@ -305,7 +308,7 @@ final class SocketLoop: Sendable {
         }
     }
 
-    private func dispatch(_ frames: [[UInt8]], decoder: RequestDecoder, socket: Socket) {
+    private func dispatch(_ frames: [[UInt8]], decoder: RequestDecoder, replies: ReplySender) {
         let receivedAt = ContinuousClock.now
         let envelopeCount = RoutingEnvelope.count(in: frames)
         let envelope = Array(frames.prefix(envelopeCount))
@@ -314,42 +317,64 @@ final class SocketLoop: Sendable {
             reject(
                 envelope, id: nil,
                 ReplyError(.badRequest, "a request is exactly one frame after the routing frames; got \(body.count)"),
-                socket: socket)
+                replies: replies)
             return
         }
         let request: Request
         do {
             request = try decoder.decode(frame)
         } catch {
-            reject(envelope, id: error.requestID, error.error, socket: socket)
+            reject(envelope, id: error.requestID, error.error, replies: replies)
             return
         }
         switch request {
         case .ping(let id):
             metrics.recordOutcome(.ok(.pong))
-            send(OutgoingReply(envelope: envelope, reply: Reply(id: id, outcome: .ok(.pong), features: pongFeatures)), on: socket)
+            replies.send(OutgoingReply(envelope: envelope, reply: Reply(id: id, outcome: .ok(.pong), features: pongFeatures)))
         case .signal(let signal):
             do {
                 let prepared = try registry.prepare(signal)
                 queue.push(QueuedRequest(envelope: envelope, id: signal.id, prepared: prepared, receivedAt: receivedAt))
             } catch {
-                reject(envelope, id: signal.id, error, socket: socket)
+                reject(envelope, id: signal.id, error, replies: replies)
             }
         }
     }
 
-    private func reject(_ envelope: [[UInt8]], id: String?, _ error: ReplyError, socket: Socket) {
+    private func reject(_ envelope: [[UInt8]], id: String?, _ error: ReplyError, replies: ReplySender) {
         logger.warning(
             "request rejected",
             metadata: ["message_id": "\(id ?? "-")", "code": "\(error.code)", "field": "\(error.field ?? "-")",
                 "error": "\(error.message)"])
         metrics.recordOutcome(.error(error))
-        send(OutgoingReply(envelope: envelope, reply: Reply.error(id, error)), on: socket)
+        replies.send(OutgoingReply(envelope: envelope, reply: Reply.error(id, error)))
+    }
+}
+
+/// Sends replies on the socket thread's socket, each encoded into the one buffer it reuses
+/// (no allocation per reply; libzmq copies the bytes into its own message).
+private final class ReplySender {
+    private let socket: Socket
+    private let metrics: WorkerMetrics
+    private let logger: Logger
+    private var bytes: [UInt8] = []
+
+    init(socket: Socket, metrics: WorkerMetrics, logger: Logger) {
+        self.socket = socket
+        self.metrics = metrics
+        self.logger = logger
+        bytes.reserveCapacity(256)
     }
 
-    private func send(_ reply: OutgoingReply, on socket: Socket) {
+    /// Largest buffer kept between replies: an error reply that quotes a long value is encoded
+    /// in a buffer of its own size, then that buffer is let go.
+    private static let keptCapacity = 4_096
+
+    func send(_ reply: OutgoingReply) {
+        reply.reply.encode(into: &bytes)
+        defer { if bytes.capacity > Self.keptCapacity { bytes = [] } }
         do {
-            try socket.send(multipart: reply.envelope, last: reply.reply.encoded(), flags: .dontWait)
+            try socket.send(multipart: reply.envelope, last: bytes, flags: .dontWait)
         } catch {
             // The client went away (EHOSTUNREACH) or stopped reading (HWM): it will time out and
             // resend; dedupe makes the resend harmless.

@@ -96,6 +96,22 @@ struct RequestDecoderTests {
         #expect(ReplyErrorCode.behind.isRetryable && !ReplyErrorCode.behind.holdsObject && ReplyErrorCode.storeUnavailable.holdsObject)
     }
 
+    @Test("one buffer reused for replies long and short holds each reply's bytes alone, as encoded() gives them")
+    func encodeIntoReusedBuffer() {
+        let replies = [
+            Reply.error("a-long-id-\(String(repeating: "x", count: 200))", ReplyError(.badRequest, "quoted \"value\"", field: "seq")),
+            Reply.ok("short", .created),
+            Reply(id: nil, outcome: .stale(lastSequence: 42)),
+            Reply(id: "p", outcome: .ok(.pong), features: ["outbox_check"]),
+            Reply.ok("", .updated),
+        ]
+        var buffer: [UInt8] = Array("leftover bytes that must not survive".utf8)
+        for reply in replies {
+            reply.encode(into: &buffer)
+            #expect(buffer == reply.encoded())
+        }
+    }
+
     @Test(
         "wrong input names the field",
         arguments: [
