@@ -573,6 +573,12 @@ def git(*args: str) -> str:
 
 
 def checkout() -> str:
+    """What the measured binaries were built from: ``checkout_now()`` as it was when
+    Benchmarks/build last built them in this run ($SIGNAL_BENCH_CHECKOUT), else as it is now."""
+    return os.environ.get("SIGNAL_BENCH_CHECKOUT") or checkout_now()
+
+
+def checkout_now() -> str:
     """This checkout's short commit, with " + uncommitted changes" when tracked files outside
     Benchmarks/results differ from it: results written by earlier runs are not changes to what is measured."""
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)Benchmarks/results")
