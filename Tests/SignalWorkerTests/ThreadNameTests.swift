@@ -14,7 +14,7 @@ struct ThreadNameTests {
     /// Foundation's `Thread.name` setter, which ``ThreadName`` used before, lost the name when the new
     /// thread ran before `start()` had stored its handle. That race needs the starting thread to lose
     /// its core at one exact moment (it showed once, in a loaded CI run); this test did not provoke it
-    /// in 900 tries, so it checks the naming itself, on fresh threads, from their first line.
+    /// in 1,200 tries, so it checks the naming itself, on fresh threads, from their first line.
     @Test("a new thread that names itself on its first line carries the name at once")
     func namedFromTheFirstLine() async {
         for attempt in 0..<100 {
