@@ -584,12 +584,20 @@ func best(of rounds: [StoreResult]) -> StoreResult {
     return result
 }
 
-func report(_ rounds: [[StoreResult]], arguments: Arguments) -> String {
-    let results = rounds.map(best(of:))
+/// The commit the reports name: what Benchmarks/build built (`SIGNAL_BENCH_CHECKOUT`, as the Python
+/// reports read it through `signal_bench.checkout()`), else this checkout now, with
+/// " + uncommitted changes" when tracked files outside Benchmarks/results differ from it.
+func checkoutLabel() -> String {
+    if let built = ProcessInfo.processInfo.environment["SIGNAL_BENCH_CHECKOUT"], !built.isEmpty { return built }
     let commit = (try? run(try tool("git"), ["rev-parse", "--short", "HEAD"]))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
     // Results written by earlier runs are not changes to what is measured.
     let status = ["status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)Benchmarks/results"]
-    let dirty = ((try? run(try tool("git"), status)) ?? "").isEmpty ? "" : " (+ uncommitted changes)"
+    return commit + (((try? run(try tool("git"), status)) ?? "").isEmpty ? "" : " + uncommitted changes")
+}
+
+func report(_ rounds: [[StoreResult]], arguments: Arguments) -> String {
+    let results = rounds.map(best(of:))
+    let commit = checkoutLabel()
     let cores = ProcessInfo.processInfo.activeProcessorCount
     let cpu = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "").split(separator: "\n")
         .first { $0.hasPrefix("model name") }.map { $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "" } ?? "?"
@@ -599,7 +607,7 @@ func report(_ rounds: [[StoreResult]], arguments: Arguments) -> String {
         "",
         "- date: \(Date().formatted(.iso8601))",
         "- machine: \(cores) cores (`nproc`), \(cpu); client and worker share them",
-        "- commit: \(commit)\(dirty)",
+        "- commit: \(commit)",
         "- worker: `\(arguments.worker)` — \(version)\(arguments.workerArguments.isEmpty ? "" : ", `serve \(arguments.workerArguments.joined(separator: " "))`")",
         "- load: \(arguments.requests) creates then \(arguments.requests) updates pipelined from one DEALER "
             + "(≤ \(arguments.window) in flight), then \(arguments.latencyRequests) updates one at a time; requests carry `seq` and "
@@ -717,7 +725,7 @@ func soak(seconds soakSeconds: Int, arguments: Arguments) throws -> String {
     var lines = [
         "# Worker soak",
         "",
-        "- date: \(Date().formatted(.iso8601)); commit \((try? run(try tool("git"), ["rev-parse", "--short", "HEAD"]))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?")",
+        "- date: \(Date().formatted(.iso8601)); commit \(checkoutLabel())",
         "- command: `worker-benchmark --soak-seconds \(soakSeconds)`; SQLite (synchronous FULL), \(users) users, pipelined updates from one DEALER (≤ \(arguments.window) in flight), every reply checked `ok`",
         "- \(total) requests in \(String(format: "%.0f", elapsed)) s (\(Int(Double(total) / elapsed)) requests/s); worker exit status after SIGTERM: \(status)",
         "",
