@@ -9,11 +9,11 @@ import Darwin
 ///
 /// By writing `/proc/thread-self/comm` from the thread itself (proc(5); what glibc's
 /// `pthread_setname_np` does for another thread; Swift's Glibc module does not export that call),
-/// not through Foundation's `Thread.name`. That setter
-/// names the thread only once `start()`, in the parent thread, has stored the new thread's handle,
-/// and the new thread may already be running: set from its first line, the name was lost now and
-/// then (a CI run saw the broker's socket thread under the name it inherited,
-/// `oot.default-qos`). Set before `start()`, it never reaches the kernel at all.
+/// not through Foundation's `Thread.name`. That setter names the thread only once `start()`, in
+/// the parent thread, has stored the new thread's handle, and the new thread may already be
+/// running: set from its first line, the name was lost now and then (a CI run saw the broker's
+/// socket thread under the name it inherited, `oot.default-qos`). Set before `start()`, it never
+/// reaches the kernel at all.
 public enum ThreadName {
     /// The longest name Linux keeps, in bytes (without the terminating NUL); a longer one is refused.
     public static let maxBytes = 15
