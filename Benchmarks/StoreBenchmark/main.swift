@@ -1,13 +1,13 @@
 // store-benchmark: profiles/s of the two stores against a hand-written insert ceiling.
 //
 //   Benchmarks/build store-benchmark
-//   .build/release/store-benchmark [--count N] [--single-count N] [--runs N] [--postgres-url URL] [--output PATH]
+//   .build/release/store-benchmark [--count N] [--batch-size N] [--single-count N] [--runs N] [--postgres-url URL] [--output PATH]
 //   (--help lists every option)
 //
 // For SQLite (a temp file, WAL, the Django-compatible schema) and PostgreSQL (URL from
 // --postgres-url or SIGNAL_WORKER_TEST_POSTGRES_URL; a schema of its own, dropped at the end):
 //   (a) raw insert: plain multi-row INSERT (SQLite) / INSERT ... SELECT FROM unnest (PostgreSQL)
-//       of profile rows, 1,000 per transaction: the ceiling of one write per message;
+//       of profile rows, 1,000 per transaction (--batch-size): the ceiling of one write per message;
 //   (a') the same writes per message as the worker, hand-written: the profile (INSERT for creates,
 //       UPDATE for updates), its dedupe id and its object's sequence (upsert), 1,000 messages per
 //       transaction: the honest limit, what (b) is compared with;
@@ -36,7 +36,7 @@ struct Options: ParsableCommand {
         commandName: "store-benchmark",
         abstract: "Profiles/s of the SQLite and PostgreSQL stores against a hand-written batched INSERT.")
 
-    @Option(name: .customLong("count"), help: "Profiles per batched run (rounded down to whole batches of 1,000).")
+    @Option(name: .customLong("count"), help: "Profiles per batched run (rounded down to whole batches).")
     var requestedCount = 100_000
 
     @Option(help: "Profiles of the one-message-per-transaction run.")
@@ -51,7 +51,14 @@ struct Options: ParsableCommand {
     @Option(help: "Markdown report.")
     var output = "Benchmarks/results/store.md"
 
-    var batchSize: Int { 1_000 }
+    @Option(help: "Messages per transaction in the batched runs (the worker's --max-batch is 1,000).")
+    var batchSize = 1_000
+
+    /// The batch size as the report writes it (`1,000`).
+    var batchLabel: String {
+        let digits = String(batchSize)
+        return digits.count > 3 ? "\(digits.dropLast(3)),\(digits.suffix(3))" : digits
+    }
 
     /// The profiles of a batched run: `--count` in whole batches, at least one.
     var count: Int { max(batchSize, requestedCount / batchSize * batchSize) }
@@ -62,6 +69,7 @@ struct Options: ParsableCommand {
 
     func validate() throws {
         guard requestedCount > 0, runs > 0 else { throw ValidationError("--count and --runs must be positive") }
+        guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1 to 10,000") }
         guard singleCount > 1 else { throw ValidationError("--single-count must be above 1") }
     }
 }
@@ -237,7 +245,7 @@ func sqliteBenchmarks(options: Options, directory: URL) async throws -> [Measure
         }
         try pool.close()
         let measurement = Measurement(
-            store: "SQLite (synchronous=FULL)", benchmark: "(a) raw INSERT, 1,000 rows/transaction", profiles: options.count,
+            store: "SQLite (synchronous=FULL)", benchmark: "(a) raw INSERT, \(options.batchLabel) rows/transaction", profiles: options.count,
             seconds: seconds)
         report(measurement)
         return [measurement]
@@ -294,7 +302,7 @@ func sqliteBenchmarks(options: Options, directory: URL) async throws -> [Measure
                 }
             }
             let measurement = Measurement(
-                store: "SQLite (synchronous=FULL)", benchmark: "(a') same writes as the worker, 1,000/transaction, \(name)",
+                store: "SQLite (synchronous=FULL)", benchmark: "(a') same writes as the worker, \(options.batchLabel)/transaction, \(name)",
                 profiles: messages.count, seconds: seconds, ceiling: ceiling)
             report(measurement)
             measurements.append(measurement)
@@ -320,7 +328,7 @@ func sqliteBenchmarks(options: Options, directory: URL) async throws -> [Measure
                     }
                 }
                 let measurement = Measurement(
-                    store: label, benchmark: "(b) store apply, 1,000/batch, \(name)", profiles: messages.count,
+                    store: label, benchmark: "(b) store apply, \(options.batchLabel)/batch, \(name)", profiles: messages.count,
                     seconds: seconds, ceiling: ceiling,
                     sameWrites: synchronous == .full
                         ? sameWritesRate(sqliteSameWrites, store: "SQLite (synchronous=FULL)", phase: name) : nil)
@@ -423,7 +431,7 @@ func postgresBenchmarks(options: Options, url: String) async throws -> (results:
                 }
             }
             let raw = Measurement(
-                store: label, benchmark: "(a) raw INSERT ... unnest, 1,000 rows/transaction", profiles: options.count,
+                store: label, benchmark: "(a) raw INSERT ... unnest, \(options.batchLabel) rows/transaction", profiles: options.count,
                 seconds: seconds)
             report(raw)
             return [raw]
@@ -469,7 +477,7 @@ func postgresBenchmarks(options: Options, url: String) async throws -> (results:
                     }
                 }
                 let measurement = Measurement(
-                    store: label, benchmark: "(a') same writes as the worker, 1,000/transaction, \(name)",
+                    store: label, benchmark: "(a') same writes as the worker, \(options.batchLabel)/transaction, \(name)",
                     profiles: messages.count, seconds: seconds, ceiling: ceiling)
                 report(measurement)
                 measurements.append(measurement)
@@ -492,7 +500,7 @@ func postgresBenchmarks(options: Options, url: String) async throws -> (results:
                     }
                 }
                 let measurement = Measurement(
-                    store: label, benchmark: "(b) store apply, 1,000/batch, \(name)", profiles: messages.count,
+                    store: label, benchmark: "(b) store apply, \(options.batchLabel)/batch, \(name)", profiles: messages.count,
                     seconds: seconds, ceiling: ceiling, sameWrites: sameWritesRate(postgresSameWrites, store: label, phase: name))
                 report(measurement)
                 measurements.append(measurement)
