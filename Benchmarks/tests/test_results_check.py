@@ -130,6 +130,75 @@ class CheckTests(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
+class ConfirmationTests(unittest.TestCase):
+    """``check(..., confirmation=)``: a regression of a re-run file counts only if the re-run shows it too."""
+
+    KEY = "SQLite autocommit: saves/s of sync / in_process, creates"
+
+    def test_a_regression_the_re_run_does_not_show_passes_and_says_so(self):
+        committed = {"django-save.json": django_results(600.0)}
+        current = {"django-save.json": django_results(480.0)}  # -20 %
+        failures, passed, _ = results.check(committed, current, confirmation={"django-save.json": django_results(590.0)})
+        self.assertEqual(failures, [])
+        line = next(line for line in passed if self.KEY in line)
+        self.assertIn("in the re-run", line)
+        self.assertIn("not confirmed", line)
+
+    def test_a_regression_the_re_run_shows_too_fails_with_both_values(self):
+        committed = {"django-save.json": django_results(600.0)}
+        current = {"django-save.json": django_results(480.0)}  # -20 %
+        failures, _, _ = results.check(committed, current, confirmation={"django-save.json": django_results(470.0)})
+        line = next(line for line in failures if self.KEY in line)
+        self.assertIn("again in the re-run (0.94)", line)
+
+    def test_only_the_figures_that_regressed_are_judged_on_the_re_run(self):
+        # A re-run that is worse everywhere does not fail figures that passed the first time.
+        committed = {"django-save.json": django_results(600.0)}
+        failures, _, _ = results.check(committed, copy.deepcopy(committed),
+                                       confirmation={"django-save.json": django_results(300.0)})
+        self.assertEqual(failures, [])
+
+    def test_files_the_re_run_does_not_have_fail_as_without_it(self):
+        committed = {"bridge-callgrind.json": callgrind_results(create=250_000)}
+        current = {"bridge-callgrind.json": callgrind_results(create=300_000)}
+        failures, _, _ = results.check(committed, current, confirmation={"django-save.json": django_results()})
+        self.assertEqual(len(failures), 1)
+        self.assertIn("instructions per save", failures[0])
+
+    def test_a_figure_without_a_value_fails_whatever_the_re_run_says(self):
+        committed = {"django-save.json": django_results()}
+        current = copy.deepcopy(committed)
+        current["django-save.json"]["checks"][self.KEY]["value"] = None
+        failures, _, _ = results.check(committed, current, confirmation={"django-save.json": django_results()})
+        self.assertEqual(len(failures), 1)
+        self.assertIn("no value", failures[0])
+
+    def test_a_re_run_without_the_figure_confirms_the_regression(self):
+        committed = {"django-save.json": django_results(600.0)}
+        current = {"django-save.json": django_results(480.0)}
+        second = django_results(600.0)
+        del second["checks"][self.KEY]
+        failures, _, _ = results.check(committed, current, confirmation={"django-save.json": second})
+        self.assertTrue(any(self.KEY in line and "the re-run has no value" in line for line in failures), failures)
+
+    def test_the_command_takes_the_re_run_with_confirm(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            old, new, again = Path(tmp, "old"), Path(tmp, "new"), Path(tmp, "again")
+            for folder in (old, new, again):
+                folder.mkdir()
+            results.write(old / "django-save.json", django_results(600.0))
+            results.write(new / "django-save.json", django_results(480.0))
+            results.write(again / "django-save.json", django_results(600.0))
+            run = [sys.executable, str(BENCHMARKS / "report"), "check", str(new), "--committed", str(old)]
+            self.assertEqual(subprocess.run(run, capture_output=True, text=True).returncode, 1)
+            r = subprocess.run(run + ["--confirm", str(again)], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            results.write(again / "django-save.json", django_results(480.0))
+            r = subprocess.run(run + ["--confirm", str(again)], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("again in the re-run", r.stdout)
+
+
 class TargetTests(unittest.TestCase):
     def test_targets_are_judged_on_the_medians(self):
         rows = django_results(600.0)["targets"]
