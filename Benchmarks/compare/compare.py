@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    CREATE_DATA, RELEASE_WORKER as WORKER, ROOT, Proc, Raw, children, close_databases, dealer, django_env, fmt, free_port, git,
+    ANY_LOOPBACK_PORT, ANY_PORT, CREATE_DATA, RELEASE_WORKER as WORKER, ROOT, Proc, Raw, children, close_databases, dealer, django_env, fmt, free_port, git,
     log, machine, median as med, open_databases, percentile, postgres_durability, rate, start_worker, uuid7_ids,
     vmhwm_kb, worker_version, write_report,
 )
@@ -172,11 +172,12 @@ def run_worker_config(db, kind, n, tmp, redis_url):
             res["problems"].append(f"{len(user_ids)} users pre-created, expected {n}")
         logfile = tmp / f"{kind}-{db.name}-{time.monotonic_ns()}.log"
         if kind in ("swift", "pyzmq"):
-            port = free_port()
-            endpoint = f"tcp://127.0.0.1:{port}"
             if kind == "swift":
-                proc = start_worker(WORKER, url, logfile, bind=endpoint, metrics_port=free_port())
+                proc = start_worker(WORKER, url, logfile, bind=ANY_LOOPBACK_PORT, metrics_port=ANY_PORT)
+                endpoint = proc.bind
             else:
+                port = free_port()
+                endpoint = f"tcp://127.0.0.1:{port}"
                 proc = Proc("pyzmq worker", [PY, str(HERE / "pyzmq_worker.py"), "--bind", endpoint], logfile,
                             env=django_env(url))
                 proc.wait_port(port)
@@ -363,8 +364,8 @@ def run_latency(db, receiver, n, tmp):
         env = django_env(url)
         env["ACCOUNTS_RECEIVER"] = receiver
         if receiver == "bridge":
-            endpoint = f"tcp://127.0.0.1:{free_port()}"
-            proc = start_worker(WORKER, url, tmp / f"lat-{db.name}.log", bind=endpoint, metrics_port=free_port())
+            proc = start_worker(WORKER, url, tmp / f"lat-{db.name}.log", bind=ANY_LOOPBACK_PORT, metrics_port=ANY_PORT)
+            endpoint = proc.bind
             env.update(SIGNAL_BRIDGE_MODE="sync", SIGNAL_BRIDGE_ENDPOINT=endpoint)
         res = run_child("latency", {"n": n, "receiver": receiver}, env, res)
     except Exception as error:  # noqa: BLE001

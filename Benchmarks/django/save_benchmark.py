@@ -63,7 +63,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    CREATE_DATA, EXAMPLE, RELEASE_WORKER, ROOT, UPDATE_DATA, close_databases, django_env, fmt, free_port, git, git_at, log, machine,
+    ANY_LOOPBACK_PORT, ANY_PORT, CREATE_DATA, EXAMPLE, RELEASE_WORKER, ROOT, UPDATE_DATA, close_databases, django_env, fmt, git, git_at, log, machine,
     open_databases, pin_preexec, pinning_possible, postgres_durability, process_cpu, quartiles, rate, shown_path, start_worker,
     worker_metrics, worker_version, write_report,
 )
@@ -744,9 +744,8 @@ BRIDGE_EXTRA_SETTINGS: dict = {}  # --bridge-setting KEY=JSON, for every bridge 
 def serve_worker(store_url: str, tmp: Path, label: str):
     """A fresh ``signal-worker serve`` for one configuration (own port, ``--metrics-bind``, pinned to
     SERVER_CPU, the --worker-arg options); ``.bind`` is its endpoint, ``.metrics_port`` its metrics."""
-    port = free_port()
-    return start_worker(WORKER, store_url, tmp / f"worker-{label}-{port}.log", bind=f"tcp://127.0.0.1:{port}",
-                        metrics_port=free_port(), cpu=SERVER_CPU, extra_args=WORKER_EXTRA_ARGS)
+    return start_worker(WORKER, store_url, tmp / f"worker-{label}-{time.monotonic_ns()}.log", bind=ANY_LOOPBACK_PORT,
+                        metrics_port=ANY_PORT, cpu=SERVER_CPU, extra_args=WORKER_EXTRA_ARGS)
 
 
 def run_config(db, config: Config, n: int, tmp: Path, profile: bool = False, syscalls: bool = False) -> dict:

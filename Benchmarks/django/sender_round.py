@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    CREATE_DATA, EXAMPLE, RELEASE_WORKER, UPDATE_DATA, SQLiteDB, django_env, fmt, free_port, git, log, median,
+    ANY_LOOPBACK_PORT, CREATE_DATA, EXAMPLE, RELEASE_WORKER, UPDATE_DATA, SQLiteDB, django_env, fmt, git, log, median,
     pin_preexec, pinning_possible, quartiles, start_worker, worker_version, write_report,
 )
 
@@ -125,8 +125,8 @@ def parent(args) -> int:
     with tempfile.TemporaryDirectory(prefix="sender-round-") as tmp:
         db = SQLiteDB(Path(tmp))
         url, path = db.fresh()
-        endpoint = f"tcp://127.0.0.1:{free_port()}"
-        proc = start_worker(worker, url, Path(tmp) / "worker.log", bind=endpoint, cpu=1 if pin else None)
+        proc = start_worker(worker, url, Path(tmp) / "worker.log", bind=ANY_LOOPBACK_PORT, cpu=1 if pin else None)
+        endpoint = proc.bind
         try:
             env = django_env(url)
             env.update(ACCOUNTS_RECEIVER="bridge", SIGNAL_BRIDGE_MODE="async", SIGNAL_BRIDGE_ENDPOINT=endpoint,

@@ -183,6 +183,15 @@ def metrics_text(metrics_port: int, timeout: float = 5) -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=timeout).read().decode()
 
 
+# ``start_worker(bind=ANY_LOOPBACK_PORT)`` / ``metrics_port=ANY_PORT``: a free loopback port, found
+# when the worker starts (``proc.bind``, ``proc.metrics_port`` say which).
+ANY_LOOPBACK_PORT = "tcp://127.0.0.1:*"
+ANY_PORT = 0
+# Tries to start a worker on free ports: a port found free can be taken (by a client's ephemeral
+# port, another worker) before the worker binds it; seen once in a Django-side run of 160 workers.
+PORT_ATTEMPTS = 5
+
+
 def start_worker(binary: Path, store: str, logfile: Path, *, bind: str | None = None,
                  connect: str | None = None, heartbeat_s: float | None = None, metrics_port: int | None = None,
                  cpu: int | None = None, extra_args=(), name: str = "signal-worker",
@@ -192,8 +201,27 @@ def start_worker(binary: Path, store: str, logfile: Path, *, bind: str | None = 
     ``bind``: the endpoint it binds (ready when ``signal-worker ping`` gets an answer there);
     ``connect``: a broker backend it connects to (ready when its metrics endpoint answers,
     so ``metrics_port`` is required; the broker's "worker joined" log line follows).
-    ``cpu``: pin it (every thread) to that CPU. Warnings only in its log.
+    ``ANY_LOOPBACK_PORT`` / ``ANY_PORT``: ports found free here, others tried if the worker finds
+    one taken. ``cpu``: pin it (every thread) to that CPU. Warnings only in its log.
     """
+    chooses = bind == ANY_LOOPBACK_PORT or metrics_port == ANY_PORT
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        chosen_bind = f"tcp://127.0.0.1:{free_port()}" if bind == ANY_LOOPBACK_PORT else bind
+        chosen_metrics = free_port() if metrics_port == ANY_PORT else metrics_port
+        try:
+            return _start_worker(binary, store, logfile, bind=chosen_bind, connect=connect, heartbeat_s=heartbeat_s,
+                                 metrics_port=chosen_metrics, cpu=cpu, extra_args=extra_args, name=name,
+                                 timeout=timeout)
+        except RuntimeError as error:
+            if not chooses or attempt == PORT_ATTEMPTS or "already in use" not in str(error).lower():
+                raise
+            log(f"{name}: a port found free was taken before it bound ({error}); trying other ports")
+    raise AssertionError("unreachable")
+
+
+def _start_worker(binary: Path, store: str, logfile: Path, *, bind: str | None, connect: str | None,
+                  heartbeat_s: float | None, metrics_port: int | None, cpu: int | None, extra_args, name: str,
+                  timeout: float) -> Proc:
     if (bind is None) == (connect is None):
         raise ValueError("start_worker: give bind or connect")
     if connect is not None and metrics_port is None:

@@ -50,7 +50,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "harness"))
 from signal_bench import (  # noqa: E402  (the benchmarks' shared harness)
-    CREATE_DATA, ROOT, PostgresDB, Proc, Raw, cpu_seconds, dealer, free_port, git, log, machine, machine_cpu_seconds, percentile,
+    ANY_LOOPBACK_PORT, ANY_PORT, CREATE_DATA, ROOT, PostgresDB, Proc, Raw, cpu_seconds, dealer, free_port, git, log, machine, machine_cpu_seconds, percentile,
     ping as ping_worker, start_worker, uuid7_ids, worker_metrics, write_report,
 )
 
@@ -123,10 +123,11 @@ class Cluster:
         name, logfile = f"worker-{self.counter}", self.workdir / f"worker-{self.counter}.log"
         if self.via == "broker":
             proc = start_worker(self.binary, self.store, logfile, connect=self.backend, heartbeat_s=self.heartbeat_s,
-                                metrics_port=free_port(), name=name)
+                                metrics_port=ANY_PORT, name=name)
         else:
-            bind = bind or f"tcp://127.0.0.1:{free_port()}"
-            proc = start_worker(self.binary, self.store, logfile, bind=bind, metrics_port=free_port(), name=name)
+            proc = start_worker(self.binary, self.store, logfile, bind=bind or ANY_LOOPBACK_PORT, metrics_port=ANY_PORT,
+                                name=name)
+            bind = proc.bind
         self.workers.append(proc)
         if self.via == "direct" and bind not in self.endpoints:
             self.endpoints.append(bind)
