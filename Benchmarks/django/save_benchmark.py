@@ -1552,9 +1552,11 @@ def write_json(args, meta: dict, results: dict, n: int, rounds: int) -> None:
         "--n 500 --rounds 5). ")
     about = (reduced + ("Django on CPU 0, the worker and PostgreSQL on CPU 1. " if args.pin else "Unpinned. ")
              + "Rates follow the machine and its load; the checked figures are ratios within this run.")
-    summaries = {db: {key: s for key, s in configs.items() if "@" not in key and "/" not in key}
+    summaries = {db: {key: s for key, s in configs.items()
+                      if ("@" not in key or key.endswith(results_file.BASELINE_SUFFIX)) and "/" not in key}
                  for db, configs in results.items()}
-    results_file.write(args.json, results_file.django_save(plain, summaries, about))
+    bridge = git_at(BASELINE, "rev-parse", "--short", "HEAD") if BASELINE else None
+    results_file.write(args.json, results_file.django_save(plain, summaries, about, baseline=bridge))
 
 
 def load_text(raw: dict) -> str:

@@ -89,15 +89,16 @@ def check(committed: dict[str, dict], current: dict[str, dict], tolerance: float
         for key, was in old["checks"].items():
             now = new_checks.get(key)
             if now is None:
-                failures.append(f"{name}: {key}: missing from the new results (committed {show(was['value'])})")
+                failures.append(f"{name}: {key}: missing from the new results "
+                                f"({old.get('reference', 'committed')}: {show(was['value'])})")
                 continue
             if was.get("value") is None:
                 continue  # the committed run failed there: nothing to hold the new run to
             if now.get("value") is None:
                 failures.append(f"{name}: {key}: no value in the new results (the configuration failed; "
-                                f"committed {show(was['value'])})")
+                                f"{old.get('reference', 'committed')}: {show(was['value'])})")
                 continue
-            regressed, line = judge(name, key, was, now["value"], tolerance)
+            regressed, line = judge(name, key, was, now["value"], tolerance, old.get("reference", "committed"))
             if not regressed:
                 passed.append(line)
                 continue
@@ -108,7 +109,7 @@ def check(committed: dict[str, dict], current: dict[str, dict], tolerance: float
             if again is None:
                 failures.append(line + f": regressed by more than {100 * tolerance:.0f} %, and the re-run has no value")
                 continue
-            still, second_line = judge(name, key, was, again, tolerance)
+            still, second_line = judge(name, key, was, again, tolerance, old.get("reference", "committed"))
             if still:
                 failures.append(line + f": regressed by more than {100 * tolerance:.0f} %, and again in the re-run "
                                        f"({show(again)})")
@@ -118,14 +119,30 @@ def check(committed: dict[str, dict], current: dict[str, dict], tolerance: float
     return failures, passed, skipped
 
 
-def judge(name: str, key: str, was: dict, value: float, tolerance: float) -> tuple[bool, str]:
-    """Whether ``value`` is more than ``tolerance`` worse than the committed check ``was``, and the
-    line that says so."""
+def in_run_references(committed: dict[str, dict], current: dict[str, dict]) -> dict[str, dict]:
+    """``committed``, with every file of ``current`` that carries a baseline measured in the same run
+    (``"baseline": {"bridge", "checks"}``, from ``--baseline``) replaced by that baseline: then
+    ``check`` holds the run to the code it was compared with side by side, not to figures measured
+    at another hour (on a shared 2-core machine, ratios that involve no bridge code at all moved by
+    more than 15 % between such hours)."""
+    out = dict(committed)
+    for name, new in current.items():
+        baseline = new.get("baseline")
+        if isinstance(baseline, dict) and baseline.get("checks"):
+            out[name] = {"checks": baseline["checks"],
+                         "reference": f"the baseline bridge ({baseline.get('bridge', '?')}) in the same run"}
+    return out
+
+
+def judge(name: str, key: str, was: dict, value: float, tolerance: float,
+          reference: str = "committed") -> tuple[bool, str]:
+    """Whether ``value`` is more than ``tolerance`` worse than the check ``was`` (of the
+    ``reference``: the committed results, or a baseline), and the line that says so."""
     better = was.get("better", "higher")
     old_value = was["value"]
     change = value / old_value - 1 if old_value else 0.0
     worse = -change if better == "higher" else change
-    line = (f"{name}: {key}: {show(value)} against {show(old_value)} committed "
+    line = (f"{name}: {key}: {show(value)} against {show(old_value)} {reference} "
             f"({100 * change:+.1f} %, {better} is better)")
     return worse > tolerance, line
 
@@ -176,13 +193,26 @@ def target_text(t: dict) -> str:
     return f"CPU/save ≤ {ref}" + (f" + {t['plus']:.0f} µs" if t["plus"] else "")
 
 
-def django_save(meta: dict, summaries: dict[str, dict[str, dict]], about: str) -> dict:
+BASELINE_SUFFIX = "@baseline"  # save_benchmark's key of a configuration run with the --baseline bridge
+
+
+def django_save(meta: dict, summaries: dict[str, dict[str, dict]], about: str,
+                baseline: str | None = None) -> dict:
     """The results file of one Django-side run.
 
     ``summaries``: ``{database: {configuration key: summary}}`` where a summary is
     ``{"failed": [problems], "per_round": [{"create.save": saves/s, "create.cpu_us": µs, ...}]}``
-    (what save_benchmark.summarize returns). Configuration keys: ``none``, ``sync+atomic``, ...
+    (what save_benchmark.summarize returns). Configuration keys: ``none``, ``sync+atomic``, ...;
+    a key ending in ``@baseline`` is that configuration with the ``--baseline`` bridge, named by
+    ``baseline`` (e.g. its commit): its figures go to ``"baseline": {"bridge", "checks"}``, the
+    checks computed as if its rows were this run's, and nowhere else.
     """
+    baseline_summaries = {db: {key: s for key, s in configs.items() if key.endswith(BASELINE_SUFFIX)}
+                          for db, configs in summaries.items()}
+    summaries = {db: {key: s for key, s in configs.items() if not key.endswith(BASELINE_SUFFIX)}
+                 for db, configs in summaries.items()}
+    if not any(baseline_summaries.values()):
+        baseline = None
     configurations = {}
     for db, configs in summaries.items():
         for key, s in configs.items():
@@ -200,6 +230,12 @@ def django_save(meta: dict, summaries: dict[str, dict[str, dict]], about: str) -
            "configurations": configurations}
     out["targets"] = django_target_results(configurations)
     out["checks"] = django_checks(configurations)
+    if baseline:
+        # The same figures with the baseline's bridge (`--baseline`) in place of this one's, from
+        # the same rounds: what `Benchmarks/run --check` holds this run's figures to.
+        swapped = {db: {key: baseline_summaries[db].get(key + BASELINE_SUFFIX, s) for key, s in configs.items()}
+                   for db, configs in summaries.items()}
+        out["baseline"] = {"bridge": baseline, "checks": django_save(meta, swapped, about)["checks"]}
     return out
 
 

@@ -27,18 +27,27 @@ def summary(rates: dict[str, list[float]], cpu: dict[str, list[float]], failed=(
     return {"failed": list(failed), "per_round": merged}
 
 
-def django_results(sync_rate: float = 600.0) -> dict:
-    """A two-database, two-pattern run; ``sync_rate``: sync's saves/s (the in-process receiver does 500)."""
-    configs = {"none": (1000.0, 500.0), "in_process": (500.0, 900.0), "sync": (sync_rate, 800.0),
+def django_results(sync_rate: float = 600.0, baseline_sync_rate: float | None = None,
+                   none_rate: float = 1000.0) -> dict:
+    """A two-database, two-pattern run; ``sync_rate``: sync's saves/s (the in-process receiver does 500);
+    ``baseline_sync_rate``: with it, the bridge configurations also ran with a ``--baseline`` bridge,
+    the same as this one but for sync's rate; ``none_rate``: no receiver's saves/s."""
+    configs = {"none": (none_rate, 500.0), "in_process": (500.0, 900.0), "sync": (sync_rate, 800.0),
                "async": (950.0, 530.0), "outbox": (820.0, 700.0)}
+    if baseline_sync_rate is not None:
+        configs |= {"sync@baseline": (baseline_sync_rate, 800.0), "async@baseline": (950.0, 530.0),
+                    "outbox@baseline": (820.0, 700.0)}
     summaries = {}
     for db in ("SQLite", "PostgreSQL"):
         for suffix in ("", "+atomic"):
-            for key, (rate, cpu) in configs.items():
-                summaries.setdefault(db, {})[key + suffix] = summary(
+            for name, (rate, cpu) in configs.items():
+                mode, _, variant = name.partition("@")
+                key = mode + suffix + ("@" + variant if variant else "")
+                summaries.setdefault(db, {})[key] = summary(
                     {"create": [rate * 0.9, rate, rate * 1.1], "update": [rate * 0.9, rate, rate * 1.1]},
                     {"create": [cpu, cpu, cpu], "update": [cpu, cpu, cpu]})
-    return results.django_save({"command": "fabricated"}, summaries, "fabricated for the unit test")
+    return results.django_save({"command": "fabricated"}, summaries, "fabricated for the unit test",
+                               baseline="abc1234" if baseline_sync_rate is not None else None)
 
 
 def callgrind_results(create: int = 250_000, update: int = 200_000) -> dict:
@@ -197,6 +206,56 @@ class ConfirmationTests(unittest.TestCase):
             r = subprocess.run(run + ["--confirm", str(again)], capture_output=True, text=True)
             self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
             self.assertIn("again in the re-run", r.stdout)
+
+
+class InRunBaselineTests(unittest.TestCase):
+    """A Django-side run with a ``--baseline`` bridge is held to that bridge, measured in the same rounds."""
+
+    KEY = "SQLite autocommit: saves/s of sync / in_process, creates"
+
+    def test_the_baseline_rows_give_their_own_checks_and_stay_out_of_the_tables(self):
+        run = django_results(sync_rate=600.0, baseline_sync_rate=400.0)
+        self.assertEqual(run["baseline"]["bridge"], "abc1234")
+        self.assertEqual(run["checks"][self.KEY]["value"], 1.2)
+        self.assertEqual(run["baseline"]["checks"][self.KEY]["value"], 0.8)
+        # Figures without the bridge are the same rows in both.
+        key = "PostgreSQL atomic: CPU µs/save of in_process / none, updates"
+        self.assertEqual(run["baseline"]["checks"][key], run["checks"][key])
+        self.assertFalse(any("@" in key for configs in run["configurations"].values() for key in configs))
+        self.assertNotIn("baseline", django_results())
+
+    def test_a_run_is_held_to_its_baseline_not_to_the_committed_file(self):
+        committed = {"django-save.json": django_results(600.0)}
+        # The machine's hour moved every ratio against no receiver (none twice as fast: -50 %), but
+        # this bridge and the baseline's measured the same side by side: nothing regressed.
+        current = {"django-save.json": django_results(600.0, baseline_sync_rate=600.0, none_rate=2000.0)}
+        self.assertTrue(results.check(committed, current)[0])
+        failures, passed, _ = results.check(results.in_run_references(committed, current), current)
+        self.assertEqual(failures, [])
+        self.assertTrue(any("the baseline bridge (abc1234) in the same run" in line for line in passed))
+
+    def test_a_regression_against_the_baseline_in_the_same_run_fails(self):
+        committed = {"django-save.json": django_results(480.0)}  # the committed file would let 480 pass
+        current = {"django-save.json": django_results(480.0, baseline_sync_rate=600.0)}
+        failures, _, _ = results.check(results.in_run_references(committed, current), current)
+        self.assertTrue(any(self.KEY in line and "regressed by more than 15 %" in line for line in failures), failures)
+
+    def test_files_without_a_baseline_keep_the_committed_reference(self):
+        committed = {"bridge-callgrind.json": callgrind_results(create=250_000)}
+        current = {"bridge-callgrind.json": callgrind_results(create=300_000)}
+        self.assertEqual(results.in_run_references(committed, current), committed)
+
+    def test_the_command_says_what_it_holds_the_run_to(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            old, new = Path(tmp, "old"), Path(tmp, "new")
+            old.mkdir()
+            new.mkdir()
+            results.write(old / "django-save.json", django_results(600.0))
+            results.write(new / "django-save.json", django_results(480.0, baseline_sync_rate=480.0))
+            run = [sys.executable, str(BENCHMARKS / "report"), "check", str(new), "--committed", str(old)]
+            r = subprocess.run(run, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("django-save.json is held to the baseline bridge (abc1234) in the same run", r.stderr)
 
 
 class TargetTests(unittest.TestCase):
