@@ -86,19 +86,20 @@ def check(committed: dict[str, dict], current: dict[str, dict], tolerance: float
             continue
         new_checks = new.get("checks") or {}
         second = None if confirmation is None or name not in confirmation else confirmation[name].get("checks") or {}
+        reference = old.get("reference", "committed")  # what the file's figures are held to
         for key, was in old["checks"].items():
             now = new_checks.get(key)
             if now is None:
                 failures.append(f"{name}: {key}: missing from the new results "
-                                f"({old.get('reference', 'committed')}: {show(was['value'])})")
+                                f"({reference}: {show(was['value'])})")
                 continue
             if was.get("value") is None:
                 continue  # the committed run failed there: nothing to hold the new run to
             if now.get("value") is None:
                 failures.append(f"{name}: {key}: no value in the new results (the configuration failed; "
-                                f"{old.get('reference', 'committed')}: {show(was['value'])})")
+                                f"{reference}: {show(was['value'])})")
                 continue
-            regressed, line = judge(name, key, was, now["value"], tolerance, old.get("reference", "committed"))
+            regressed, line = judge(name, key, was, now["value"], tolerance, reference)
             if not regressed:
                 passed.append(line)
                 continue
@@ -109,7 +110,7 @@ def check(committed: dict[str, dict], current: dict[str, dict], tolerance: float
             if again is None:
                 failures.append(line + f": regressed by more than {100 * tolerance:.0f} %, and the re-run has no value")
                 continue
-            still, second_line = judge(name, key, was, again, tolerance, old.get("reference", "committed"))
+            still, second_line = judge(name, key, was, again, tolerance, reference)
             if still:
                 failures.append(line + f": regressed by more than {100 * tolerance:.0f} %, and again in the re-run "
                                        f"({show(again)})")
