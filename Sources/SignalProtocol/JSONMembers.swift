@@ -27,8 +27,6 @@ public struct JSONMemberLayout: Sendable {
 
     /// One object level: the keys wanted there and what to do with each.
     final class Level: Sendable {
-        /// UTF-8 bytes of each wanted key.
-        let keys: [[UInt8]]
         /// The slot of each key's value; `nil` for a key wanted only for the members below it.
         let slots: [Int?]
         /// Whether each key's value is built (see ``Member/isBuilt``).
@@ -37,13 +35,23 @@ public struct JSONMemberLayout: Sendable {
         let children: [Level?]
         /// Every slot below each key: cleared when the key repeats, so the last one wins whole.
         let slotsBelow: [[Int]]
+        /// The keys' bytes end to end, and where each key is in them (one buffer to look keys up in).
+        private let keyBytes: [UInt8]
+        private let keyRanges: [Range<Int>]
 
         init(keys: [[UInt8]], slots: [Int?], isBuilt: [Bool], children: [Level?]) {
-            self.keys = keys
             self.slots = slots
             self.isBuilt = isBuilt
             self.children = children
             self.slotsBelow = children.map { $0?.allSlots ?? [] }
+            keyBytes = keys.flatMap { $0 }
+            var ranges: [Range<Int>] = []
+            var end = 0
+            for key in keys {
+                ranges.append(end..<(end + key.count))
+                end += key.count
+            }
+            keyRanges = ranges
         }
 
         var allSlots: [Int] {
@@ -51,10 +59,17 @@ public struct JSONMemberLayout: Sendable {
         }
 
         /// The index of the key whose UTF-8 bytes are `key`, if it is wanted here.
+        ///
+        /// Keys are a few bytes long: compared in place, byte by byte, once the length matches
+        /// (a call to `memcmp` per candidate cost more than the comparison itself).
         func index(of key: UnsafeBufferPointer<UInt8>) -> Int? {
-            keys.firstIndex { wanted in
-                guard wanted.count == key.count else { return false }
-                return key.isEmpty || wanted.withUnsafeBufferPointer { memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }
+            keyBytes.withUnsafeBufferPointer { table in
+                for (position, range) in keyRanges.enumerated() where range.count == key.count {
+                    var offset = 0
+                    while offset < key.count, table[range.lowerBound &+ offset] == key[offset] { offset &+= 1 }
+                    if offset == key.count { return position }
+                }
+                return nil
             }
         }
     }

@@ -137,7 +137,8 @@ struct JSONParser {
         try forEachMember { parser throws(Failure) in try parser.parseString() } value: { parser, key throws(Failure) in
             // Room for a small object's members at its first one: growing from empty reallocates
             // and rehashes at the 2nd and 4th member (the profile's `attrs` has three or four).
-            if object.isEmpty { object.reserveCapacity(Self.objectCapacityAtFirstMember) }
+            // (`init(minimumCapacity:)` is specialized for these types; `reserveCapacity` is not.)
+            if object.isEmpty { object = Dictionary(minimumCapacity: Self.objectCapacityAtFirstMember) }
             object[key] = try parser.parseValue()
         }
         return .object(object)
@@ -209,6 +210,21 @@ struct JSONParser {
     private mutating func scanPlainString() throws(Failure) -> Range<Int>? {
         let quote = index
         index += 1
+        // Eight bytes at a time up to the first byte that ends the string or needs a closer look;
+        // the byte loop below then tells which it is (and finishes what is left near the end).
+        if let base = bytes.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while index &+ 8 <= bytes.count {
+                let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                let stops = Self.plainRunStops(word)
+                if stops == 0 {
+                    index &+= 8
+                } else {
+                    index &+= stops.trailingZeroBitCount &>> 3
+                    break
+                }
+            }
+        }
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
@@ -223,6 +239,23 @@ struct JSONParser {
             index += 1
         }
         throw failure("unterminated string")
+    }
+
+    /// The high bit of each byte of `word` (first byte lowest) that may end a plain string: a
+    /// quote, a backslash, a control character, a byte that is not ASCII.
+    ///
+    /// Bit tricks for "a zero byte" and "a byte below 0x20". A borrow can mark a byte after a
+    /// true one, never before it and never miss one, so the lowest mark is the first such byte.
+    @inline(__always)
+    private static func plainRunStops(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        func zeroBytes(_ value: UInt64) -> UInt64 { (value &- ones) & ~value & highBits }
+        let nonASCII = word & highBits
+        let control = (word &- (ones &* 0x20)) & ~word & highBits
+        let quote = zeroBytes(word ^ (ones &* UInt64(UInt8(ascii: "\""))))
+        let backslash = zeroBytes(word ^ (ones &* UInt64(UInt8(ascii: "\\"))))
+        return nonASCII | control | quote | backslash
     }
 
     /// Checks a string without building it (unless it needs decoding to be checked).
@@ -370,10 +403,30 @@ struct JSONParser {
             guard let byte = current, byte.isDigit else { throw failure("invalid number") }
             while let byte = current, byte.isDigit { index += 1 }
         }
+        if isInteger, let integer = Self.integer(UnsafeBufferPointer(rebasing: bytes[start..<index])) {
+            return .integer(integer)
+        }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        if isInteger, let integer = Int64(text) { return .integer(integer) }
         guard let double = Double(text), double.isFinite else { throw failure("number out of range") }
         return .double(double)
+    }
+}
+
+extension JSONParser {
+    /// The value of an integer's text already checked by ``parseNumber()`` (an optional minus,
+    /// then digits), read in place; `nil` when it does not fit in an `Int64` (it is then a double).
+    fileprivate static func integer(_ text: UnsafeBufferPointer<UInt8>) -> Int64? {
+        let negative = text.first == UInt8(ascii: "-")
+        var value: Int64 = 0
+        for byte in text.dropFirst(negative ? 1 : 0) {
+            // Accumulated as a negative number: Int64.min has no positive counterpart.
+            let (shifted, overflowTimes) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflowMinus) = shifted.subtractingReportingOverflow(Int64(byte &- UInt8(ascii: "0")))
+            guard !overflowTimes, !overflowMinus else { return nil }
+            value = next
+        }
+        if negative { return value }
+        return value == .min ? nil : -value
     }
 }
 

@@ -27,6 +27,8 @@ struct JSONParsingTests {
             ("null", JSONValue.null), ("true", .bool(true)), ("false", .bool(false)), ("0", .integer(0)),
             ("-12", .integer(-12)), ("9223372036854775807", .integer(.max)), ("1.5", .double(1.5)),
             ("-2e3", .double(-2000)), ("1E-2", .double(0.01)), ("9223372036854775808", .double(9_223_372_036_854_775_808)),
+            ("-9223372036854775808", .integer(.min)), ("-9223372036854775809", .double(-9_223_372_036_854_775_808)),
+            ("-0", .integer(0)), ("1234567890123456789", .integer(1_234_567_890_123_456_789)),
             (#""a\"b\\c\/d\n\t\r\b\f""#, .string("a\"b\\c/d\n\t\r\u{8}\u{C}")), (#""\u00e9\u4e2d""#, .string("é中")),
             (#""\ud83d\ude00""#, .string("😀")), (#""naïve 😀""#, .string("naïve 😀")), ("[]", .array([])),
             ("[1, [2, {}], \"x\"]", .array([.integer(1), .array([.integer(2), .object([:])]), .string("x")])),
