@@ -101,7 +101,7 @@ public final class SignalWorkerService: Service, Sendable {
                 guard let batch = await queue.nextBatch(maxCount: configuration.maxBatchSize, linger: configuration.maxBatchWait)
                 else { break }
                 // One batch at a time (`--max-concurrent-batches 1`): nothing can be in flight here, no keys to compare.
-                let keys = limit > 1 ? Set(batch.map(\.prepared.message.object)) : []
+                let keys = limit > 1 ? Self.objects(of: batch) : []
                 while inFlight.values.contains(where: { !$0.isDisjoint(with: keys) }), let done = await group.next() {
                     inFlight[done] = nil
                 }
@@ -216,7 +216,18 @@ public final class SignalWorkerService: Service, Sendable {
     }
 
     /// Applies a batch, whatever its receivers, in one transaction and arrival order.
+    ///
+    /// (Closures, not key paths, read the batch here and in ``objects(of:)``: `map(\.prepared.message)`
+    /// copied each whole request, a retain and a release per field: 9 % of the pool threads'
+    /// samples under `perf`.)
     private func apply(_ batch: [QueuedRequest], registry: ReceiverRegistry) async -> [Reply.Outcome] {
-        await registry.apply(batch.map(\.prepared.message))
+        await registry.apply(batch.map { $0.prepared.message })
+    }
+
+    /// The objects of a batch, each once: a batch sharing none of them may run beside it.
+    private static func objects(of batch: [QueuedRequest]) -> Set<ObjectKey> {
+        var objects = Set<ObjectKey>(minimumCapacity: batch.count)
+        for index in batch.indices { objects.insert(batch[index].prepared.message.object) }
+        return objects
     }
 }
