@@ -1,5 +1,3 @@
-import Foundation
-
 /// The members of a JSON object that a reader needs, named before parsing by their path from
 /// the root object (`["id"]`, `["instance", "pk"]`).
 ///

@@ -216,15 +216,14 @@ public final class SignalWorkerService: Service, Sendable {
     }
 
     /// Applies a batch, whatever its receivers, in one transaction and arrival order.
-    ///
-    /// (Closures, not key paths, read the batch here and in ``objects(of:)``: `map(\.prepared.message)`
-    /// copied each whole request, a retain and a release per field: 9 % of the pool threads'
-    /// samples under `perf`.)
     private func apply(_ batch: [QueuedRequest], registry: ReceiverRegistry) async -> [Reply.Outcome] {
         await registry.apply(batch.map { $0.prepared.message })
     }
 
     /// The objects of a batch, each once: a batch sharing none of them may run beside it.
+    ///
+    /// (Read through the array's subscript: `Set(batch.map(\.prepared.message.object))` copied each
+    /// whole request, a retain and a release per field, 9 % of the pool threads' samples under `perf`.)
     private static func objects(of batch: [QueuedRequest]) -> Set<ObjectKey> {
         var objects = Set<ObjectKey>(minimumCapacity: batch.count)
         for index in batch.indices { objects.insert(batch[index].prepared.message.object) }
