@@ -22,8 +22,22 @@ final class RequestQueue: Sendable {
         var items: [QueuedRequest] = []
         var head = 0
         var waiter: CheckedContinuation<Void, Never>?
+        /// The queue length at which a push wakes the waiter (1: any request; more: a batch growing).
+        var wakeAtCount = 1
+        /// Batches that left the store (``batchApplied()``), and the number that wakes the waiter.
+        var batchesApplied = 0
+        var wakeAtBatchesApplied = Int.max
         var closed = false
         var count: Int { items.count - head }
+
+        /// The waiter, taken out, if the queue now holds what it waits for.
+        mutating func takeWaiterIfDue() -> CheckedContinuation<Void, Never>? {
+            guard waiter != nil, closed || count >= wakeAtCount || batchesApplied >= wakeAtBatchesApplied else {
+                return nil
+            }
+            defer { waiter = nil }
+            return waiter
+        }
     }
 
     private let state = Mutex(State())
@@ -35,18 +49,29 @@ final class RequestQueue: Sendable {
     func push(_ request: QueuedRequest) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.items.append(request)
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.takeWaiterIfDue()
         }
         waiter?.resume()
     }
+
+    /// A batch left the store (committed, or answered with errors): a batch growing behind it is
+    /// taken now.
+    func batchApplied() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.batchesApplied += 1
+            return state.takeWaiterIfDue()
+        }
+        waiter?.resume()
+    }
+
+    /// Batches that left the store so far (``batchApplied()``).
+    var batchesApplied: Int { state.withLock { $0.batchesApplied } }
 
     /// No more pushes will come; the apply loop drains what is left and stops.
     func close() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.closed = true
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.takeWaiterIfDue()
         }
         waiter?.resume()
     }
@@ -56,23 +81,38 @@ final class RequestQueue: Sendable {
     /// Waits for the first request; then, if `linger` is positive and the batch is not full, waits
     /// that long for more (group commit under light load). Under load the batch is simply what
     /// arrived while the previous transaction ran.
-    func nextBatch(maxCount: Int, linger: Duration) async -> [QueuedRequest]? {
-        while true {
-            let (available, closed) = state.withLock { ($0.count, $0.closed) }
-            if available == 0 {
-                if closed { return nil }
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let resumeNow = state.withLock { state -> Bool in
-                        if state.count > 0 || state.closed { return true }
-                        state.waiter = continuation
-                        return false
-                    }
-                    if resumeNow { continuation.resume() }
-                }
-                continue
+    ///
+    /// `growUntilBatchesApplied`: while fewer batches than this left the store
+    /// (``batchApplied()``), a batch that is not full waits to grow, up to `maxCount`. For a store
+    /// with one writer: a batch taken while another one is in its transaction would only wait for
+    /// the writer, and the requests arriving meanwhile belong in it (a transaction's fixed cost,
+    /// its fsync included, is then shared by more messages).
+    func nextBatch(maxCount: Int, linger: Duration, growUntilBatchesApplied: Int = 0) async -> [QueuedRequest]? {
+        await wait(forCount: 1, batchesApplied: .max)
+        let (available, closed, ended) = state.withLock { ($0.count, $0.closed, $0.batchesApplied) }
+        if available == 0, closed { return nil }
+        if available < maxCount, !closed {
+            if ended < growUntilBatchesApplied {
+                await wait(forCount: maxCount, batchesApplied: growUntilBatchesApplied)
+            } else if linger > .zero {
+                try? await Task.sleep(for: linger)
             }
-            if linger > .zero, available < maxCount, !closed { try? await Task.sleep(for: linger) }
-            return take(maxCount)
+        }
+        return take(maxCount)
+    }
+
+    /// Waits until the queue holds `count` requests, `batchesApplied` batches left the store, or
+    /// the queue is closed.
+    private func wait(forCount count: Int, batchesApplied: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                state.wakeAtCount = count
+                state.wakeAtBatchesApplied = batchesApplied
+                if state.closed || state.count >= count || state.batchesApplied >= batchesApplied { return true }
+                state.waiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
         }
     }
 

@@ -93,12 +93,19 @@ public final class SignalWorkerService: Service, Sendable {
     /// are read and updated by one batch at a time, in arrival order.
     private func applyLoop(queue: RequestQueue, mailbox: ReplyMailbox, registry: ReceiverRegistry) async {
         let limit = concurrentBatches
+        let growsBehindWriter = configuration.store.hasOneWriter
         await withTaskGroup(of: Int.self) { group in
             var inFlight: [Int: Set<ObjectKey>] = [:]  // batch number -> its objects
             var number = 0
             while true {
                 while inFlight.count >= limit, let done = await group.next() { inFlight[done] = nil }
-                guard let batch = await queue.nextBatch(maxCount: configuration.maxBatchSize, linger: configuration.maxBatchWait)
+                // One writer (SQLite): a batch taken while another is in flight grows until that one
+                // left the store, instead of waiting at the writer with the few requests there were.
+                let growUntil = growsBehindWriter && !inFlight.isEmpty ? number : 0
+                guard
+                    let batch = await queue.nextBatch(
+                        maxCount: configuration.maxBatchSize, linger: configuration.maxBatchWait,
+                        growUntilBatchesApplied: growUntil)
                 else { break }
                 // One batch at a time (`--max-concurrent-batches 1`): nothing can be in flight here, no keys to compare.
                 let keys = limit > 1 ? Self.objects(of: batch) : []
@@ -140,6 +147,7 @@ public final class SignalWorkerService: Service, Sendable {
                 for (position, outcome) in zip(admitted, applied) { outcomes[position] = outcome }
             }
         }
+        queue.batchApplied()
         let finished = ContinuousClock.now
         metrics.recordBatch(size: admitted.count, duration: started.duration(to: finished))
         holds.withLock { holds in

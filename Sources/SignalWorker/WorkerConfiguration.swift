@@ -109,6 +109,15 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Whether the store runs one write transaction at a time (SQLite): a second batch in flight
+    /// only waits for the writer, so it is left to grow until the first one left the store.
+    public var hasOneWriter: Bool {
+        switch self {
+        case .sqlite: true
+        case .postgres: false
+        }
+    }
+
     /// Parses `sqlite:///abs/path`, `sqlite://relative/path`, a bare path, or `postgres://…`/`postgresql://…`.
     ///
     /// Anything else that starts like a URL (`scheme:`) is refused rather than taken for a file
