@@ -46,6 +46,7 @@ let package = Package(
             name: "protocol-benchmark",
             dependencies: [
                 .product(name: "SignalProtocol", package: "DjangoSignalWorker"),
+                .product(name: "SignalInbox", package: "DjangoSignalWorker"),
                 .product(name: "ProfileReceiver", package: "DjangoSignalWorker"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -7,6 +7,7 @@
 import ArgumentParser
 import Foundation
 import ProfileReceiver
+import SignalInbox
 import SignalProtocol
 
 struct Arguments: ParsableCommand {
@@ -66,6 +67,8 @@ let arguments = Arguments.parseOrExit()
 let frames = (0..<1_000).map(envelope)
 let requestDecoder = RequestDecoder()
 let receiver = ProfileReceiver()
+/// The worker's decoder: of `attrs`, only the paths its receivers read (docs/RECEIVERS.md, "Attributes").
+let workerDecoder = RequestDecoder(attributes: Inbox(receivers: [receiver]).attributeLayout)
 let jsonDecoder = JSONDecoder()
 
 let baseline = measure("JSONDecoder, minimal Codable struct") {
@@ -82,13 +85,18 @@ let decoding = measure("RequestDecoder (full envelope, field errors, null/absent
     }
     return decoded
 }
-let validated = measure("RequestDecoder + ProfileReceiver.message(from:)") {
+/// Decodes every frame with `decoder` and validates it for the profile receiver.
+func decodeAndValidate(_ decoder: RequestDecoder) -> Int {
     var valid = 0
     for index in 0..<arguments.count {
-        guard case .signal(let envelope)? = try? requestDecoder.decode(frames[index % frames.count]) else { continue }
+        guard case .signal(let envelope)? = try? decoder.decode(frames[index % frames.count]) else { continue }
         if (try? receiver.message(from: envelope)) != nil { valid += 1 }
     }
     return valid
+}
+let validated = measure("RequestDecoder + ProfileReceiver.message(from:)") { decodeAndValidate(requestDecoder) }
+let selected = measure("RequestDecoder with the receiver's attribute paths + ProfileReceiver.message(from:)") {
+    decodeAndValidate(workerDecoder)
 }
 let replies = measure("Reply.encoded()") {
     var bytes = 0
@@ -107,6 +115,7 @@ let report = """
     | JSONDecoder into a minimal Codable struct (floor) | \(Int(baseline)) | 1.00 |
     | RequestDecoder | \(Int(decoding)) | \(String(format: "%.2f", decoding / baseline)) |
     | RequestDecoder + ProfileReceiver validation | \(Int(validated)) | \(String(format: "%.2f", validated / baseline)) |
+    | the same, `attrs` decoded as the worker does (only the receiver's paths) | \(Int(selected)) | \(String(format: "%.2f", selected / baseline)) |
     | Reply encoding | \(Int(replies)) | |
 
     """

@@ -12,7 +12,9 @@ import WorkerOperations
 /// the worker, profile and drf-token), exactly as the socket thread calls them.
 ///
 /// Every input must end in an accepted message or in an error reply with a documented code, and
-/// the reply must be valid JSON echoing the id. (Validation has no store to reach: `Inbox.prepare`
+/// the reply must be valid JSON echoing the id. The worker's decoder builds only the receivers'
+/// paths of `attrs` (``SignalProtocol/AttributeLayout``); a second decoder builds `attrs` whole,
+/// and both must end in the same reply and the same validated profile message. (Validation has no store to reach: `Inbox.prepare`
 /// takes none.) A crash is a
 /// failure too: the process dies with the input in the log (``FuzzFailure`` keeps the bytes).
 public struct RequestFuzzer: Sendable {
@@ -34,12 +36,22 @@ public struct RequestFuzzer: Sendable {
     }
 
     private let decoder: RequestDecoder
+    /// `attrs` built whole: what the worker's decoder must agree with.
+    private let wholeAttributesDecoder: RequestDecoder
     private let inbox: Inbox
+    private let profile = ProfileReceiver()
 
     /// A fuzzer with the worker's default frame limit and both receivers the worker ships.
     public init(maxFrameBytes: Int = 64 * 1024) {
-        decoder = RequestDecoder(maxFrameBytes: maxFrameBytes)
-        inbox = Inbox(receivers: [ProfileReceiver(), DRFTokenReceiver()])
+        self.init(maxFrameBytes: maxFrameBytes, attributes: nil)
+    }
+
+    /// A fuzzer whose worker decoder keeps `attributes` instead of the receivers' paths (`nil`:
+    /// theirs); for the test that proves the comparison notices a path left out.
+    public init(maxFrameBytes: Int = 64 * 1024, attributes: AttributeLayout?) {
+        inbox = Inbox(receivers: [profile, DRFTokenReceiver()])
+        decoder = RequestDecoder(maxFrameBytes: maxFrameBytes, attributes: attributes ?? inbox.attributeLayout)
+        wholeAttributesDecoder = RequestDecoder(maxFrameBytes: maxFrameBytes)
     }
 
     /// The error codes a frame can get before it reaches the store (docs/PROTOCOL.md).
@@ -79,6 +91,39 @@ public struct RequestFuzzer: Sendable {
         if let problem = Self.replyProblem(reply.encoded(), id: requestID) {
             report.failures.append(FuzzFailure(input: input, problem: problem))
         }
+        if let problem = attributeDisagreement(input, reply: reply) {
+            report.failures.append(FuzzFailure(input: input, problem: problem))
+        }
+    }
+
+    /// How the whole-`attrs` decoder disagrees with the worker's on `input`, or `nil`: the reply
+    /// (the stand-in ok, or the error) and the profile receiver's validated message must match.
+    private func attributeDisagreement(_ input: [UInt8], reply: Reply) -> String? {
+        var expected: Reply
+        do {
+            let request = try wholeAttributesDecoder.decode(input)
+            switch request {
+            case .ping(let id):
+                expected = .ok(id, .pong)
+            case .signal(let envelope):
+                do {
+                    _ = try inbox.prepare(envelope)
+                    expected = .ok(envelope.id, .created)
+                } catch {
+                    expected = .error(envelope.id, error)
+                }
+                guard case .signal(let selected) = try? decoder.decode(input) else {
+                    return "the worker's decoder refused what the whole-attrs decoder read"
+                }
+                let whole = Result { () throws(ReplyError) in try profile.message(from: envelope) }
+                let mine = Result { () throws(ReplyError) in try profile.message(from: selected) }
+                if whole != mine { return "the profile receiver read \(mine) from the worker's decoder, \(whole) from attrs whole" }
+            }
+        } catch {
+            expected = .error(error.requestID, error.error)
+        }
+        guard expected == reply else { return "the worker's decoder answered \(reply), attrs whole \(expected)" }
+        return nil
     }
 
     /// Why an encoded reply is not a valid v1 reply to `id`, or `nil`. Read with the

@@ -67,6 +67,9 @@ public struct DRFTokenReceiver: PostSaveReceiver {
 
     public var name: String { "drf-token" }
 
+    /// None of `attrs` (as DRF's receiver, it reads only the user).
+    public var attributes: AttributeSelection { .paths([]) }
+
     /// The inbox's face of the receiver, compiled for this type (``SignalInbox/ErasedReceiver``).
     public var erased: ErasedReceiver { ErasedReceiver(self) }
     public var sender: String { configuration.senderLabel }

@@ -26,6 +26,15 @@ public struct ProfileReceiver: PostSaveReceiver {
     /// The attribute the receiver reads from the instance.
     public static let profileDataAttribute = "_profile_data"
 
+    /// The paths of `attrs` it reads: `_profile_data` and its three keys.
+    private static let profileDataPath = [profileDataAttribute]
+    private static let profileTypePath = [profileDataAttribute, "profile_type"]
+    private static let sexPath = [profileDataAttribute, "sex"]
+    private static let birthdatePath = [profileDataAttribute, "birthdate"]
+
+    /// `_profile_data`'s three keys: the decoder keeps those and builds nothing else of `attrs`.
+    public var attributes: AttributeSelection { .paths([Self.profileTypePath, Self.sexPath, Self.birthdatePath]) }
+
     // MARK: - Validation
 
     /// Validates a `post_save` envelope for this receiver.
@@ -45,7 +54,7 @@ public struct ProfileReceiver: PostSaveReceiver {
         }
         var message = ProfileMessage(userID: userID, created: envelope.created)
         do {
-            message.data = try profileData(envelope.attrs[Self.profileDataAttribute])
+            message.data = try profileData(envelope.attributes)
         } catch {
             guard !envelope.created else { throw error }
             message.dataError = error
@@ -54,15 +63,15 @@ public struct ProfileReceiver: PostSaveReceiver {
     }
 
     /// `_profile_data` as the receiver reads it; absent means `{}`.
-    private func profileData(_ value: JSONValue?) throws(ReplyError) -> ProfileData {
+    private func profileData(_ attributes: SignalAttributes) throws(ReplyError) -> ProfileData {
         var data = ProfileData()
-        switch value {
+        switch attributes.value(at: Self.profileDataPath) {
         case nil:
             return data  // getattr(instance, '_profile_data', {})
-        case .object(let object)?:
-            data.birthdate = try date(object, "birthdate")
-            let profileType = try textType(object, "profile_type")
-            let sex = try textType(object, "sex")
+        case .object?:
+            data.birthdate = try date(attributes.value(at: Self.birthdatePath), "birthdate")
+            let profileType = try textType(attributes.value(at: Self.profileTypePath), "profile_type")
+            let sex = try textType(attributes.value(at: Self.sexPath), "sex")
             data.profileType = try withinLimits(profileType, "profile_type", maxLength: configuration.limits.profileTypeMaxLength)
             data.sex = try withinLimits(sex, "sex", maxLength: configuration.limits.sexMaxLength)
             if case .null = data.profileType {
@@ -77,8 +86,9 @@ public struct ProfileReceiver: PostSaveReceiver {
         }
     }
 
-    private func textType(_ object: [String: JSONValue], _ key: String) throws(ReplyError) -> FieldUpdate<String> {
-        switch object[key] {
+    /// A text key of `_profile_data` (`value`: its value, `nil` when absent).
+    private func textType(_ value: JSONValue?, _ key: String) throws(ReplyError) -> FieldUpdate<String> {
+        switch value {
         case nil: return .absent
         case .null?: return .null
         case .string(let value)?: return .value(value)
@@ -102,8 +112,9 @@ public struct ProfileReceiver: PostSaveReceiver {
         return update
     }
 
-    private func date(_ object: [String: JSONValue], _ key: String) throws(ReplyError) -> FieldUpdate<DjangoDate> {
-        switch object[key] {
+    /// The date key of `_profile_data` (`value`: its value, `nil` when absent).
+    private func date(_ value: JSONValue?, _ key: String) throws(ReplyError) -> FieldUpdate<DjangoDate> {
+        switch value {
         case nil: return .absent
         case .null?: return .null
         case .string(let value)?:

@@ -67,6 +67,17 @@ public struct Inbox: Sendable {
     /// The receivers' names, in order.
     public var receiverNames: [String] { receivers.map(\.name) }
 
+    /// The paths of `attrs` the receivers read, for the request decoder; `nil` when one of them
+    /// reads the whole object (``AttributeSelection/all``).
+    public var attributeLayout: AttributeLayout? {
+        var paths: [[String]] = []
+        for receiver in receivers {
+            guard case .paths(let read) = receiver.attributes else { return nil }
+            paths += read
+        }
+        return AttributeLayout(paths)
+    }
+
     /// The tables all receivers need, each table once.
     public var tables: [TableRequirement] { receivers.flatMap(\.tables).merged }
 

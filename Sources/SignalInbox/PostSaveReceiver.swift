@@ -31,6 +31,10 @@ public protocol PostSaveReceiver: Sendable {
     var sender: String { get }
     /// The tables it reads and writes, checked at start-up.
     var tables: [TableRequirement] { get }
+    /// What of `attrs` ``message(from:)`` reads: `.all` (the default) keeps the whole object;
+    /// naming the paths lets the decoder keep only those, each in a slot of its own, and skip
+    /// building the rest (no dictionary per object: docs/RECEIVERS.md, "Attributes").
+    var attributes: AttributeSelection { get }
 
     /// The receiver adapted to what the database enforces (column lengths, NUL), read at start-up.
     func adapted(to facts: SchemaFacts) -> Self
@@ -77,7 +81,19 @@ public struct Decision<Change> {
     }
 }
 
+/// What of a request's `attrs` a receiver reads (``PostSaveReceiver/attributes``).
+public enum AttributeSelection: Sendable, Hashable {
+    /// The whole object: ``SignalProtocol/SignalAttributes/value(at:)`` reads any path.
+    case all
+    /// Only these paths (keys from `attrs` down; each prefix comes with them): reading another
+    /// one finds nothing.
+    case paths([[String]])
+}
+
 extension PostSaveReceiver {
+    /// The whole `attrs` object.
+    public var attributes: AttributeSelection { .all }
+
     /// The receiver behind the inbox's type-erased face (``ErasedReceiver``).
     ///
     /// A receiver may restate it as `public var erased: ErasedReceiver { ErasedReceiver(self) }`:
@@ -96,6 +112,7 @@ public struct ErasedReceiver: Sendable {
     @usableFromInline let name: String
     @usableFromInline let sender: String
     @usableFromInline let tables: [TableRequirement]
+    @usableFromInline let attributes: AttributeSelection
     @usableFromInline let adapted: @Sendable (SchemaFacts) -> ErasedReceiver
     @usableFromInline let djangoCompatibleDDL: @Sendable (SQLDialect) -> [String]
     /// Validates an envelope into a ``ValidatedMessage`` of the receiver's `Message`.
@@ -109,6 +126,7 @@ public struct ErasedReceiver: Sendable {
         name = receiver.name
         sender = receiver.sender
         tables = receiver.tables
+        attributes = receiver.attributes
         adapted = { receiver.adapted(to: $0).erased }
         djangoCompatibleDDL = { receiver.djangoCompatibleDDL($0) }
         message = { envelope throws(ReplyError) in ValidatedMessage(try receiver.message(from: envelope)) }

@@ -42,14 +42,27 @@ public struct SignalEnvelope: Sendable, Hashable {
     public var sentAt: String?
     /// The saved instance.
     public var instance: InstanceReference
-    /// Non-field instance attributes the receiver reads (e.g. `_profile_data`), as sent.
-    public var attrs: [String: JSONValue]
+    /// Non-field instance attributes the receivers read (e.g. `_profile_data`): `attrs` as sent,
+    /// or the paths of the decoder's ``AttributeLayout``.
+    public var attributes: SignalAttributes
 
     /// Creates an envelope; defaults match an absent optional field on the wire.
     public init(
         id: String, sequence: Int64? = nil, durable: Bool = true, checksOutbox: Bool = false, signal: String = "post_save",
         sender: String = "auth.user", database: String = "default", created: Bool, raw: Bool = false,
         updateFields: [String]? = nil, sentAt: String? = nil, instance: InstanceReference, attrs: [String: JSONValue] = [:]
+    ) {
+        self.init(
+            id: id, sequence: sequence, durable: durable, checksOutbox: checksOutbox, signal: signal, sender: sender,
+            database: database, created: created, raw: raw, updateFields: updateFields, sentAt: sentAt, instance: instance,
+            attributes: SignalAttributes(attrs))
+    }
+
+    /// Creates an envelope with its attributes as decoded.
+    public init(
+        id: String, sequence: Int64?, durable: Bool, checksOutbox: Bool, signal: String, sender: String, database: String,
+        created: Bool, raw: Bool, updateFields: [String]?, sentAt: String?, instance: InstanceReference,
+        attributes: SignalAttributes
     ) {
         self.id = id
         self.sequence = sequence
@@ -63,7 +76,7 @@ public struct SignalEnvelope: Sendable, Hashable {
         self.updateFields = updateFields
         self.sentAt = sentAt
         self.instance = instance
-        self.attrs = attrs
+        self.attributes = attributes
     }
 }
 

@@ -17,16 +17,31 @@ public struct RequestDecodingError: Error, Sendable, Hashable, CustomStringConve
 /// each, see ``JSONMemberLayout``; no dictionary for the envelope or `instance`), then
 /// validated field by field, so "absent" and "null" stay distinct everywhere. Unknown
 /// members and `instance.fields` are checked as strictly (well-formed; `fields` an object)
-/// but not built: no v1 receiver reads them. Only `attrs` and `pk` are kept as parsed.
+/// but not built: no v1 receiver reads them. `pk` is kept as parsed, and so is `attrs`: whole,
+/// or, given an ``AttributeLayout``, only the paths the receivers read (each in a slot of its
+/// own, the rest checked but not built).
 public struct RequestDecoder: Sendable {
     /// Largest frame accepted, in bytes; larger ones get `bad_request` without being parsed.
     public let maxFrameBytes: Int
+    /// The paths under `attrs` that are kept; `nil`: `attrs` is kept whole.
+    public let attributes: AttributeLayout?
+    /// The envelope's members, then the attributes' paths (`attrs` followed by each path).
+    private let layout: JSONMemberLayout
     /// Longest accepted message id, in UTF-8 bytes.
     public static let maxIDLength = 128
 
-    /// Creates a decoder that rejects frames larger than `maxFrameBytes`.
-    public init(maxFrameBytes: Int = 64 * 1024) {
+    /// Creates a decoder that rejects frames larger than `maxFrameBytes` and keeps, of `attrs`,
+    /// the paths of `attributes` (`nil`, the default: all of it).
+    public init(maxFrameBytes: Int = 64 * 1024, attributes: AttributeLayout? = nil) {
         self.maxFrameBytes = maxFrameBytes
+        self.attributes = attributes
+        if let attributes {
+            let envelope = EnvelopeMember.allCases.map(\.member)
+            let selected = attributes.paths.map { JSONMemberLayout.Member(EnvelopeMember.attrs.path + $0) }
+            layout = JSONMemberLayout(envelope + selected)
+        } else {
+            layout = EnvelopeMember.layout
+        }
     }
 
     /// Decodes one request frame.
@@ -43,7 +58,7 @@ public struct RequestDecoder: Sendable {
         }
         let parsed: JSONParser.LayoutResult
         do {
-            parsed = try JSONParser.parse(frame, layout: EnvelopeMember.layout)
+            parsed = try JSONParser.parse(frame, layout: layout)
         } catch {
             throw RequestDecodingError(
                 requestID: nil,
@@ -51,14 +66,16 @@ public struct RequestDecoder: Sendable {
         }
         switch parsed {
         case .members(let members):
-            return try Self.request(from: FieldReader(members: members))
+            return try Self.request(from: FieldReader(members: members), attributes: attributes)
         case .other(let root):
             throw RequestDecodingError(
                 requestID: nil, error: ReplyError(.badRequest, "request must be a JSON object, got \(root.typeName)"))
         }
     }
 
-    private static func request(from fields: FieldReader) throws(RequestDecodingError) -> Request {
+    private static func request(from fields: FieldReader, attributes layout: AttributeLayout?) throws(RequestDecodingError)
+        -> Request
+    {
         var fields = fields
         // The id first, so that every later error reply can echo it.
         let id = try fields.required(.id, "a string", \.stringValue)
@@ -93,6 +110,10 @@ public struct RequestDecoder: Sendable {
         let updateFields = try fields.optional(.updateFields, "null or an array of strings", \.stringArrayValue)
         let sentAt = try fields.optional(.sentAt, "a string", \.stringValue)
         let attrs = try fields.optional(.attrs, "an object", \.objectValue) ?? [:]
+        // With a layout, `attrs` came back empty: its paths are in the slots after the envelope's.
+        let attributes =
+            layout.map { SignalAttributes(layout: $0, values: fields.members.values, offset: EnvelopeMember.allCases.count) }
+            ?? SignalAttributes(attrs)
         // An object here comes back empty: its members are in their own slots.
         _ = try fields.required(.instance, "an object", \.objectValue)
         let model = try fields.required(.model, "a string", \.stringValue)
@@ -103,7 +124,7 @@ public struct RequestDecoder: Sendable {
             SignalEnvelope(
                 id: id, sequence: sequence, durable: durable, checksOutbox: checksOutbox, signal: signal, sender: sender, database: database, created: created,
                 raw: raw, updateFields: updateFields, sentAt: sentAt, instance: InstanceReference(model: model, pk: pk),
-                attrs: attrs))
+                attributes: attributes))
     }
 }
 
@@ -140,8 +161,11 @@ private enum EnvelopeMember: Int, CaseIterable {
     /// The field's name in error replies (`instance.pk`).
     var fieldName: String { path.joined(separator: ".") }
 
-    /// Every member in its slot; the model fields are checked but not built.
-    static let layout = JSONMemberLayout(allCases.map { JSONMemberLayout.Member($0.path, isBuilt: $0 != .fields) })
+    /// The member as a layout names it; the model fields are checked but not built.
+    var member: JSONMemberLayout.Member { JSONMemberLayout.Member(path, isBuilt: self != .fields) }
+
+    /// Every member in its slot (`attrs` whole).
+    static let layout = JSONMemberLayout(allCases.map(\.member))
 }
 
 /// Reads one field at a time and turns absence or a type mismatch into a `bad_request` naming it.

@@ -232,7 +232,8 @@ final class SocketLoop: Sendable {
     }
 
     private func serve(_ socket: Socket, replies: ReplySender) -> ServeEnd {
-        let decoder = RequestDecoder(maxFrameBytes: configuration.maxRequestBytes)
+        // Only the paths of `attrs` the receivers read are built (docs/RECEIVERS.md, "Attributes").
+        let decoder = RequestDecoder(maxFrameBytes: configuration.maxRequestBytes, attributes: registry.inbox.attributeLayout)
         let poller = Poller()
         let socketIndex = poller.register(socket, for: .readable)
         let wakeIndex = poller.register(fileDescriptor: mailbox.wakeDescriptor, for: .readable)

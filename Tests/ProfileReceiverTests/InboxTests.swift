@@ -315,3 +315,38 @@ struct InboxSeveralReceiversTests {
         #expect(!TokenKey.isWellFormed("abc"))
     }
 }
+
+/// A receiver written without declaring what it reads of `attrs`: the profile receiver's logic
+/// behind a face that keeps the protocol's default (``AttributeSelection/all``).
+private struct UndeclaredAttributesReceiver: PostSaveReceiver {
+    let profile = ProfileReceiver()
+    var name: String { "undeclared" }
+    var sender: String { profile.sender }
+    var tables: [TableRequirement] { profile.tables }
+    func adapted(to facts: SchemaFacts) -> Self { self }
+    func djangoCompatibleDDL(_ dialect: SQLDialect) -> [String] { profile.djangoCompatibleDDL(dialect) }
+    func message(from envelope: SignalEnvelope) throws(ReplyError) -> ProfileMessage { try profile.message(from: envelope) }
+    func reads(for messages: [ProfileMessage], dialect: SQLDialect) -> [BatchStatement] {
+        profile.reads(for: messages, dialect: dialect)
+    }
+    func state(for messages: [ProfileMessage], rows: [[SQLRow]]) throws(StoreError) -> ProfileState {
+        try profile.state(for: messages, rows: rows)
+    }
+    func decide(_ message: ProfileMessage, in state: ProfileState) -> Result<Decision<ProfileRow>, ReplyError> {
+        profile.decide(message, in: state)
+    }
+    func record(_ row: ProfileRow, in state: inout ProfileState) { profile.record(row, in: &state) }
+    func writes(for state: ProfileState, dialect: SQLDialect) -> [BatchStatement] { profile.writes(for: state, dialect: dialect) }
+}
+
+@Suite("Inbox: what the request decoder keeps of attrs")
+struct InboxAttributeLayoutTests {
+    @Test("the receivers' declared paths, each once; none for the token receiver; all of attrs once one receiver declares nothing")
+    func layoutFromReceivers() {
+        let profilePaths = [["_profile_data"], ["_profile_data", "profile_type"], ["_profile_data", "sex"], ["_profile_data", "birthdate"]]
+        #expect(Inbox(receivers: [ProfileReceiver()]).attributeLayout?.paths == profilePaths)
+        #expect(Inbox(receivers: [ProfileReceiver(), DRFTokenReceiver(), ProfileReceiver()]).attributeLayout?.paths == profilePaths)
+        #expect(Inbox(receivers: [DRFTokenReceiver()]).attributeLayout?.paths == [])
+        #expect(Inbox(receivers: [ProfileReceiver(), UndeclaredAttributesReceiver()]).attributeLayout == nil)
+    }
+}

@@ -9,7 +9,7 @@ struct JSONParsingTests {
         let frame = #"{"v":1,"id":"a","signal":"post_save","sender":"auth.user","created":true,"instance":{"model":"m","pk":1},"attrs":{"x":"#
             + json + "}}"
         guard case .signal(let envelope) = try RequestDecoder().decode(Array(frame.utf8)) else { return nil }
-        return envelope.attrs["x"]
+        return envelope.attributes.value(at: ["x"])
     }
 
     private func isRejected(_ frame: [UInt8]) -> Bool {
@@ -80,7 +80,7 @@ struct JSONParsingTests {
                         var expected = text
                         if special == [0x5C, 0x6E], length > 0 { expected.replaceSubrange(position...(position + 1), with: [0x0A]) }
                         if isControl { Issue.record("length \(length), position \(position), \(special) accepted") }
-                        #expect(envelope.attrs["x"] == .string(String(decoding: expected, as: UTF8.self)), "length \(length), position \(position), \(special)")
+                        #expect(envelope.attributes.value(at: ["x"]) == .string(String(decoding: expected, as: UTF8.self)), "length \(length), position \(position), \(special)")
                     } catch {
                         // The first control character is the one inside `fields`.
                         let offset = prefix.utf8.count + 1 + position
@@ -137,7 +137,7 @@ struct JSONParsingTests {
             Issue.record("expected a signal")
             return
         }
-        #expect(envelope.attrs["fields"] == .object(["k": .string("v")]))
+        #expect(envelope.attributes.value(at: ["fields"]) == .object(["k": .string("v")]))
         let notObject = prefix + #"[1]}}"#
         #expect(throws: RequestDecodingError.self) { try RequestDecoder().decode(Array(notObject.utf8)) }
     }

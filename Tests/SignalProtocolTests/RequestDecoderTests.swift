@@ -49,13 +49,13 @@ struct RequestDecoderTests {
         #expect(envelope.sentAt == "2026-11-25T13:00:00.123456Z")
         #expect(envelope.instance == InstanceReference(model: "auth.user", pk: .integer(42)))
         #expect(
-            envelope.attrs["_profile_data"]
+            envelope.attributes.value(at: ["_profile_data"])
                 == .object(["profile_type": .string("business"), "sex": .null, "birthdate": .string("1990-01-02")]))
     }
 
     @Test("null and absent keys stay distinct in attrs")
     func nullVersusAbsent() throws {
-        guard case .signal(let envelope) = try decode(full), case .object(let data)? = envelope.attrs["_profile_data"]
+        guard case .signal(let envelope) = try decode(full), case .object(let data)? = envelope.attributes.value(at: ["_profile_data"])
         else {
             Issue.record("expected _profile_data")
             return
@@ -78,7 +78,7 @@ struct RequestDecoderTests {
         #expect(envelope.database == "default")
         #expect(!envelope.raw)
         #expect(envelope.updateFields == nil)
-        #expect(envelope.attrs.isEmpty)
+        #expect(envelope.attributes.all?.isEmpty == true)
     }
 
     @Test("ping requests")

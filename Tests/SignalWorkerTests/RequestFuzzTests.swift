@@ -1,5 +1,6 @@
 import Foundation
 import RequestFuzzing
+import SignalProtocol
 import ZeroMQ
 import Testing
 
@@ -36,6 +37,19 @@ struct RequestFuzzTests {
         for code in RequestFuzzer.allowedCodes {
             #expect(report.errors[code, default: 0] > 5, "\(code): \(report.errors)")
         }
+    }
+
+    @Test("the comparison with attrs decoded whole notices a decoder that leaves out a path the receiver reads")
+    func comparisonCatchesAMissingPath() throws {
+        // Guards the guard: the worker's decoder keeps only the receivers' paths of `attrs`; one
+        // without `birthdate` must disagree with the whole-attrs decoder, or the runs prove nothing.
+        let seeds = try FuzzSeeds.load(repository: Self.repository)
+        let mutator = InputMutator(seeds: seeds.vectors + seeds.corpus)
+        let fuzzer = RequestFuzzer(
+            attributes: AttributeLayout([["_profile_data", "profile_type"], ["_profile_data", "sex"]]))
+        var report = RequestFuzzer.Report()
+        for index in 0..<2_000 { fuzzer.check(mutator.input(index, seed: 20261206), into: &report) }
+        #expect(report.failures.contains { $0.problem.contains("profile receiver read") }, "\(report.failures.prefix(3))")
     }
 
     @Test("the checker notices a reply that is not JSON, lacks v, or carries another id")
