@@ -98,10 +98,10 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     /// How many batch transactions pay to run at once on this kind of store.
     ///
     /// PostgreSQL: the server works on one batch while the worker prepares or commits the other.
-    /// SQLite: its one writer connection still runs one transaction at a time, but while it does,
-    /// the next batch is planned (`Inbox.batch`) and the previous one's replies are built and
-    /// handed back, instead of each waiting for the other (about +10 % pipelined requests per
-    /// second on two cores: docs/PERFORMANCE.md, "Running the benchmarks").
+    /// SQLite: its one writer connection still runs one transaction at a time; the second batch
+    /// gathers the requests that arrive until the first one left the store (``hasOneWriter``),
+    /// then is planned while the first one's replies are built and handed back, instead of each
+    /// waiting for the other (docs/PERFORMANCE.md, "Running the benchmarks").
     public var defaultConcurrentBatches: Int {
         switch self {
         case .sqlite: 2

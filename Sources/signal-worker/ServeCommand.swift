@@ -54,7 +54,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Most requests applied in one transaction (group commit). [env: SIGNAL_WORKER_MAX_BATCH]")
     var maxBatch: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_BATCH", 1_000)
 
-    @Option(help: "Most batches applied at once, in separate transactions, never two with a user in common; 0 = the store's choice (2: the next batch is planned while one commits). [env: SIGNAL_WORKER_MAX_CONCURRENT_BATCHES]")
+    @Option(help: "Most batches applied at once, in separate transactions, never two with a user in common; 0 = the store's choice (2; on SQLite the second batch gathers requests until the first one committed). [env: SIGNAL_WORKER_MAX_CONCURRENT_BATCHES]")
     var maxConcurrentBatches: Int = EnvironmentDefault.int("SIGNAL_WORKER_MAX_CONCURRENT_BATCHES", 0)
 
     @Option(help: "Milliseconds a batch may wait for more requests; 0 applies at once (lowest latency). [env: SIGNAL_WORKER_MAX_BATCH_WAIT_MS]")
