@@ -8,7 +8,7 @@ import Testing
 struct ReceiversEndToEndTests {
     @Test("a create writes a profile and a token, an update only the profile; a token conflict writes neither; metrics per receiver")
     func profileAndToken() async throws {
-        let database = try await SQLiteFixture.make("e2e-receivers")
+        let database = try await SQLiteFixture.make("e2e-receivers", receivers: "profile,drf-token")
         defer { database.remove() }
         try database.insertUsers(1...3)
         let queue = try database.open()
@@ -50,7 +50,7 @@ struct ReceiversEndToEndTests {
 
     @Test("a receiver whose table is missing stops the start with the table named; an unknown receiver is refused")
     func missingTokenTable() async throws {
-        let database = try await SQLiteFixture.make("e2e-receivers-missing")
+        let database = try await SQLiteFixture.make("e2e-receivers-missing", receivers: "profile,drf-token")
         defer { database.remove() }
         try await database.open().write { db in try db.execute(sql: "DROP TABLE authtoken_token") }
         let result = try await ChildProcess.runWorkerCommand(["check", "--store", database.storeURL, "--receivers", "profile,drf-token"])

@@ -21,8 +21,9 @@ struct SQLiteFixture: Sendable {
     /// `sqlite:///…` for `--store`.
     var storeURL: String { "sqlite://\(path)" }
 
-    /// Creates the directory and the database.
-    static func make(_ label: String = "e2e") async throws -> SQLiteFixture {
+    /// Creates the directory and the database; without Django's template, the tables of
+    /// `receivers` (`--receivers`, the worker's default when `nil`) are made by `--create-schema`.
+    static func make(_ label: String = "e2e", receivers: String? = nil) async throws -> SQLiteFixture {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("signal-worker-\(label)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -31,7 +32,8 @@ struct SQLiteFixture: Sendable {
             try FileManager.default.copyItem(atPath: template, toPath: path)
         } else {
             print("NOTE: SIGNAL_WORKER_TEST_DJANGO_SQLITE not set: \(label) uses `signal-worker check --create-schema`")
-            let result = try await ChildProcess.runWorkerCommand(["check", "--store", "sqlite://\(path)", "--create-schema"])
+            let result = try await ChildProcess.runWorkerCommand(
+                ["check", "--store", "sqlite://\(path)", "--create-schema"] + (receivers.map { ["--receivers", $0] } ?? []))
             guard result.exit == .init(status: 0, signalled: false) else {
                 throw TestFailure("check --create-schema failed (\(result.exit)): \(result.output)")
             }
