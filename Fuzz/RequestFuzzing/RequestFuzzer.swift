@@ -57,72 +57,70 @@ public struct RequestFuzzer: Sendable {
     /// The error codes a frame can get before it reaches the store (docs/PROTOCOL.md).
     public static let allowedCodes: Set<String> = ["bad_request", "unsupported", "invalid_value"]
 
-    /// Runs one input through decode and prepare and records what broke an invariant in `report`.
-    public func check(_ input: [UInt8], into report: inout Report) {
-        report.inputs += 1
+    /// What the worker does with one input before the store: the reply (a stand-in `ok` for an
+    /// accepted message), the id it echoes, and the envelope when the frame decoded to a signal.
+    private struct Answer {
         var reply: Reply
         var requestID: String?
+        var envelope: SignalEnvelope?
+        var accepted = false
+    }
+
+    /// Decodes `input` with `decoder` and prepares it, as the socket thread does.
+    private func answer(_ input: [UInt8], decodedBy decoder: RequestDecoder) -> Answer {
         do {
-            let request = try decoder.decode(input)
-            requestID = request.id
-            switch request {
+            switch try decoder.decode(input) {
             case .ping(let id):
-                report.pings += 1
-                reply = .ok(id, .pong)
+                return Answer(reply: .ok(id, .pong), requestID: id)
             case .signal(let envelope):
                 do {
                     _ = try inbox.prepare(envelope)
-                    report.accepted += 1
-                    reply = .ok(envelope.id, .created)  // stands in for the store's answer
+                    // Stands in for the store's answer.
+                    return Answer(reply: .ok(envelope.id, .created), requestID: envelope.id, envelope: envelope, accepted: true)
                 } catch {
-                    reply = .error(envelope.id, error)
+                    return Answer(reply: .error(envelope.id, error), requestID: envelope.id, envelope: envelope)
                 }
             }
         } catch {
-            requestID = error.requestID
-            reply = .error(error.requestID, error.error)
+            return Answer(reply: .error(error.requestID, error.error), requestID: error.requestID)
         }
-        if case .error(let error) = reply.outcome {
+    }
+
+    /// Runs one input through decode and prepare and records what broke an invariant in `report`.
+    public func check(_ input: [UInt8], into report: inout Report) {
+        report.inputs += 1
+        let answer = answer(input, decodedBy: decoder)
+        if answer.accepted { report.accepted += 1 }
+        if answer.reply.outcome == .ok(.pong) { report.pings += 1 }
+        if case .error(let error) = answer.reply.outcome {
             report.errors[error.code.rawValue, default: 0] += 1
             if !Self.allowedCodes.contains(error.code.rawValue) {
                 report.failures.append(FuzzFailure(input: input, problem: "error code \(error.code) before the store"))
             }
         }
-        if let problem = Self.replyProblem(reply.encoded(), id: requestID) {
+        if let problem = Self.replyProblem(answer.reply.encoded(), id: answer.requestID) {
             report.failures.append(FuzzFailure(input: input, problem: problem))
         }
-        if let problem = attributeDisagreement(input, reply: reply) {
+        if let problem = attributeDisagreement(input, worker: answer) {
             report.failures.append(FuzzFailure(input: input, problem: problem))
         }
     }
 
-    /// How the whole-`attrs` decoder disagrees with the worker's on `input`, or `nil`: the reply
-    /// (the stand-in ok, or the error) and the profile receiver's validated message must match.
-    private func attributeDisagreement(_ input: [UInt8], reply: Reply) -> String? {
-        var expected: Reply
-        do {
-            let request = try wholeAttributesDecoder.decode(input)
-            switch request {
-            case .ping(let id):
-                expected = .ok(id, .pong)
-            case .signal(let envelope):
-                do {
-                    _ = try inbox.prepare(envelope)
-                    expected = .ok(envelope.id, .created)
-                } catch {
-                    expected = .error(envelope.id, error)
-                }
-                guard case .signal(let selected) = try? decoder.decode(input) else {
-                    return "the worker's decoder refused what the whole-attrs decoder read"
-                }
-                let whole = Result { () throws(ReplyError) in try profile.message(from: envelope) }
-                let mine = Result { () throws(ReplyError) in try profile.message(from: selected) }
-                if whole != mine { return "the profile receiver read \(mine) from the worker's decoder, \(whole) from attrs whole" }
-            }
-        } catch {
-            expected = .error(error.requestID, error.error)
+    /// How the whole-`attrs` decoder disagrees with the worker's `answer` to `input`, or `nil`:
+    /// the reply (the stand-in ok, or the error) and the profile receiver's validated message
+    /// must match.
+    private func attributeDisagreement(_ input: [UInt8], worker: Answer) -> String? {
+        let whole = answer(input, decodedBy: wholeAttributesDecoder)
+        guard whole.reply == worker.reply else {
+            return "the worker's decoder answered \(worker.reply), attrs whole \(whole.reply)"
         }
-        guard expected == reply else { return "the worker's decoder answered \(reply), attrs whole \(expected)" }
+        guard let wholeEnvelope = whole.envelope else { return nil }
+        guard let envelope = worker.envelope else { return "the worker's decoder refused what the whole-attrs decoder read" }
+        let expected = Result { () throws(ReplyError) in try profile.message(from: wholeEnvelope) }
+        let read = Result { () throws(ReplyError) in try profile.message(from: envelope) }
+        guard read == expected else {
+            return "the profile receiver read \(read) from the worker's decoder, \(expected) from attrs whole"
+        }
         return nil
     }
 

@@ -13,8 +13,8 @@ public struct AttributeLayout: Sendable, Hashable {
     public init(_ paths: [[String]]) {
         var unique: [[String]] = []
         for path in paths {
-            for length in 1...max(1, path.count) where length <= path.count {
-                let prefix = Array(path.prefix(length))
+            for last in path.indices {
+                let prefix = Array(path[...last])
                 if !unique.contains(prefix) { unique.append(prefix) }
             }
         }
@@ -100,9 +100,9 @@ public struct SignalAttributes: Sendable, Hashable {
         switch storage {
         case .all(let attrs):
             hasher.combine(attrs)
-        case .selected(let layout, _, _):
+        case .selected(let layout, let values, let offset):
             hasher.combine(layout)
-            for value in selectedValues ?? [] { hasher.combine(value) }
+            for value in values[offset..<(offset + layout.paths.count)] { hasher.combine(value) }
         }
     }
 

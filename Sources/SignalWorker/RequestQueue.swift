@@ -21,23 +21,34 @@ final class RequestQueue: Sendable {
     private struct State {
         var items: [QueuedRequest] = []
         var head = 0
-        var waiter: CheckedContinuation<Void, Never>?
-        /// The queue length at which a push wakes the waiter (1: any request; more: a batch growing).
-        var wakeAtCount = 1
-        /// Batches that left the store (``batchApplied()``), and the number that wakes the waiter.
+        /// The apply loop, while it waits, and what wakes it.
+        var waiter: Waiter?
+        /// Batches that left the store (``batchApplied()``).
         var batchesApplied = 0
-        var wakeAtBatchesApplied = Int.max
         var closed = false
         var count: Int { items.count - head }
 
+        /// Whether the queue holds `count` requests, `batchesApplied` batches left the store, or
+        /// it is closed.
+        func holds(count wanted: Int, batchesApplied applied: Int) -> Bool {
+            closed || count >= wanted || batchesApplied >= applied
+        }
+
         /// The waiter, taken out, if the queue now holds what it waits for.
         mutating func takeWaiterIfDue() -> CheckedContinuation<Void, Never>? {
-            guard waiter != nil, closed || count >= wakeAtCount || batchesApplied >= wakeAtBatchesApplied else {
-                return nil
-            }
-            defer { waiter = nil }
-            return waiter
+            guard let waiter, holds(count: waiter.count, batchesApplied: waiter.batchesApplied) else { return nil }
+            self.waiter = nil
+            return waiter.continuation
         }
+    }
+
+    /// The apply loop waiting in ``nextBatch(maxCount:linger:growUntilBatchesApplied:)``.
+    private struct Waiter {
+        let continuation: CheckedContinuation<Void, Never>
+        /// The queue length that wakes it (1: any request; more: a batch growing).
+        let count: Int
+        /// The number of batches that left the store that wakes it.
+        let batchesApplied: Int
     }
 
     private let state = Mutex(State())
@@ -106,10 +117,8 @@ final class RequestQueue: Sendable {
     private func wait(forCount count: Int, batchesApplied: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { state -> Bool in
-                state.wakeAtCount = count
-                state.wakeAtBatchesApplied = batchesApplied
-                if state.closed || state.count >= count || state.batchesApplied >= batchesApplied { return true }
-                state.waiter = continuation
+                if state.holds(count: count, batchesApplied: batchesApplied) { return true }
+                state.waiter = Waiter(continuation: continuation, count: count, batchesApplied: batchesApplied)
                 return false
             }
             if resumeNow { continuation.resume() }
