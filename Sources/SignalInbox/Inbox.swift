@@ -322,6 +322,9 @@ private struct BatchPlanning: Sendable {
             offset += count
         }
 
+        // A message of one receiver is answered `.applied([that receiver's action])`: one array per
+        // (receiver, action), shared by the batch's replies, instead of one allocated per message.
+        var oneReceiverOutcomes: [[Reply.Outcome?]] = names.map { _ in Array(repeating: nil, count: ReplyAction.slotCount) }
         var plan = InboxPlan()
         plan.outcomes.reserveCapacity(messages.count)
         plan.applied.reserveCapacity(messages.count)
@@ -360,7 +363,7 @@ private struct BatchPlanning: Sendable {
                 let receiver = chain[0]
                 switch planners[receiver].unsafelyUnwrapped.decideAndKeep(localIndexes[first]) {
                 case .accepted(let action, let changed):
-                    outcome = (.applied([ReceiverAction(names[receiver], action)]), changed)
+                    outcome = (Self.applied(action, by: receiver, names: names, cache: &oneReceiverOutcomes), changed)
                 case .refused(let error):
                     outcome = (.error(error.from(receiver: names[receiver])), false)
                 }
@@ -385,6 +388,16 @@ private struct BatchPlanning: Sendable {
         return plan
     }
 
+    /// `.applied([ReceiverAction(receiver's name, action)])`, made once per (receiver, action) in `cache`.
+    private static func applied(
+        _ action: ReplyAction, by receiver: Int, names: [String], cache: inout [[Reply.Outcome?]]
+    ) -> Reply.Outcome {
+        if let made = cache[receiver][action.slot] { return made }
+        let made = Reply.Outcome.applied([ReceiverAction(names[receiver], action)])
+        cache[receiver][action.slot] = made
+        return made
+    }
+
     /// One message through a chain of several receivers, all or nothing: the first refusal is the
     /// outcome and no receiver records its change; otherwise every receiver records its change.
     private func decideTogether(_ chain: [Int], first: Int, _ planners: [ReceiverPlanner?]) -> (Reply.Outcome, changes: Bool) {
@@ -404,4 +417,21 @@ private struct BatchPlanning: Sendable {
         for receiver in chain { planners[receiver].unsafelyUnwrapped.keepPending() }
         return (.applied(actions), changes)
     }
+}
+
+extension ReplyAction {
+    /// The action's index in a per-action table (`allCases` would build an array at each use).
+    fileprivate var slot: Int {
+        switch self {
+        case .created: 0
+        case .updated: 1
+        case .skipped: 2
+        case .duplicate: 3
+        case .stale: 4
+        case .pong: 5
+        }
+    }
+
+    /// The number of slots.
+    fileprivate static let slotCount = 6
 }

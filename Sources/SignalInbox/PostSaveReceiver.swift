@@ -212,12 +212,16 @@ struct ReceiverPlanner {
 }
 
 /// One receiver's planning of one batch: its messages, its state, the change pending a verdict.
+///
+/// Used by one thread, the store's, for one batch, and never re-entered (a receiver's `decide` and
+/// `record` do not call back into it): its two variables skip the run-time exclusivity checks,
+/// which cost a tenth of the planning's time when every access to them began and ended one.
 @usableFromInline
 final class Planning<Receiver: PostSaveReceiver> {
     @usableFromInline let receiver: Receiver
     @usableFromInline let messages: [Receiver.Message]
-    @usableFromInline var state: Receiver.State
-    @usableFromInline var pending: Receiver.Change?
+    @exclusivity(unchecked) @usableFromInline var state: Receiver.State
+    @exclusivity(unchecked) @usableFromInline var pending: Receiver.Change?
 
     @inlinable
     init(receiver: Receiver, messages: [Receiver.Message], state: Receiver.State) {

@@ -51,7 +51,8 @@ final class ReplyMailbox: Sendable {
     func post(_ replies: [OutgoingReply]) {
         guard !replies.isEmpty else { return }
         let mustSignal = state.withLock { state -> Bool in
-            state.replies += replies
+            // Handed over whole when nothing waits (the usual case): no copy of each reply.
+            if state.replies.isEmpty { state.replies = replies } else { state.replies += replies }
             defer { state.signalled = true }
             return !state.signalled
         }

@@ -117,9 +117,7 @@ final class SocketLoop: Sendable {
         started(.success(endpoint))
 
         let replies = ReplySender(socket: socket, metrics: metrics, logger: logger)
-        if serve(socket, replies: replies) == .completed {
-            for reply in mailbox.takeAll() { replies.send(reply) }
-        }
+        if serve(socket, replies: replies) == .completed { replies.sendAll(mailbox.takeAll()) }
         socket.close()  // LINGER bounds how long queued replies may take to flush
         // Only now may a failed authentication handler unbind: the socket it guarded is closed.
         authenticator?.release()
@@ -285,7 +283,7 @@ final class SocketLoop: Sendable {
             }
             for item in ready {
                 if item.index == wakeIndex {
-                    for reply in mailbox.takeAll() { replies.send(reply) }
+                    replies.sendAll(mailbox.takeAll())
                 } else if item.index == socketIndex, reading {
                     readAvailable(from: socket, decoder: decoder, frames: &frames, replies: replies)
                 }
@@ -370,6 +368,14 @@ private final class ReplySender {
     /// Largest buffer kept between replies: an error reply that quotes a long value is encoded
     /// in a buffer of its own size, then that buffer is let go.
     private static let keptCapacity = 4_096
+
+    /// Sends each reply, in order.
+    ///
+    /// (Read through the array's subscript: a `for reply in replies` loop copied each reply first,
+    /// a retain and a release of its frames and id, 3 % of the socket thread's samples.)
+    func sendAll(_ replies: [OutgoingReply]) {
+        for index in replies.indices { send(replies[index]) }
+    }
 
     func send(_ reply: OutgoingReply) {
         reply.reply.encode(into: &bytes)
