@@ -432,6 +432,6 @@ extension ReplyAction {
         }
     }
 
-    /// The number of slots.
-    fileprivate static let slotCount = 6
+    /// The number of slots: one per action, so that a new action cannot outgrow the table.
+    fileprivate static let slotCount = allCases.count
 }

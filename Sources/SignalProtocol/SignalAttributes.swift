@@ -100,9 +100,9 @@ public struct SignalAttributes: Sendable, Hashable {
         switch storage {
         case .all(let attrs):
             hasher.combine(attrs)
-        case .selected(let layout, let values, let offset):
+        case .selected(let layout, _, _):
             hasher.combine(layout)
-            for value in values[offset..<(offset + layout.paths.count)] { hasher.combine(value) }
+            for value in selectedValues ?? [] { hasher.combine(value) }
         }
     }
 
