@@ -59,9 +59,6 @@ final class ReplyMailbox: Sendable {
         if mustSignal { wake() }
     }
 
-    /// Whether replies wait to be taken (the socket thread looks between reads, without a poll).
-    var hasReplies: Bool { state.withLock { !$0.replies.isEmpty } }
-
     /// Wakes the socket thread without a reply (to notice a state change such as shutdown).
     func wake() {
         var byte: UInt8 = 1

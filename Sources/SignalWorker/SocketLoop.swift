@@ -291,38 +291,19 @@ final class SocketLoop: Sendable {
         }
     }
 
-    /// Requests read per wake-up at most, before the loop looks at its other duties again.
-    static let readsPerWake = 1_024
-    /// Requests read between two looks at the mailbox within one wake-up.
-    ///
-    /// Decoding a request takes a few microseconds: a full wake-up's worth is milliseconds, and
-    /// replies committed meanwhile used to wait for all of it (a median of 1.3–1.5 ms and a p90
-    /// of 4–5.6 ms between a batch's commit and its replies leaving, under `worker-benchmark`).
-    /// Every 64 reads they leave within about a fifth of a millisecond (docs/PERFORMANCE.md).
-    static let readsBetweenReplies = 64
-
-    /// Reads what is waiting (bounded, so the loop gets back to its other duties), dispatches each
-    /// request, and sends the replies that arrive meanwhile every ``readsBetweenReplies`` reads.
+    /// Reads what is waiting (bounded, so replies are not starved), and dispatches each request.
     private func readAvailable(
         from socket: Socket, decoder: RequestDecoder, frames: inout [[UInt8]], replies: ReplySender
     ) {
         defer { metrics.queued(queue.count) }
-        var read = 0
-        while read < Self.readsPerWake, queue.count < configuration.maxQueuedRequests {
-            let chunk: Int
-            do {
-                chunk = try socket.receiveQueued(limit: Self.readsBetweenReplies, into: &frames) { message in
-                    dispatch(message, decoder: decoder, replies: replies)
-                    return queue.count < configuration.maxQueuedRequests
-                }
-            } catch {
-                logger.error("receive failed: \(error)")
-                return
+        guard queue.count < configuration.maxQueuedRequests else { return }
+        do {
+            try socket.receiveQueued(limit: 1_024, into: &frames) { message in
+                dispatch(message, decoder: decoder, replies: replies)
+                return queue.count < configuration.maxQueuedRequests
             }
-            read += chunk
-            if mailbox.hasReplies { replies.sendAll(mailbox.takeAll()) }
-            // Fewer than asked: nothing more is waiting (or the queue is full).
-            if chunk < Self.readsBetweenReplies { return }
+        } catch {
+            logger.error("receive failed: \(error)")
         }
     }
 
