@@ -1,4 +1,4 @@
-"""Benchmarks/ab/summarize.py: the ratio is B over A within each quad, the interval brackets it,
+"""Benchmarks/ab/ab_summary.py: the ratio is B over A within each quad, the interval brackets it,
 and the verdict says "no difference" unless the whole interval is on one side of 1.
 
     python3 -m unittest discover -s Benchmarks/tests -v      # any Python 3.10+, no packages
@@ -13,7 +13,7 @@ from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCHMARKS / "ab"))
-import summarize  # noqa: E402
+import ab_summary as summarize  # noqa: E402
 
 
 def quads(rates_a: list[float], rates_b: list[float]) -> list[tuple[str, str, float, float]]:
@@ -61,6 +61,18 @@ class ABSummaryTest(unittest.TestCase):
             text = summarize.report(summarize.compare(summarize.read_runs(path), "old", "new"), "old", "new", "# t")
         self.assertIn("| creates/s | 100 | 120 | 1.200 |", text)
         self.assertIn("4 of 4 quads", text)
+
+    def test_a_run_is_recorded_from_worker_benchmarks_sqlite_full_row(self) -> None:
+        report = (
+            "| store | creates/s | updates/s | target | p50 µs | p90 µs | p99 µs | max µs | p99 target | peak RSS MB "
+            "| RSS target | CPU s / 100k: worker, client |\n"
+            "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: |\n"
+            "| SQLite | 127182 | 136253 | ≥ 50000: yes | 588 | 588 | 588 | 588 | ≤ 1000: yes | 2.9 | ≤ 50: yes | 1.00, 0.14 |\n"
+            "| SQLite (NORMAL) | 1 | 2 | ≥ 50000: no | 1 | 1 | 1 | 1 | ≤ 1000: yes | 2.9 | ≤ 50: yes | 1.00, 0.14 |\n")
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "worker.md"
+            path.write_text(report)
+            self.assertEqual(summarize.run_line("3", "B", path), "3\tB\t127182\t136253")
 
     def test_a_malformed_line_names_its_place(self) -> None:
         with tempfile.TemporaryDirectory() as directory:
